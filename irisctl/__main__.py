@@ -1,0 +1,3 @@
+from irisctl.cli import main
+
+main()

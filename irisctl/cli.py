@@ -1,0 +1,232 @@
+"""The command line: wiring only. Each command reads its options, calls one use case in ``ops``
+and hands the result to one renderer in ``output``. Errors are caught once, in ``_Group``.
+
+Heavy modules (mlflow, kubernetes, docker, sklearn) are never imported here, so ``--help`` stays
+fast; ``ops`` is imported inside each command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from . import __version__, output
+from .errors import EXIT_FAILED, BadInput, IrisctlError
+
+
+class _Group(TyperGroup):
+    """The error boundary: an IrisctlError becomes 'Error: … / Hint: …' and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IrisctlError as exc:
+            output.error(exc.message, exc.hint)
+            if (ctx.obj or {}).get("verbose"):
+                output.err_console.print_exception()
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, track, serve, monitor and alert on an Iris classifier, on this machine or a cluster.",
+    epilog="Example: irisctl up && irisctl predict 5.1 3.5 1.4 0.2",
+)
+
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON, for scripts.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"irisctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    target: str = typer.Option(None, "--target", help="local, minikube or kubernetes (default: auto)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show tracebacks for errors."),
+    version: bool = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = {"target": target, "verbose": verbose}
+
+
+def _config(ctx: typer.Context, **flags: Any) -> Any:
+    from . import settings, state
+
+    home = settings.default_home()
+    return settings.load({"target": ctx.obj["target"], **flags}, home=home,
+                         recorded=state.read(home))
+
+
+def _reporter(json_out: bool) -> output.Reporter:
+    return output.Reporter(to_stderr=json_out)
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    mlflow_port: int = typer.Option(None, "--mlflow-port", help="Local MLflow port [5000]."),
+    api_port: int = typer.Option(None, "--api-port", help="Local model API port [8080]."),
+    monitor_port: int = typer.Option(None, "--monitor-port", help="Local monitor port [8001]."),
+    prometheus_port: int = typer.Option(None, "--prometheus-port", help="Local Prometheus port [9090]."),
+    threshold: float = typer.Option(None, "--threshold", help="Promotion accuracy threshold [0.9]."),
+    schedule: str = typer.Option(None, "--schedule", help="Training cron schedule [0 3 * * *]."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Bring the whole stack up (idempotent); train a first model if there is no champion.
+
+    Example: irisctl up
+    """
+    from . import ops
+
+    config = _config(ctx, mlflow_port=mlflow_port, api_port=api_port, monitor_port=monitor_port,
+                     prometheus_port=prometheus_port, accuracy_threshold=threshold,
+                     train_schedule=schedule)
+    report = _reporter(json_out)
+    result = ops.up(config, report.progress, report.line)
+    output.print_json(result) if json_out else output.up(result)
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    now: bool = typer.Option(False, "--now", help="Run one training job now."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run one training job now, stream its logs and report the result.
+
+    Example: irisctl train --now
+    """
+    from . import ops
+
+    if not now:
+        raise BadInput("train runs only on demand with --now; scheduled runs follow the schedule",
+                       "irisctl train --now")
+    report = _reporter(json_out)
+    result = ops.train(_config(ctx), report.line)
+    output.print_json(result) if json_out else output.train(result)
+    if not result.ok:
+        raise IrisctlError(f"training failed: {result.error or f'exit {result.exit_code}'}",
+                           "see `irisctl logs trainer`")
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def predict(
+    ctx: typer.Context,
+    features: list[str] = typer.Argument(None, help="Sepal length, sepal width, petal length, petal width (cm)."),
+    file: Path = typer.Option(None, "--file", "-f", help="CSV file of rows of 4 features (batch)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Ask the served model; print the class and its probabilities.
+
+    Example: irisctl predict 5.1 3.5 1.4 0.2
+    """
+    from . import ops
+
+    if file is not None and features:
+        raise BadInput("give either 4 features or --file, not both")
+    rows = ops.read_rows(file) if file is not None else [ops.parse_features(features or [])]
+    answer = ops.predict(_config(ctx), rows)
+    output.print_json(answer) if json_out else output.prediction(answer)
+
+
+@app.command()
+def status(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Services, the champion (version, accuracy, age), recent runs and alert states.
+
+    Exit 0 when healthy, 1 when degraded, 3 when the stack is not up.
+
+    Example: irisctl status --json
+    """
+    from . import ops
+
+    result = ops.status(_config(ctx))
+    output.print_json(result.as_json()) if json_out else output.status(result)
+    if not result.healthy:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="mlflow, trainer, model-api, monitor, prometheus, scheduler."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
+    tail: int = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
+) -> None:
+    """Print a service's log (`trainer`: the last training run).
+
+    Example: irisctl logs model-api -f
+    """
+    from . import ops
+
+    for line in ops.logs(_config(ctx), service, follow, tail):
+        print(line, flush=True)
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    purge: bool = typer.Option(False, "--purge", help="Also delete models, runs, metrics and logs."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --purge."),
+) -> None:
+    """Stop the stack. Data is kept unless --purge.
+
+    Example: irisctl down
+    """
+    from . import ops
+
+    config = _config(ctx)
+    if purge and not yes:
+        if not sys.stdin.isatty():
+            raise BadInput("--purge deletes every model, run and metric; without a terminal it needs --yes")
+        typer.confirm(f"Delete all irisctl data under {config.home}?", abort=True)
+    for line in ops.down(config, purge) or ["nothing was running"]:
+        output.console.print(line)
+
+
+@app.command()
+def render(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Print the configuration `up` would apply for the target (like `helm template`).
+
+    Example: irisctl render > stack.txt
+    """
+    from . import ops
+
+    files = ops.render(_config(ctx))
+    if json_out:
+        output.print_json(files)
+        return
+    for name, text in files.items():
+        print(f"# --- {name} ---\n{text}")
+
+
+@app.command()
+def doctor(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Preflight checks, each with its fix. Exit 1 if a required check fails.
+
+    Example: irisctl doctor
+    """
+    from . import ops
+
+    checks = ops.doctor(_config(ctx))
+    output.print_json([c.__dict__ for c in checks]) if json_out else output.doctor(checks)
+    if any(c.level == "fail" for c in checks):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

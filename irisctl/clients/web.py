@@ -1,0 +1,65 @@
+"""HTTP calls to the stack's services (model API, health endpoints), bounded in time."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+
+from ..errors import IrisctlError, NotUp
+
+
+def healthy(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers 2xx within ``timeout_s``."""
+    try:
+        return httpx.get(url, timeout=timeout_s).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def get_json(url: str, timeout_s: float = 3.0) -> Any:
+    try:
+        resp = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise IrisctlError(f"{url} is not reachable: {exc}") from None
+    resp.raise_for_status()
+    return resp.json()
+
+
+def predict(api_url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """POST /predict; the API's JSON answer, or an IrisctlError carrying its message."""
+    try:
+        resp = httpx.post(f"{api_url}/predict", json=payload, timeout=timeout_s)
+    except httpx.ConnectError:
+        raise NotUp(f"the model API at {api_url} is not reachable",
+                    "check `irisctl status`; start the stack with `irisctl up`") from None
+    except httpx.HTTPError as exc:
+        raise IrisctlError(f"the model API at {api_url} failed: {exc}") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"detail": resp.text[:200]}
+    if resp.status_code == 503:
+        raise IrisctlError(f"the model API has no model: {body.get('detail')}",
+                           "run `irisctl train --now`")
+    if not resp.is_success:
+        raise IrisctlError(f"the model API answered {resp.status_code}: {body.get('detail')}")
+    return dict(body)
+
+
+def port_free(port: int) -> bool:
+    """True when 127.0.0.1:port can be bound (nobody listens there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,339 @@
+"""irisctl's use cases. Each takes typed inputs, acts through a target, returns a result object.
+
+Nothing here prints: the CLI hands results to ``output``. Nothing here branches on a target's
+name: ``targets.choose`` is the only code that knows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import state, targets
+from .clients import web
+from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
+from .errors import BadInput, IrisctlError, NotUp
+from .settings import Config
+from .targets.base import SERVICES, Progress, ServiceState, Target
+
+MODEL_NAME = "iris-classifier"
+MODEL_ALIAS = "champion"
+EXPERIMENT = "iris_classification"
+LOG_SERVICES = (*SERVICES, "scheduler", "minio")
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``train --now``."""
+
+    target: str
+    exit_code: int
+    summary: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class UpResult:
+    """What ``up`` did and where the services are."""
+
+    target: str
+    reason: str
+    urls: dict[str, str]
+    champion: ModelInfo | None
+    trained: TrainResult | None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StatusResult:
+    """One screen about the stack (``status --json`` prints ``as_json()``)."""
+
+    target: str
+    services: list[ServiceState]
+    model: ModelInfo | None
+    runs: list[RunInfo]
+    alerts: list[dict[str, str]] | None
+    alerts_reason: str | None
+    model_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.state in ("running", "absent", "exited", "stopped") or s.name == "trainer"
+                   for s in self.services) and all(
+            s.state == "running" for s in self.services if s.name in ("mlflow", "model-api")
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "services": {
+                s.name: {"state": s.state, "url": s.url, "uptime_s": s.uptime_s, "pid": s.pid,
+                         "detail": s.detail}
+                for s in self.services
+            },
+            "model": asdict(self.model) if self.model else None,
+            "runs": [asdict(r) for r in self.runs],
+            "alerts": self.alerts,
+            "alerts_reason": self.alerts_reason,
+            "model_error": self.model_error,
+        }
+
+
+@dataclass
+class Check:
+    """One preflight check of ``doctor``."""
+
+    name: str
+    level: str  # ok, warn, fail
+    detail: str
+    fix: str = ""
+
+
+def _current(config: Config) -> tuple[Target, str]:
+    return targets.choose(config, state.read(config.home))
+
+
+def _running(config: Config) -> Target:
+    target, _ = _current(config)
+    if not target.is_up():
+        raise NotUp()
+    return target
+
+
+# -- up / down -------------------------------------------------------------------------------
+
+
+def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> UpResult:
+    """Bring the stack up (idempotent); train a first model when there is no champion."""
+    target, reason = _current(config)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    target.up(progress)
+    timings["services healthy"] = time.monotonic() - started
+    rest = MlflowRest(target.endpoint("mlflow"))
+    champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
+    trained = None
+    if champion is None:
+        progress("trainer", "training a first model")
+        t0 = time.monotonic()
+        trained = _train(target, on_line)
+        timings["first training"] = time.monotonic() - t0
+        if not trained.ok:
+            raise IrisctlError(f"the first training failed: {trained.error}",
+                               "see `irisctl logs trainer`; retry with `irisctl train --now`")
+        champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
+    if champion is not None:
+        t0 = time.monotonic()
+        progress("model-api", "loading the champion")
+        _wait_ready(target.endpoint("model-api"), timeout_s=config["api_poll_seconds"] + 60)
+        progress("model-api", f"serving version {champion.version}")
+        timings["api ready"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - started
+    warnings = []
+    services = {s.name: s for s in target.services()}
+    if services.get("prometheus") and services["prometheus"].state == "absent":
+        warnings.append("prometheus is not installed, so alerts are unavailable; "
+                        "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`")
+    urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
+    return UpResult(target.name, reason, urls, champion, trained, warnings, timings)
+
+
+def _wait_ready(api_url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not web.healthy(f"{api_url}/readyz", 2.0):
+        if time.monotonic() > deadline:
+            raise IrisctlError(f"the model API did not load the champion within {timeout_s:.0f}s",
+                               "see `irisctl logs model-api`")
+        time.sleep(0.3)
+
+
+def down(config: Config, purge: bool) -> list[str]:
+    """Stop the stack; with ``purge`` also delete its data, logs and state."""
+    target, _ = _current(config)
+    return target.down(purge)
+
+
+# -- train / predict -------------------------------------------------------------------------
+
+
+def train(config: Config, on_line: Callable[[str], None]) -> TrainResult:
+    """Run one training job now on the running stack."""
+    return _train(_running(config), on_line)
+
+
+def _train(target: Target, on_line: Callable[[str], None]) -> TrainResult:
+    outcome = target.train(on_line)
+    return TrainResult(target.name, outcome.exit_code, outcome.summary, outcome.error)
+
+
+def parse_features(tokens: list[str]) -> list[float]:
+    """Exactly four finite numbers, or BadInput naming the problem (RELIABILITY.md A1/A2)."""
+    if len(tokens) != 4:
+        raise BadInput(f"predict takes 4 features (sepal length, sepal width, petal length, "
+                       f"petal width), got {len(tokens)}", "example: irisctl predict 5.1 3.5 1.4 0.2")
+    values = []
+    for token in tokens:
+        try:
+            value = float(token)
+        except ValueError:
+            raise BadInput(f"not a number: {token!r}", "features are plain numbers like 5.1") from None
+        if not math.isfinite(value) or token.strip().lower().startswith(("0x", "+0x", "-0x")):
+            raise BadInput(f"not a finite number: {token!r}", "features are plain numbers like 5.1")
+        values.append(value)
+    return values
+
+
+def read_rows(path: Path) -> list[list[float]]:
+    """Rows of four numbers from a CSV file (a header line is allowed)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    if rows and not _numeric(rows[0]):
+        rows = rows[1:]
+    if not rows:
+        raise BadInput(f"{path} has no rows")
+    out = []
+    for n, row in enumerate(rows, 1):
+        try:
+            out.append(parse_features([c.strip() for c in row]))
+        except BadInput as exc:
+            raise BadInput(f"{path}, row {n}: {exc.message}", exc.hint) from None
+    return out
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(c) for c in row]
+    except ValueError:
+        return False
+    return True
+
+
+def predict(config: Config, rows: list[list[float]]) -> dict[str, Any]:
+    """Ask the running model API; its JSON answer (single row: ``features``; else ``instances``)."""
+    recorded = state.read(config.home)
+    if not recorded or not recorded.get("up"):
+        raise NotUp()
+    target, _ = _current(config)
+    payload: dict[str, Any] = {"features": rows[0]} if len(rows) == 1 else {"instances": rows}
+    return web.predict(target.endpoint("model-api"), payload)
+
+
+# -- status / logs / render ------------------------------------------------------------------
+
+
+def status(config: Config) -> StatusResult:
+    """Services, champion, recent runs and alert states, probed in parallel with timeouts."""
+    target = _running(config)
+    rest = MlflowRest(target.endpoint("mlflow"), timeout_s=2.0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        services_f = pool.submit(target.services)
+        champion_f = pool.submit(rest.champion, MODEL_NAME, MODEL_ALIAS)
+        runs_f = pool.submit(rest.recent_runs, EXPERIMENT, 5)
+        services = services_f.result()
+        alerts_f = pool.submit(_alerts, target, services)
+        model_error = None
+        try:
+            champion, runs = champion_f.result(), runs_f.result()
+        except IrisctlError as exc:
+            champion, runs, model_error = None, [], exc.message
+        alerts, alerts_reason = alerts_f.result()
+    return StatusResult(target.name, services, champion, runs, alerts, alerts_reason, model_error)
+
+
+def _alerts(
+    target: Target, services: list[ServiceState]
+) -> tuple[list[dict[str, str]] | None, str | None]:
+    import yaml
+
+    from .clients.prometheus import alert_states
+    from .render import read
+
+    prom = next((s for s in services if s.name == "prometheus"), None)
+    if prom is None or prom.state == "absent":
+        return None, "prometheus is not installed (sudo apt-get install prometheus)"
+    rules = yaml.safe_load(read("prometheus/alerts.yml"))
+    names = [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    try:
+        states = alert_states(target.endpoint("prometheus"), names, timeout_s=2.0)
+    except IrisctlError as exc:
+        return None, exc.message
+    return [{"name": a.name, "state": a.state} for a in states], None
+
+
+def logs(config: Config, service: str, follow: bool, tail: int | None) -> Iterator[str]:
+    """A service's log lines; ``trainer`` is the last training run."""
+    if service not in LOG_SERVICES:
+        raise BadInput(f"unknown service {service!r}", f"choose one of: {', '.join(LOG_SERVICES)}")
+    target, _ = _current(config)
+    if service == "minio" and target.name == "local":
+        raise BadInput("minio runs only on the Kubernetes targets; the local target stores "
+                       "artifacts in a directory")
+    return target.logs(service, follow, tail)
+
+
+def render(config: Config) -> dict[str, str]:
+    """The configuration ``up`` would apply for the chosen target."""
+    target, _ = _current(config)
+    return target.render()
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+def doctor(config: Config) -> list[Check]:
+    """Preflight checks, each with the fix."""
+    checks = []
+    py = sys.version_info
+    checks.append(Check("python", "ok" if py >= (3, 11) else "fail", f"{py.major}.{py.minor}",
+                        "" if py >= (3, 11) else "install Python 3.11 or newer"))
+    try:
+        import supervisor  # noqa: F401
+
+        checks.append(Check("supervisord", "ok", "python package `supervisor` installed"))
+    except ImportError:
+        checks.append(Check("supervisord", "fail", "not installed", "pip install supervisor"))
+    prom = shutil.which("prometheus")
+    checks.append(Check("prometheus", "ok" if prom else "warn", prom or "not found on PATH",
+                        "" if prom else "sudo apt-get install prometheus (alerts need it)"))
+    home = config.home
+    probe = home if home.exists() else home.parent
+    writable = os.access(probe, os.W_OK) if probe.exists() else False
+    checks.append(Check("IRISCTL_HOME", "ok" if writable else "fail", str(home),
+                        "" if writable else "set IRISCTL_HOME to a writable directory"))
+    if probe.exists():
+        free_gib = shutil.disk_usage(probe).free / 2**30
+        checks.append(Check("disk space", "ok" if free_gib >= 1 else "fail", f"{free_gib:.1f} GiB free",
+                            "" if free_gib >= 1 else "free at least 1 GiB under IRISCTL_HOME"))
+    recorded = state.read(home) or {}
+    running = bool(recorded.get("up")) and _current(config)[0].is_up()
+    for key, port in config.ports.items():
+        if running and recorded.get("ports", {}).get(key) == port:
+            checks.append(Check(f"port {port} ({key})", "ok", "held by this irisctl stack"))
+            continue
+        free = web.port_free(port)
+        checks.append(Check(f"port {port} ({key})", "ok" if free else "fail",
+                            "free" if free else "in use by another process",
+                            "" if free else f"pick another with --{key}-port or IRISCTL_{key.upper()}_PORT"))
+    for tool, why in (("minikube", "the minikube target"), ("docker", "image builds"),
+                      ("kubectl", "the Kubernetes targets")):
+        path = shutil.which(tool)
+        checks.append(Check(tool, "ok" if path else "warn", path or "not found",
+                            "" if path else f"only needed for {why}"))
+    return checks

@@ -1,0 +1,163 @@
+"""Renderers: each result object is printed once, as JSON (``--json``) or as rich text."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from .ops import Check, StatusResult, TrainResult, UpResult
+
+console = Console()
+err_console = Console(stderr=True)
+
+_STATE_STYLE = {"running": "green", "healthy": "green", "firing": "red", "pending": "yellow",
+                "inactive": "dim", "absent": "dim", "exited": "dim", "stopped": "yellow",
+                "unhealthy": "red", "fatal": "red", "backoff": "red", "starting": "yellow",
+                "ok": "green", "warn": "yellow", "fail": "red"}
+
+
+def _styled(state: str) -> str:
+    style = _STATE_STYLE.get(state, "")
+    return f"[{style}]{state}[/]" if style else state
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout, for scripts."""
+    if is_dataclass(data) and not isinstance(data, type):
+        data = asdict(data)
+    print(json.dumps(data, indent=2, default=str))
+
+
+def age(ts: float | None) -> str:
+    """'3h 12m ago' style, from unix seconds."""
+    if ts is None:
+        return "-"
+    seconds = max(0, int(time.time() - ts))
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def log_line(line: str, out: Console = console) -> None:
+    """A service's JSON log line as 'time  message' (other lines verbatim)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict) or "msg" not in rec:
+        out.print(f"  │ {line}", markup=False, highlight=False, style="dim")
+        return
+    level = rec.get("level", "info")
+    style = {"error": "red", "warning": "yellow"}.get(level, "")
+    ts = str(rec.get("ts", ""))[11:19]
+    text = str(rec["msg"]).splitlines()[0] if rec["msg"] else ""
+    out.print(f"  [dim]│ {ts}[/] ", end="")
+    out.print(text, markup=False, highlight=False, style=style or None)
+
+
+class Reporter:
+    """Progress of a long operation: steps and streamed log lines (to stderr under --json)."""
+
+    def __init__(self, to_stderr: bool = False) -> None:
+        self.console = err_console if to_stderr else console
+
+    def progress(self, step: str, state: str) -> None:
+        done = state in ("healthy", "already running", "restarted") or state.startswith("serving")
+        mark = "[green]✓[/]" if done else "[dim]…[/]"
+        self.console.print(f"{mark} {step:<12} {state}", highlight=False)
+
+    def line(self, line: str) -> None:
+        log_line(line, self.console)
+
+
+def up(result: UpResult) -> None:
+    console.print(f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({result.reason}).")
+    if result.champion:
+        c = result.champion
+        acc = f"{c.accuracy:.3f}" if c.accuracy is not None else "?"
+        console.print(f"Champion: {c.name} v{c.version} (accuracy {acc}, registered {age(c.registered_at)} ago)")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for name, url in result.urls.items():
+        table.add_row(name, url)
+    console.print(table)
+    console.print("Try: [bold]irisctl predict 5.1 3.5 1.4 0.2[/]")
+    for w in result.warnings:
+        err_console.print(f"[yellow]Warning:[/] {w}")
+
+
+def train(result: TrainResult) -> None:
+    s = result.summary
+    if not result.ok or s is None:
+        return
+    if s.get("promoted"):
+        console.print(f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
+                      f"registered version {s['version']}, now [bold]champion[/]")
+    else:
+        console.print(f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
+                      f"({s['reason']}); champion stays v{s.get('champion_version')}")
+
+
+def prediction(answer: dict[str, Any]) -> None:
+    rows = answer.get("predictions") or [answer]
+    model = answer.get("model", {})
+    table = Table(title=f"{model.get('name')} v{model.get('version')}")
+    table.add_column("#", justify="right")
+    table.add_column("prediction", style="bold")
+    for name in rows[0]["probabilities"]:
+        table.add_column(name, justify="right")
+    for i, row in enumerate(rows, 1):
+        table.add_row(str(i), row["prediction"], *(f"{p:.3f}" for p in row["probabilities"].values()))
+    console.print(table)
+
+
+def status(result: StatusResult) -> None:
+    console.print(f"Target: [bold]{result.target}[/]")
+    table = Table("service", "state", "url", "uptime", "pid", "detail")
+    for s in result.services:
+        uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
+        table.add_row(s.name, _styled(s.state), s.url or "-", uptime, str(s.pid or "-"), s.detail)
+    console.print(table)
+    if result.model:
+        m = result.model
+        acc = f"{m.accuracy:.3f}" if m.accuracy is not None else "?"
+        console.print(f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
+                      f"registered {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.registered_at))} "
+                      f"({age(m.registered_at)} ago)")
+    elif result.model_error:
+        console.print(f"Champion: [red]unknown[/] ({result.model_error})")
+    else:
+        console.print("Champion: [yellow]none yet[/] (run `irisctl train --now`)")
+    if result.runs:
+        runs = Table("run", "started", "status", "accuracy", "gate", title="Recent training runs")
+        for r in result.runs:
+            runs.add_row(r.run_id[:12], f"{age(r.started_at)} ago", _styled(r.status.lower()),
+                         f"{r.accuracy:.4f}" if r.accuracy is not None else "-", r.gate or "-")
+        console.print(runs)
+    if result.alerts is None:
+        console.print(f"Alerts: [yellow]unavailable[/] ({result.alerts_reason})")
+    else:
+        console.print("Alerts: " + ", ".join(f"{a['name']} {_styled(a['state'])}" for a in result.alerts))
+
+
+def doctor(checks: list[Check]) -> None:
+    table = Table("check", "result", "detail", "fix")
+    for c in checks:
+        table.add_row(c.name, _styled(c.level), c.detail, c.fix)
+    console.print(table)
+
+
+def error(message: str, hint: str | None) -> None:
+    err_console.print(f"[red]Error:[/] {message}", highlight=False)
+    if hint:
+        err_console.print(f"[dim]Hint:[/] {hint}", highlight=False)

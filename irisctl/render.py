@@ -1,0 +1,48 @@
+"""Jinja2 rendering of the shipped templates (pure: data in, text out)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+
+def templates_dir() -> Path:
+    """The templates shipped in the wheel, or the repository's when running from source."""
+    packaged = Path(__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def supervisor_env(env: dict[str, str]) -> str:
+    """Format an environment for supervisord's ``environment=`` (quoted, escaped)."""
+    parts = []
+    for key, value in env.items():
+        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+        parts.append(f'{key}="{escaped}"')
+    return ",".join(parts)
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["supervisor_env"] = supervisor_env
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    """Render ``templates/<name>`` with ``context``; a missing variable is an error."""
+    return _env().get_template(name).render(**context)
+
+
+def read(name: str) -> str:
+    """A shipped file, verbatim."""
+    return (templates_dir() / name).read_text()

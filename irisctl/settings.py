@@ -1,0 +1,128 @@
+"""irisctl's configuration: flag > IRISCTL_* env > config file > default, each value with its source."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+
+CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value and where it came from."""
+
+    value: Any
+    source: str
+
+
+# name → (default, parser). The env variable is IRISCTL_<NAME upper>.
+DEFAULTS: dict[str, tuple[Any, type]] = {
+    "target": ("auto", str),
+    "mlflow_port": (5000, int),
+    "api_port": (8080, int),
+    "monitor_port": (8001, int),
+    "prometheus_port": (9090, int),
+    "accuracy_threshold": (0.9, float),
+    "train_schedule": ("0 3 * * *", str),
+    "stale_after_hours": (36.0, float),
+    "api_poll_seconds": (5.0, float),
+    "scrape_interval": ("15s", str),
+}
+
+
+def default_home() -> Path:
+    """``IRISCTL_HOME``, else the platform's user data dir."""
+    env = os.environ.get("IRISCTL_HOME")
+    if env:
+        return Path(env).expanduser().absolute()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("irisctl", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings for one invocation."""
+
+    home: Path
+    values: dict[str, Setting] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name].value
+
+    def source(self, name: str) -> str:
+        return self.values[name].source
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {
+            "mlflow": self["mlflow_port"],
+            "api": self["api_port"],
+            "monitor": self["monitor_port"],
+            "prometheus": self["prometheus_port"],
+        }
+
+
+def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
+    try:
+        value = parser(raw)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} from {source} is not a valid {parser.__name__}: {raw!r}") from None
+    if name.endswith("_port") and not 1 <= value <= 65535:
+        raise BadInput(f"{name} from {source} must be a port number (1-65535), not {value}")
+    if name == "accuracy_threshold" and not 0.0 <= value <= 1.0:
+        raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
+    return value
+
+
+RECORDED = ("mlflow_port", "api_port", "monitor_port", "prometheus_port")
+
+
+def load(
+    flags: dict[str, Any] | None = None,
+    home: Path | None = None,
+    recorded: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve every setting: flag > env > the running stack's (ports) > config file > default.
+
+    ``recorded`` is the state file of a running stack: its ports win over the config file and
+    the defaults, so ``irisctl predict`` reaches the stack ``up --api-port 9000`` started.
+    """
+    running = {}
+    if recorded and recorded.get("up"):
+        ports = recorded.get("ports", {})
+        running = {f"{k}_port": v for k, v in ports.items() if f"{k}_port" in RECORDED}
+    home = home or default_home()
+    file_values: dict[str, Any] = {}
+    path = home / CONFIG_FILE
+    if path.exists():
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInput(f"{path} is not valid TOML: {exc}") from None
+        unknown = set(file_values) - set(DEFAULTS)
+        if unknown:
+            raise BadInput(f"{path}: unknown settings {sorted(unknown)}",
+                           f"known settings: {', '.join(DEFAULTS)}")
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values = {}
+    for name, (default, parser) in DEFAULTS.items():
+        env = f"IRISCTL_{name.upper()}"
+        if name in flags:
+            raw, source = flags[name], "flag"
+        elif os.environ.get(env):
+            raw, source = os.environ[env], f"env {env}"
+        elif name in running:
+            raw, source = running[name], "the running stack (state file)"
+        elif name in file_values:
+            raw, source = file_values[name], f"config file {path}"
+        else:
+            raw, source = default, "default"
+        values[name] = Setting(_parse(name, raw, parser, source), source)
+    return Config(home=home, values=values)

@@ -1,0 +1,40 @@
+"""The target factory: the only code that knows the targets' names."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from ..errors import BadInput, IrisctlError
+from ..settings import Config
+from .base import Target
+
+IMPLEMENTED = ("local",)
+PLANNED = ("minikube", "kubernetes")
+
+
+def choose(config: Config, recorded: dict[str, Any] | None) -> tuple[Target, str]:
+    """The target to act on, and why: flag/env/config, then the running stack's, then auto."""
+    name = config["target"]
+    if name != "auto":
+        reason = f"--target from {config.source('target')}"
+    elif recorded and recorded.get("target"):
+        name, reason = recorded["target"], "the stack of this IRISCTL_HOME was brought up with it"
+    elif shutil.which("minikube"):
+        name = "local"
+        reason = "minikube is on PATH, but the minikube target is not available in this version"
+    else:
+        name, reason = "local", "no minikube on PATH, so the embedded default"
+    return build(name, config), reason
+
+
+def build(name: str, config: Config) -> Target:
+    """Construct the named target."""
+    if name == "local":
+        from .local import LocalTarget
+
+        return LocalTarget(config)
+    if name in PLANNED:
+        raise IrisctlError(f"the {name} target is not available in this version of irisctl",
+                           "use --target local")
+    raise BadInput(f"unknown target {name!r}", f"choose one of: {', '.join(IMPLEMENTED)}")

@@ -1,0 +1,400 @@
+"""The local target: every service as a process on this machine, under supervisord.
+
+MLflow keeps a sqlite backend and an artifact directory under ``IRISCTL_HOME/data``; Prometheus
+is the system binary with its own config and data directory. Every service binds 127.0.0.1 and
+runs in its own process group, which supervisord stops as a whole (RELIABILITY.md E4).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import render, state
+from ..clients import web
+from ..clients.supervisor import Supervisor
+from ..errors import BadInput, IrisctlError, NotUp
+from ..settings import Config
+from .base import Progress, ServiceState, TrainOutcome
+
+RULES_TEMPLATE = "prometheus/alerts.yml"
+HEALTH_PATHS = {
+    "mlflow": "/health",
+    "model-api": "/healthz",
+    "monitor": "/metrics",
+    "prometheus": "/-/ready",
+}
+PORT_FLAGS = {
+    "mlflow": "--mlflow-port",
+    "api": "--api-port",
+    "monitor": "--monitor-port",
+    "prometheus": "--prometheus-port",
+}
+TRAINER_BUSY = 75
+_FINAL_STATES = {"EXITED", "STOPPED", "FATAL", "UNKNOWN"}
+_MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
+
+
+@dataclass
+class Program:
+    """One supervisord program."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    directory: str
+    priority: int = 100
+    autostart: bool = True
+    autorestart: str = "true"
+    startsecs: int = 3
+    stopwaitsecs: int = 15
+    exitcodes: str = ""
+
+
+class LocalTarget:
+    """The embedded default: supervised local processes on 127.0.0.1."""
+
+    name = "local"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.home = config.home
+        self.run_dir = self.home / "run"
+        self.logs_dir = self.home / "logs"
+        self.data_dir = self.home / "data"
+        self.supervisor = Supervisor(self.run_dir / "supervisord.conf", self.run_dir / "supervisor.sock")
+        self.prometheus_bin = shutil.which("prometheus")
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def service_env(self) -> dict[str, str]:
+        """The settings every service reads, the same names the Kubernetes ConfigMap carries."""
+        c = self.config
+        return {
+            "MLFLOW_TRACKING_URI": self.endpoint("mlflow"),
+            "IRIS_ACCURACY_THRESHOLD": str(c["accuracy_threshold"]),
+            "IRIS_STALE_AFTER_SECONDS": str(c["stale_after_hours"] * 3600),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            "PYTHONUNBUFFERED": "1",
+            "HOST": "127.0.0.1",
+        }
+
+    def programs(self) -> list[Program]:
+        """Every supervised program of the stack."""
+        py = sys.executable
+        ports = self.config.ports
+        env = self.service_env()
+        home = str(self.home)
+        programs = [
+            Program(
+                "mlflow",
+                [py, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
+                 "--workers", "1", "--serve-artifacts",
+                 "--artifacts-destination", str(self.data_dir / "artifacts")],
+                # Lean MLflow (RELIABILITY.md H2): one worker, no job consumers.
+                {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.data_dir / 'mlflow.db'}",
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONUNBUFFERED": "1"},
+                home, priority=10, startsecs=5, stopwaitsecs=20,
+            ),
+            Program(
+                "model-api", [py, "-m", "iris_services.api"],
+                {**env, "PORT": str(ports["api"]), "IRIS_POLL_SECONDS": str(self.config["api_poll_seconds"])},
+                home, priority=20,
+            ),
+            Program(
+                "monitor", [py, "-m", "iris_services.monitor"],
+                {**env, "PORT": str(ports["monitor"])}, home, priority=20,
+            ),
+            Program(
+                "trainer", [py, "-m", "iris_services.train"],
+                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock")}, home,
+                priority=30, autostart=False, autorestart="false", startsecs=0,
+                exitcodes=f"0,{TRAINER_BUSY}",
+            ),
+            Program(
+                "scheduler", [py, "-m", "iris_services.scheduler"],
+                {"IRIS_TRAIN_SCHEDULE": self.config["train_schedule"], "PYTHONUNBUFFERED": "1"},
+                home, priority=40,
+            ),
+        ]
+        if self.prometheus_bin:
+            programs.append(Program(
+                "prometheus",
+                [self.prometheus_bin, f"--config.file={self.run_dir / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
+                 "--storage.tsdb.retention.size=512MB",
+                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
+                {}, home, priority=15,
+            ))
+        return programs
+
+    def render(self) -> dict[str, str]:
+        """supervisord.conf, prometheus.yml and the rules file, as ``up`` writes them."""
+        programs = [
+            {**p.__dict__, "command": shlex.join(p.command).replace("%", "%%")}
+            for p in self.programs()
+        ]
+        return {
+            "supervisord.conf": render.render(
+                "local/supervisord.conf.j2", home=self.home, run_dir=self.run_dir,
+                logs_dir=self.logs_dir, programs=programs,
+            ),
+            "prometheus.yml": render.render(
+                "local/prometheus.yml.j2", ports=self.config.ports,
+                scrape_interval=self.config["scrape_interval"],
+                rules_file=str(self.run_dir / "alerts.yml"),
+            ),
+            "alerts.yml": render.read(RULES_TEMPLATE),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def is_up(self) -> bool:
+        return self.supervisor.running()
+
+    def up(self, progress: Progress) -> None:
+        files = self.render()
+        if self.supervisor.running():
+            current = (self.run_dir / "supervisord.conf").read_text()
+            if current != files["supervisord.conf"]:
+                raise IrisctlError(
+                    "the local stack is running with different settings",
+                    "run `irisctl down` first, then `irisctl up` with the new settings",
+                )
+            progress("supervisord", "already running")
+            for name, info in self.supervisor.processes().items():
+                program = next((p for p in self.programs() if p.name == name), None)
+                if program and program.autostart and info["statename"] != "RUNNING":
+                    self.supervisor.start_process(name)
+                    progress(name, "restarted")
+        else:
+            self._check_ports()
+            self._write(files)
+            progress("supervisord", "starting")
+            self.supervisor.start()
+        self._wait_healthy(progress)
+        state.write(self.home, {"target": self.name, "up": True, "ports": self.config.ports,
+                                "started_at": time.time()})
+
+    def _check_ports(self) -> None:
+        for key, port in self.config.ports.items():
+            if key == "prometheus" and not self.prometheus_bin:
+                continue
+            if not web.port_free(port):
+                raise IrisctlError(
+                    f"port {port} ({key}) is already in use by another process",
+                    f"pick another with {PORT_FLAGS[key]} or IRISCTL_{key.upper()}_PORT",
+                )
+
+    def _write(self, files: dict[str, str]) -> None:
+        sock = self.run_dir / "supervisor.sock"
+        if len(str(sock)) > _MAX_SOCKET_PATH:
+            raise BadInput(f"IRISCTL_HOME is too long for a unix socket: {sock}",
+                           "set IRISCTL_HOME to a shorter path")
+        for d in (self.run_dir, self.logs_dir, self.data_dir, self.data_dir / "artifacts"):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.home.chmod(0o700)
+        for name, text in files.items():
+            (self.run_dir / name).write_text(text)
+
+    def _wait_healthy(self, progress: Progress, timeout_s: float = 180.0) -> None:
+        pending = {p.name for p in self.programs() if p.name in HEALTH_PATHS}
+        deadline = time.monotonic() + timeout_s
+        for name in sorted(pending):
+            progress(name, "waiting")
+        while pending:
+            infos = self.supervisor.processes()
+            for name in sorted(pending):
+                statename = infos.get(name, {}).get("statename")
+                if statename in ("FATAL", "EXITED", "STOPPED"):
+                    raise IrisctlError(
+                        f"{name} failed to start ({statename.lower()}): {self._last_line(name)}",
+                        f"see `irisctl logs {name}`",
+                    )
+                if statename == "RUNNING" and web.healthy(self.endpoint(name) + HEALTH_PATHS[name], 1.0):
+                    pending.discard(name)
+                    progress(name, "healthy")
+            if pending and time.monotonic() > deadline:
+                raise IrisctlError(f"not healthy after {timeout_s:.0f}s: {', '.join(sorted(pending))}",
+                                   "see `irisctl logs SERVICE` for each")
+            if pending:
+                time.sleep(0.5)
+
+    def down(self, purge: bool) -> list[str]:
+        done = []
+        if self.supervisor.running():
+            self.supervisor.shutdown()
+            done.append("stopped every service and supervisord")
+        busy = self._wait_ports_free(10.0)
+        if busy:
+            done.append(f"warning: ports still in use: {busy}")
+        if purge:
+            for d in (self.data_dir, self.logs_dir, self.run_dir):
+                if d.exists():
+                    shutil.rmtree(d)
+                    done.append(f"deleted {d}")
+            state.remove(self.home)
+        else:
+            state.write(self.home, {"target": self.name, "up": False, "ports": self.config.ports})
+        return done
+
+    def _wait_ports_free(self, timeout_s: float) -> list[int]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            busy = [p for p in self.config.ports.values() if web.port_open(p)]
+            if not busy or time.monotonic() > deadline:
+                return busy
+            time.sleep(0.2)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def endpoint(self, service: str) -> str:
+        key = {"model-api": "api"}.get(service, service)
+        if key not in self.config.ports:
+            raise BadInput(f"{service} has no HTTP endpoint")
+        return f"http://127.0.0.1:{self.config.ports[key]}"
+
+    def services(self) -> list[ServiceState]:
+        if not self.supervisor.running():
+            raise NotUp()
+        infos = self.supervisor.processes()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            health = dict(zip(HEALTH_PATHS, pool.map(
+                lambda n: web.healthy(self.endpoint(n) + HEALTH_PATHS[n], 1.5), HEALTH_PATHS
+            ), strict=True))
+        out = []
+        for name in ("mlflow", "trainer", "model-api", "monitor", "prometheus", "scheduler"):
+            info = infos.get(name)
+            if info is None:
+                detail = "prometheus is not installed" if name == "prometheus" else ""
+                out.append(ServiceState(name, "absent", None, detail=detail))
+                continue
+            st = info["statename"].lower()
+            if st == "running" and name in health and not health[name]:
+                st = "unhealthy"
+            out.append(ServiceState(
+                name, st,
+                self.endpoint(name) if name in HEALTH_PATHS else None,
+                uptime_s=float(info["now"] - info["start"]) if info["statename"] == "RUNNING" else None,
+                pid=info["pid"] or None,
+                detail=_exit_detail(info) if name == "trainer" else "",
+            ))
+        return out
+
+    def rules_file(self) -> str:
+        return render.read(RULES_TEMPLATE)
+
+    # -- training and logs ---------------------------------------------------------------------
+
+    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
+        if not self.supervisor.running():
+            raise NotUp()
+        info = self.supervisor.info("trainer")
+        if info["statename"] in ("RUNNING", "STARTING"):
+            raise _busy(info.get("pid"))
+        log = self.logs_dir / "trainer.log"
+        offset = log.stat().st_size if log.exists() else 0
+        if not self.supervisor.start_process("trainer"):
+            raise _busy(None)
+        summary: dict[str, Any] | None = None
+        error: str | None = None
+        finished = False
+        while True:
+            if finished:
+                time.sleep(0.3)  # let supervisord drain the last output into the log
+            info = self.supervisor.info("trainer")
+            finished = info["statename"] in _FINAL_STATES
+            lines, offset = _read_new_lines(log, offset)
+            for line in lines:
+                record = _json_record(line)
+                if record.get("event") == "training.summary":
+                    summary = record
+                elif record.get("event") == "training.failed":
+                    error = str(record.get("error", record.get("msg")))
+                on_line(line)
+            if finished and not lines:
+                break
+            time.sleep(0.2)
+        code = int(info.get("exitstatus", 1))
+        if code == TRAINER_BUSY:
+            raise _busy(None)
+        return TrainOutcome(exit_code=code, summary=summary, error=error)
+
+    def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
+        path = self.logs_dir / f"{service}.log"
+        if not path.exists():
+            raise IrisctlError(f"no log for {service} yet ({path})",
+                               "run `irisctl up` (and `irisctl train --now` for the trainer)")
+        lines = path.read_text(errors="replace").splitlines()
+        if service == "trainer":  # the last training run only
+            starts = [i for i, ln in enumerate(lines) if '"training.start"' in ln]
+            if starts:
+                lines = lines[starts[-1]:]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        yield from lines
+        if follow:
+            offset = path.stat().st_size
+            while True:
+                new, offset = _read_new_lines(path, offset)
+                yield from new
+                if not new:
+                    time.sleep(0.3)
+
+    def _last_line(self, name: str) -> str:
+        """The service's last log line, else supervisord's last word about it."""
+        for path, keep in ((self.logs_dir / f"{name}.log", lambda ln: True),
+                           (self.logs_dir / "supervisord.log", lambda ln: f" {name}" in ln)):
+            if path.exists():
+                lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                         if ln.strip() and keep(ln)]
+                if lines:
+                    return lines[-1][:300]
+        return "no log"
+
+
+def _busy(pid: int | None) -> IrisctlError:
+    who = f" (pid {pid})" if pid else ""
+    return IrisctlError(f"a training is already running{who}",
+                        "follow it with `irisctl logs trainer -f`, or wait for it to finish")
+
+
+def _exit_detail(info: dict[str, Any]) -> str:
+    if info["statename"] == "EXITED":
+        return f"last run exited {info.get('exitstatus')}"
+    return ""
+
+
+def _read_new_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    """Complete lines appended to ``path`` since ``offset`` (rotation restarts at 0)."""
+    if not path.exists():
+        return [], offset
+    size = path.stat().st_size
+    if size < offset:
+        offset = 0
+    if size == offset:
+        return [], offset
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    if end == 0:
+        return [], offset
+    return data[:end].decode(errors="replace").splitlines(), offset + end
+
+
+def _json_record(line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,1 @@
+"""The model API: serves the champion, hot-swapped when the alias moves."""

@@ -1,0 +1,216 @@
+"""The FastAPI application: routes, strict body handling, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..common.settings import CLASS_NAMES, ApiSettings
+from . import schemas
+from .model_holder import Loaded, ModelHolder
+
+NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"detail": detail}, status, headers)
+
+
+class Metrics:
+    """The API's Prometheus metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series: they only add noise here
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "iris_api_requests", "Prediction requests by HTTP status", ["status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "iris_api_request_duration_seconds", "Prediction request latency",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.version = Gauge(
+            "iris_api_model_version_info", "The model version being served (value 1)", ["version"],
+            registry=self.registry,
+        )
+        self.load_failures = Counter(
+            "iris_api_model_load_failures", "Champions that failed to load or smoke-test",
+            registry=self.registry,
+        )
+        self.model_loaded = Gauge(
+            "iris_api_model_loaded", "1 when a model is loaded and served", registry=self.registry
+        )
+
+    def swapped(self, old: Loaded | None, new: Loaded) -> None:
+        if old is not None:
+            self.version.remove(old.champion.version)
+        self.version.labels(new.champion.version).set(1)
+        self.model_loaded.set(1)
+
+
+class PredictMetricsMiddleware:
+    """Count and time /predict requests by final status, including 413/422 answered early."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.requests.labels(str(status)).inc()
+            self.metrics.duration.observe(time.perf_counter() - start)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is over ``limit`` bytes (checked before and while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            return None
+    return bytes(chunks)
+
+
+def _answer(loaded: Loaded, rows: np.ndarray) -> list[dict[str, Any]]:
+    proba = loaded.predict_proba(rows)
+    best = proba.argmax(axis=1)
+    return [
+        {
+            "prediction": CLASS_NAMES[int(i)],
+            "class_index": int(i),
+            "probabilities": dict(zip(CLASS_NAMES, map(float, p), strict=True)),
+        }
+        for i, p in zip(best, proba, strict=True)
+    ]
+
+
+def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True) -> FastAPI:
+    """Build the app around a model holder; ``poll`` starts the background alias watcher."""
+    metrics = Metrics()
+    holder.on_swap(metrics.swapped)
+    holder.on_failure(metrics.load_failures.inc)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if poll:
+            thread = threading.Thread(
+                target=holder.run_forever, args=(settings.poll_s, stop), name="alias-watcher",
+                daemon=True,
+            )
+            thread.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="Iris model API",
+        version="1",
+        summary="Serves the champion of the iris-classifier registered model.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default handler echoes the input and crashes (500) on NaN/Infinity.
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(parts))
+
+    body_schema = {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [
+            schemas.PredictOne.model_json_schema(), schemas.PredictBatch.model_json_schema(),
+        ]}}},
+    }
+
+    @app.post("/predict", openapi_extra={"requestBody": body_schema})
+    async def predict(request: Request) -> Response:
+        """Classify one flower (`features`) or a batch (`instances`)."""
+        body = await _read_body(request, settings.max_body_bytes)
+        if body is None:
+            return _error(413, f"request body is larger than {settings.max_body_bytes} bytes")
+        try:
+            parsed = schemas.parse(body)
+        except schemas.BadInput as exc:
+            return _error(422, str(exc))
+        loaded = holder.current
+        if loaded is None:
+            return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
+        model_ref = {"name": loaded.champion.name, "version": loaded.champion.version}
+        if isinstance(parsed, schemas.PredictOne):
+            answer = _answer(loaded, np.array([parsed.features]))[0]
+            return _json({**answer, "model": model_ref})
+        if len(parsed.instances) > settings.max_batch_rows:
+            return _error(413, f"a batch holds at most {settings.max_batch_rows} rows")
+        return _json({"predictions": _answer(loaded, np.array(parsed.instances)), "model": model_ref})
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """Liveness: the process answers (does not depend on MLflow)."""
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """Readiness: 200 only while a model is loaded."""
+        if holder.current is None:
+            return _error(503, NO_MODEL_HINT)
+        return _json({"status": "ready", "version": holder.current.champion.version})
+
+    @app.get("/model")
+    async def model() -> Response:
+        """The served model: name, version, alias, accuracy, when it was loaded, last load error."""
+        loaded = holder.current
+        info: dict[str, Any] = {
+            "name": settings.model_name, "alias": settings.model_alias, "version": None,
+            "accuracy": None, "registered_at": None, "loaded_at": None,
+            "last_load_error": holder.last_error, "load_failures": holder.load_failures,
+        }
+        if loaded is not None:
+            info.update(
+                version=loaded.champion.version, accuracy=loaded.champion.accuracy,
+                registered_at=loaded.champion.registered_at, loaded_at=loaded.loaded_at,
+            )
+        return _json(info)
+
+    @app.get("/metrics")
+    async def prom_metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,136 @@
+"""The served model: loaded once, checked in the background, swapped atomically.
+
+A new champion is loaded and smoke-tested off to the side; only then is one reference swapped,
+so in-flight requests finish on the model they started with and none waits. Any failure keeps
+the current model (RELIABILITY.md B2-B4).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..common.registry import Champion
+
+log = logging.getLogger("iris.api")
+
+# One canonical flower per class: a new model must get all three right before it is served.
+CANONICAL = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]])
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model in memory and what it is."""
+
+    model: Any
+    champion: Champion
+    loaded_at: float
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(rows)  # type: ignore[no-any-return]
+
+
+class Registry(Protocol):
+    """Where the holder learns the champion and loads it (MLflow in production)."""
+
+    def champion(self) -> Champion | None: ...
+
+    def load(self, champion: Champion) -> Any: ...
+
+
+class ModelHolder:
+    """Holds the current model; ``refresh`` swaps in a new champion when the alias moves."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self.current: Loaded | None = None
+        self.last_error: str | None = None
+        self.failed_version: str | None = None
+        self.load_failures = 0
+        self._on_swap: list[Callable[[Loaded | None, Loaded], None]] = []
+        self._on_failure: list[Callable[[], None]] = []
+        self._lock = threading.Lock()  # one refresh at a time; readers never take it
+
+    def on_swap(self, callback: Callable[[Loaded | None, Loaded], None]) -> None:
+        """Call ``callback(old, new)`` after each swap."""
+        self._on_swap.append(callback)
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each champion that failed to load."""
+        self._on_failure.append(callback)
+
+    def refresh(self) -> bool:
+        """Check the alias; load and swap if it moved. True when a new model was swapped in."""
+        with self._lock:
+            try:
+                champion = self._registry.champion()
+            except Exception as exc:  # registry down: keep serving what we have
+                self._record_error(f"could not read the registry: {exc}", None)
+                return False
+            if champion is None:
+                return False
+            current = self.current
+            if current and current.champion.version == champion.version:
+                return False
+            if champion.version == self.failed_version:
+                return False  # already failed to load; wait for the alias to move again
+            try:
+                model = self._registry.load(champion)
+                predicted = model.predict(CANONICAL)
+                if list(predicted) != [0, 1, 2]:
+                    raise ValueError(f"smoke test failed: canonical flowers predicted as {list(predicted)}")
+            except Exception as exc:
+                self.load_failures += 1
+                self._record_error(f"could not load version {champion.version}: {exc}", champion.version)
+                for failed in self._on_failure:
+                    failed()
+                return False
+            self.current = Loaded(model=model, champion=champion, loaded_at=time.time())
+            self.last_error = None
+            self.failed_version = None
+            log.info(
+                "serving version %s", champion.version,
+                extra={"event": "model.swapped", "version": champion.version,
+                       "previous": current.champion.version if current else None},
+            )
+            for callback in self._on_swap:
+                callback(current, self.current)
+            return True
+
+    def _record_error(self, message: str, version: str | None) -> None:
+        if message != self.last_error:
+            log.error(message, extra={"event": "model.load_failed", "version": version})
+        self.last_error = message
+        if version is not None:
+            self.failed_version = version
+
+    def run_forever(self, interval_s: float, stop: threading.Event) -> None:
+        """Poll the alias every ``interval_s`` until ``stop`` is set."""
+        while not stop.is_set():
+            self.refresh()
+            stop.wait(interval_s)
+
+
+class MlflowRegistry:
+    """The production registry: MLflow, by alias; models loaded by exact version."""
+
+    def __init__(self, client: Any, name: str, alias: str) -> None:
+        self._client = client
+        self._name = name
+        self._alias = alias
+
+    def champion(self) -> Champion | None:
+        from ..common.registry import get_champion
+
+        return get_champion(self._client, self._name, self._alias)
+
+    def load(self, champion: Champion) -> Any:
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(f"models:/{champion.name}/{champion.version}")

@@ -1,0 +1,76 @@
+"""Request schemas and the strict JSON parsing in front of them (RELIABILITY.md A3-A6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+N_FEATURES = 4
+
+# Strict: no "5.1" strings, no booleans, no extra keys; finite numbers only.
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+Row = Annotated[list[float], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
+
+
+class PredictOne(BaseModel):
+    """One flower: sepal length, sepal width, petal length, petal width (cm)."""
+
+    model_config = _STRICT
+    features: Row = Field(examples=[[5.1, 3.5, 1.4, 0.2]])
+
+
+class PredictBatch(BaseModel):
+    """Several flowers, four measurements each."""
+
+    model_config = _STRICT
+    instances: list[Row] = Field(min_length=1, examples=[[[5.1, 3.5, 1.4, 0.2]]])
+
+
+class BadInput(ValueError):
+    """The body is not a valid prediction request; the message is safe to return."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise BadInput(f"duplicate key in JSON object: {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
+
+
+def _reject_constant(name: str) -> float:
+    raise BadInput(f"{name} is not a valid feature value (finite numbers only)")
+
+
+def parse(body: bytes) -> PredictOne | PredictBatch:
+    """Parse and validate a /predict body, or raise BadInput with a readable message."""
+    try:
+        data = json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except BadInput:
+        raise
+    except RecursionError:
+        raise BadInput("JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInput('body must be a JSON object with "features" or "instances"')
+    if "instances" in data:
+        model: type[BaseModel] = PredictBatch
+    elif "features" in data:
+        model = PredictOne
+    else:
+        raise BadInput('body must have a "features" list of 4 numbers, or an "instances" list of them')
+    try:
+        return model.model_validate(data)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise BadInput(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """Pydantic's errors as one line, without echoing the input (it may hold NaN)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts[:10]) + ("; ..." if len(parts) > 10 else "")

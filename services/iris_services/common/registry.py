@@ -1,0 +1,73 @@
+"""The one place that configures the MLflow client for every service.
+
+Trust decision (see README, "Security"): MLflow 3.17 refuses to deserialize scikit-learn models
+unless ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, and a random forest saved in skops
+format must name ``sklearn.tree._tree.Tree`` as trusted. irisctl loads only models that its own
+trainer wrote into its own registry, so it sets both here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .settings import CommonSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+def configure(settings: CommonSettings) -> MlflowClient:
+    """Bound the client's retries and timeouts, state the trust decision, return a client."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_timeout_s)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # Our JSON log handler, not MLflow's; no "View run at" prints in the middle of the logs.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow.MlflowClient(settings.tracking_uri, settings.tracking_uri)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered version the serving alias points to."""
+
+    name: str
+    version: str
+    alias: str
+    accuracy: float | None
+    registered_at: float  # unix seconds (MLflow stores milliseconds)
+    run_id: str | None
+    source: str
+
+
+def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None:
+    """The alias's target, or None when the model or the alias does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv: Any = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+    accuracy = mv.tags.get("accuracy") if mv.tags else None
+    return Champion(
+        name=name,
+        version=str(mv.version),
+        alias=alias,
+        accuracy=float(accuracy) if accuracy is not None else None,
+        registered_at=mv.creation_timestamp / 1000.0,
+        run_id=mv.run_id,
+        source=mv.source,
+    )

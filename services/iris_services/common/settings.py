@@ -1,0 +1,67 @@
+"""One typed settings object per service, read from the environment in ``main()``.
+
+The variable names are the same in every target: the local target's supervisord config and the
+Kubernetes ConfigMap both set them.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MODEL_NAME = "iris-classifier"
+MODEL_ALIAS = "champion"
+EXPERIMENT_NAME = "iris_classification"
+# scikit-learn's load_iris().target_names; a model-behaviour test keeps them equal.
+CLASS_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias=_env("MLFLOW_TRACKING_URI"))
+    model_name: str = Field(MODEL_NAME, validation_alias=_env("IRIS_MODEL_NAME"))
+    model_alias: str = Field(MODEL_ALIAS, validation_alias=_env("IRIS_MODEL_ALIAS"))
+    experiment_name: str = Field(EXPERIMENT_NAME, validation_alias=_env("IRIS_EXPERIMENT"))
+    accuracy_threshold: float = Field(
+        0.9, ge=0.0, le=1.0, validation_alias=_env("IRIS_ACCURACY_THRESHOLD")
+    )
+    # Bounds for every MLflow call: the client's defaults wait ~4 minutes on a dead server.
+    mlflow_max_retries: int = Field(2, ge=0, validation_alias=_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
+    mlflow_timeout_s: int = Field(10, ge=1, validation_alias=_env("MLFLOW_HTTP_REQUEST_TIMEOUT"))
+
+
+class TrainerSettings(CommonSettings):
+    """The trainer's settings."""
+
+    seed: int | None = Field(None, validation_alias=_env("IRIS_SEED"))
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("IRIS_TEST_SIZE"))
+    wait_for_mlflow_s: float = Field(60.0, ge=0, validation_alias=_env("IRIS_WAIT_FOR_MLFLOW_SECONDS"))
+    lock_file: str | None = Field(None, validation_alias=_env("IRIS_TRAIN_LOCK"))
+    # A RUNNING run older than this was orphaned by a crash: the next run marks it FAILED.
+    orphan_after_s: float = Field(3600.0, ge=0, validation_alias=_env("IRIS_ORPHAN_RUN_SECONDS"))
+
+
+class ApiSettings(CommonSettings):
+    """The model API's settings."""
+
+    host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT"))
+    poll_s: float = Field(5.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
+    max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("IRIS_MAX_BODY_BYTES"))
+    max_batch_rows: int = Field(10_000, gt=0, validation_alias=_env("IRIS_MAX_BATCH_ROWS"))
+
+
+class MonitorSettings(CommonSettings):
+    """The monitor's settings."""
+
+    host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
+    port: int = Field(8001, ge=1, le=65535, validation_alias=_env("PORT"))
+    poll_s: float = Field(15.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
+    stale_after_s: float = Field(36 * 3600.0, gt=0, validation_alias=_env("IRIS_STALE_AFTER_SECONDS"))

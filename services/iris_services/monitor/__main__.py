@@ -1,0 +1,37 @@
+"""``python -m iris_services.monitor``: export registry gauges on ``PORT`` (default 8001)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from prometheus_client import start_http_server
+
+from ..common import logs, registry
+from ..common.settings import MonitorSettings
+from .exporter import Exporter, MlflowSource
+
+log = logging.getLogger("iris.monitor")
+
+
+def main() -> int:
+    logs.setup()
+    settings = MonitorSettings()
+    client = registry.configure(settings)
+    exporter = Exporter(settings, MlflowSource(client, settings))
+    server, _ = start_http_server(settings.port, settings.host, registry=exporter.registry)
+    log.info("serving metrics", extra={"event": "monitor.start", "port": settings.port})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        exporter.run_forever(stop)
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
