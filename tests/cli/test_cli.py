@@ -1,0 +1,323 @@
+"""The CLI's contract: exit codes, --json shapes, error messages, start-up weight.
+
+The stack is faked at our own seam (the Target protocol, via ``targets.choose``) and the MLflow
+REST reads; the end-to-end test (tests/e2e) drives the real local target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from irisctl import cli, ops, state, targets
+from irisctl.clients.mlflow import MlflowRest, ModelInfo, RunInfo
+from irisctl.errors import IrisctlError
+from irisctl.targets.base import ServiceState, TrainOutcome
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IRISCTL_HOME", str(tmp_path))
+    for key in list(os.environ):
+        if key.startswith("IRISCTL_") and key != "IRISCTL_HOME":
+            monkeypatch.delenv(key)
+    return tmp_path
+
+
+class FakeTarget:
+    """A target that records calls; no processes."""
+
+    name = "local"
+
+    def __init__(self, up: bool = True) -> None:
+        self.running = up
+        self.calls: list[str] = []
+        self.train_outcome = TrainOutcome(0, {"run_id": "r1", "accuracy": 0.97, "promoted": True,
+                                              "version": "2", "reason": "passed the gate",
+                                              "champion_version": "2"}, None)
+
+    def up(self, progress) -> None:
+        self.calls.append("up")
+        self.running = True
+
+    def is_up(self) -> bool:
+        return self.running
+
+    def endpoint(self, service: str) -> str:
+        return {"mlflow": "http://127.0.0.1:1", "model-api": "http://127.0.0.1:2",
+                "prometheus": "http://127.0.0.1:3"}.get(service, "http://127.0.0.1:4")
+
+    def services(self) -> list[ServiceState]:
+        return [ServiceState(n, "running", self.endpoint(n), 10.0, 100)
+                for n in ("mlflow", "model-api", "monitor")] + [
+            ServiceState("prometheus", "absent", None, detail="not installed")]
+
+    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
+        self.calls.append("train")
+        on_line('{"ts": "2026-01-01T00:00:00.000Z", "level": "info", "msg": "training started"}')
+        return self.train_outcome
+
+    def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
+        yield from [f"{service} line {i}" for i in range(5)][-(tail or 5):]
+
+    def render(self) -> dict[str, str]:
+        return {"supervisord.conf": "[supervisord]\n"}
+
+    def down(self, purge: bool) -> list[str]:
+        self.calls.append(f"down purge={purge}")
+        return ["stopped"]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeTarget:
+    target = FakeTarget()
+    monkeypatch.setattr(targets, "choose", lambda config, recorded: (target, "test"))
+    state.write(home, {"target": "local", "up": True, "ports": {}})
+    champion = ModelInfo("iris-classifier", "2", "champion", 0.97, 1_700_000_000.0)
+    monkeypatch.setattr(MlflowRest, "champion", lambda self, name, alias: champion)
+    monkeypatch.setattr(MlflowRest, "recent_runs", lambda self, exp, limit=5: [
+        RunInfo("r1", "FINISHED", 1_700_000_000.0, 0.97, "promoted")])
+    return target
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(cli.app, list(args), input=input)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.startswith("irisctl 0.")
+
+
+def test_every_command_has_help_with_an_example():
+    for command in cli.app.registered_commands:
+        name = command.callback.__name__
+        assert "Example:" in (command.callback.__doc__ or ""), name
+        result = run(name, "--help")
+        assert result.exit_code == 0, name
+
+
+def test_every_command_is_in_the_readme():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for command in cli.app.registered_commands:
+        assert f"irisctl {command.callback.__name__}" in readme
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["1", "2", "3"], ["1", "2", "3", "4", "5"], ["abc", "2", "3", "4"], ["5,1", "2", "3", "4"],
+     ["nan", "2", "3", "4"], ["inf", "2", "3", "4"], ["-inf", "2", "3", "4"],
+     ["1e999", "2", "3", "4"], ["0x10", "2", "3", "4"], ["", "2", "3", "4"], []],
+)
+def test_predict_bad_input_exits_2_before_any_request(fake, monkeypatch, args):
+    sent = []
+    monkeypatch.setattr("irisctl.clients.web.predict", lambda *a, **k: sent.append(a) or {})
+    result = run("predict", *args)
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.output and "Traceback" not in result.output
+    assert sent == []
+
+
+def test_predict_json_prints_the_api_answer(fake, monkeypatch):
+    answer = {"prediction": "setosa", "class_index": 0,
+              "probabilities": {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0},
+              "model": {"name": "iris-classifier", "version": "2"}}
+    sent = []
+    monkeypatch.setattr("irisctl.clients.web.predict",
+                        lambda url, payload, **k: sent.append((url, payload)) or answer)
+    result = run("predict", "5.1", "3.5", "1.4", "0.2", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == answer
+    assert sent == [("http://127.0.0.1:2", {"features": [5.1, 3.5, 1.4, 0.2]})]
+    assert run("predict", "5.1", "3.5", "1.4", "0.2").exit_code == 0
+
+
+def test_predict_negative_numbers_are_features_not_options(fake, monkeypatch):
+    sent = []
+    monkeypatch.setattr("irisctl.clients.web.predict",
+                        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}})
+    assert run("predict", "-1", "2", "3", "4", "--json").exit_code == 0
+    assert sent == [{"features": [-1.0, 2.0, 3.0, 4.0]}]
+
+
+def test_predict_file_sends_a_batch(fake, monkeypatch, tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
+    sent = []
+    monkeypatch.setattr("irisctl.clients.web.predict",
+                        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}})
+    assert run("predict", "--file", str(csv), "--json").exit_code == 0
+    assert sent == [{"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]}]
+    csv.write_text("5.1,3.5,1.4\n")
+    result = run("predict", "--file", str(csv))
+    assert result.exit_code == 2 and "row 1" in result.output
+
+
+def test_predict_when_not_up_exits_3(home):
+    result = run("predict", "5.1", "3.5", "1.4", "0.2")
+    assert result.exit_code == 3 and "irisctl up" in result.output
+
+
+def test_status_when_not_up_exits_3(home):
+    result = run("status")
+    assert result.exit_code == 3 and "not up" in result.output
+
+
+def test_status_json_shape(fake):
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["target"] == "local"
+    assert data["services"]["mlflow"] == {"state": "running", "url": "http://127.0.0.1:1",
+                                          "uptime_s": 10.0, "pid": 100, "detail": ""}
+    assert data["model"] == {"name": "iris-classifier", "version": "2", "alias": "champion",
+                             "accuracy": 0.97, "registered_at": 1_700_000_000.0}
+    assert data["alerts"] is None and "prometheus" in data["alerts_reason"]
+    assert data["runs"][0]["gate"] == "promoted"
+
+
+def test_status_degraded_exits_1(fake, monkeypatch):
+    monkeypatch.setattr(FakeTarget, "services", lambda self: [
+        ServiceState("mlflow", "running", "u"), ServiceState("model-api", "fatal", "u")])
+    assert run("status").exit_code == 1
+
+
+def test_status_with_mlflow_unreachable_still_reports(fake, monkeypatch):
+    def boom(self, *a, **k):
+        raise IrisctlError("MLflow at http://127.0.0.1:1 is not reachable")
+
+    monkeypatch.setattr(MlflowRest, "champion", boom)
+    result = run("status", "--json")
+    data = json.loads(result.output)
+    assert data["model"] is None and "not reachable" in data["model_error"]
+
+
+def test_train_requires_now(fake):
+    result = run("train")
+    assert result.exit_code == 2 and "--now" in result.output
+    assert fake.calls == []
+
+
+def test_train_now_streams_and_summarises(fake):
+    result = run("train", "--now")
+    assert result.exit_code == 0
+    assert "training started" in result.output and "version 2" in result.output
+    data = json.loads(run("train", "--now", "--json").stdout)
+    assert data["summary"]["version"] == "2" and data["exit_code"] == 0
+
+
+def test_train_failure_exits_1(fake):
+    fake.train_outcome = TrainOutcome(1, None, "MLflow did not answer")
+    result = run("train", "--now")
+    assert result.exit_code == 1 and "MLflow did not answer" in result.output
+
+
+def test_train_when_not_up_exits_3(fake):
+    fake.running = False
+    assert run("train", "--now").exit_code == 3
+
+
+def test_logs(fake):
+    result = run("logs", "model-api", "--tail", "2")
+    assert result.exit_code == 0 and result.output.splitlines() == ["model-api line 3", "model-api line 4"]
+    assert run("logs", "nope").exit_code == 2
+    assert run("logs", "minio").exit_code == 2  # the local target has no MinIO
+
+
+def test_down_purge_needs_yes_without_a_terminal(fake):
+    result = run("down", "--purge")
+    assert result.exit_code == 2 and "--yes" in result.output
+    assert fake.calls == []
+    assert run("down", "--purge", "--yes").exit_code == 0
+    assert fake.calls == ["down purge=True"]
+
+
+def test_down_keeps_data_by_default(fake):
+    assert run("down").exit_code == 0 and fake.calls == ["down purge=False"]
+
+
+def test_render_json(fake):
+    result = run("render", "--json")
+    assert json.loads(result.output) == {"supervisord.conf": "[supervisord]\n"}
+
+
+def test_unknown_and_unavailable_targets(home):
+    result = run("--target", "nomad", "render")
+    assert result.exit_code == 2 and "unknown target" in result.output
+    result = run("--target", "minikube", "render")
+    assert result.exit_code == 1 and "not available" in result.output
+
+
+def test_bad_config_value_is_a_usage_error(home, monkeypatch):
+    monkeypatch.setenv("IRISCTL_API_PORT", "99999")
+    result = run("render")
+    assert result.exit_code == 2 and "IRISCTL_API_PORT" in result.output
+    (home / "config.toml").write_text("api_prot = 1\n")
+    monkeypatch.delenv("IRISCTL_API_PORT")
+    result = run("render")
+    assert result.exit_code == 2 and "unknown settings" in result.output
+
+
+def test_doctor_json(home):
+    result = run("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["python"]["level"] == "ok"
+    assert {"supervisord", "prometheus", "IRISCTL_HOME", "minikube"} <= set(checks)
+    assert all({"name", "level", "detail", "fix"} <= set(c) for c in checks.values())
+
+
+def test_doctor_reports_a_busy_port_with_its_fix(home, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        monkeypatch.setenv("IRISCTL_API_PORT", str(s.getsockname()[1]))
+        result = run("doctor", "--json")
+    assert result.exit_code == 1
+    busy = [c for c in json.loads(result.output) if c["level"] == "fail"]
+    assert busy and "--api-port" in busy[0]["fix"]
+
+
+def test_settings_precedence(home, monkeypatch):
+    from irisctl import settings
+
+    (home / "config.toml").write_text("api_port = 7001\nmonitor_port = 7002\nmlflow_port = 7003\n")
+    monkeypatch.setenv("IRISCTL_MONITOR_PORT", "7102")
+    recorded = {"up": True, "ports": {"mlflow": 7203, "api": 7201}}
+    config = settings.load({"api_port": 7301}, home=home, recorded=recorded)
+    assert (config["api_port"], config.source("api_port")) == (7301, "flag")
+    assert config["monitor_port"] == 7102 and config.source("monitor_port").startswith("env")
+    assert config["mlflow_port"] == 7203 and "running stack" in config.source("mlflow_port")
+    assert config["prometheus_port"] == 9090 and config.source("prometheus_port") == "default"
+
+
+def test_importing_the_cli_loads_no_heavy_sdk():
+    code = ("import sys, irisctl.cli; heavy = [m for m in ('mlflow', 'kubernetes', 'docker', "
+            "'sklearn', 'pandas', 'boto3') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_help_loads_no_heavy_sdk():
+    code = ("import sys; sys.argv = ['irisctl', '--help']\n"
+            "from irisctl import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('mlflow', 'kubernetes', 'docker', 'sklearn') if m in sys.modules],"
+            " file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_ops_parse_features_accepts_plain_numbers():
+    assert ops.parse_features(["5.1", "3.5", "1.4", "0.2"]) == [5.1, 3.5, 1.4, 0.2]
+    assert ops.parse_features(["5", "-3", "1e-1", "+2"]) == [5.0, -3.0, 0.1, 2.0]

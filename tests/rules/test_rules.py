@@ -1,0 +1,67 @@
+"""The one rules file and the rendered Prometheus config, checked by the real promtool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from irisctl import settings
+from irisctl.render import templates_dir
+from irisctl.targets.local import LocalTarget
+
+HERE = Path(__file__).parent
+PROMTOOL = shutil.which("promtool")
+
+if PROMTOOL is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("promtool is required in CI: apt-get install prometheus")
+    pytest.skip("promtool is not installed (apt-get install prometheus)", allow_module_level=True)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_rules_file_passes_promtool_check_with_lint():
+    proc = promtool("check", "rules", "--lint=all", "--lint-fatal",
+                    str(templates_dir() / "prometheus" / "alerts.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 rules found" in proc.stdout
+
+
+def test_rule_unit_tests_pass():
+    proc = promtool("test", "rules", str(HERE / "alerts_test.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_alert_has_severity_summary_description_and_runbook():
+    import yaml
+
+    rules = yaml.safe_load((templates_dir() / "prometheus" / "alerts.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in alerts} == {
+        "IrisModelStale", "IrisModelAccuracyLow", "IrisTrainingFailed", "IrisModelApiDown",
+        "IrisMonitorDown",
+    }
+    readme = (HERE.parents[1] / "README.md").read_text().lower()
+    for rule in alerts:
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+        assert f'<a id="{anchor}"></a>' in readme, f"README has no runbook section {anchor}"
+
+
+def test_rendered_local_prometheus_config_passes_promtool(tmp_path):
+    target = LocalTarget(settings.load(home=tmp_path))
+    files = target.render()
+    config_dir = tmp_path / "run"
+    config_dir.mkdir()
+    for name in ("prometheus.yml", "alerts.yml"):
+        (config_dir / name).write_text(files[name])
+    proc = promtool("check", "config", str(config_dir / "prometheus.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "scrape_interval: 15s" in files["prometheus.yml"]

@@ -1,0 +1,302 @@
+"""The model API's HTTP contract (DESIGN.md), strict input handling and hot swap.
+
+Contract tests use a registry fake at our own seam (``model_holder.Registry``) holding a real
+scikit-learn model; the swap tests use the real MLflow registry and real HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from iris_services.api.app import create_app
+from iris_services.api.model_holder import MlflowRegistry, ModelHolder
+from iris_services.common import registry
+from iris_services.common.registry import Champion
+from iris_services.common.settings import ApiSettings, TrainerSettings
+from iris_services.train import pipeline, publish
+from tests.conftest import free_port, wait_until
+
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+
+class FakeRegistry:
+    """Champions in memory; ``broken`` versions fail to load like missing artifacts do."""
+
+    def __init__(self) -> None:
+        self.champ: Champion | None = None
+        self.models: dict[str, object] = {}
+        self.broken: set[str] = set()
+
+    def promote(self, version: str, seed: int = 4) -> None:
+        self.models[version] = pipeline.train(seed).model
+        self.champ = Champion("iris-classifier", version, "champion", 0.97, time.time(), None, "")
+
+    def champion(self) -> Champion | None:
+        return self.champ
+
+    def load(self, champion: Champion) -> object:
+        if champion.version in self.broken:
+            raise OSError('Could not find an "MLmodel" configuration file')
+        return self.models[champion.version]
+
+
+@pytest.fixture
+def fake() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def client(fake: FakeRegistry) -> TestClient:
+    holder = ModelHolder(fake)
+    app = create_app(ApiSettings(max_body_bytes=64 * 1024, max_batch_rows=100), holder, poll=False)
+    app.state.holder = holder
+    return TestClient(app)
+
+
+def refresh(client: TestClient) -> bool:
+    return bool(client.app.state.holder.refresh())  # type: ignore[attr-defined]
+
+
+def test_no_champion_is_503_with_the_hint(client):
+    resp = client.post("/predict", json={"features": SETOSA})
+    assert resp.status_code == 503
+    assert "irisctl train --now" in resp.json()["detail"]
+    assert resp.headers["retry-after"]
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_single_prediction_matches_the_contract(client, fake):
+    fake.promote("3")
+    assert refresh(client)
+    body = client.post("/predict", json={"features": SETOSA}).json()
+    assert body["prediction"] == "setosa" and body["class_index"] == 0
+    assert set(body["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert body["model"] == {"name": "iris-classifier", "version": "3"}
+
+
+def test_batch_prediction(client, fake):
+    fake.promote("1")
+    refresh(client)
+    rows = [SETOSA, [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]]
+    body = client.post("/predict", json={"instances": rows}).json()
+    assert [p["prediction"] for p in body["predictions"]] == ["setosa", "versicolor", "virginica"]
+    assert "model" not in body["predictions"][0] and body["model"]["version"] == "1"
+
+
+def test_integers_are_numbers(client, fake):
+    fake.promote("1")
+    refresh(client)
+    assert client.post("/predict", json={"features": [5, 3, 1, 0]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"features": [5.1, 3.5, 1.4]}',
+        b'{"features": [5.1, 3.5, 1.4, 0.2, 9]}',
+        b'{"features": [NaN, 3.5, 1.4, 0.2]}',
+        b'{"features": [Infinity, 3.5, 1.4, 0.2]}',
+        b'{"features": [-Infinity, 3.5, 1.4, 0.2]}',
+        b'{"features": [1e999, 3.5, 1.4, 0.2]}',
+        b'{"features": ["5.1", 3.5, 1.4, 0.2]}',
+        b'{"features": [true, false, 1.4, 0.2]}',
+        b'{"features": null}',
+        b'{"features": [[5.1], 3.5, 1.4, 0.2]}',
+        b'{"features": [5.1, 3.5, 1.4, 0.2], "extra": 1}',
+        b'{"features": [5.1, 3.5, 1.4, 0.2], "features": [5.1, 3.5, 1.4, 0.2]}',
+        b'{"feature": [5.1, 3.5, 1.4, 0.2]}',
+        b'{"instances": []}',
+        b'{"instances": [[5.1, 3.5, 1.4]]}',
+        b'{"features": [5.1, 3.5, 1.4, 0.2',
+        b"{}",
+        b"[]",
+        b"",
+        b"\xff\xfe",
+        b"[" * 60_000,  # deep nesting, under the 64 KiB limit of this fixture
+    ],
+)
+def test_bad_input_is_422_with_a_message_never_500(client, fake, raw):
+    fake.promote("1")
+    refresh(client)
+    resp = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert isinstance(resp.json()["detail"], str) and resp.json()["detail"]
+
+
+def test_bad_input_is_422_even_without_a_model(client):
+    assert client.post("/predict", content=b'{"features": [1, 2]}').status_code == 422
+
+
+def test_oversize_body_is_413(client, fake):
+    fake.promote("1")
+    refresh(client)
+    big = b'{"features": [' + b"1.0, " * 20_000 + b"1.0]}"
+    assert client.post("/predict", content=big).status_code == 413
+
+
+def test_oversize_body_without_content_length_is_413(client, fake):
+    fake.promote("1")
+    refresh(client)
+
+    def chunks():
+        yield b'{"features": ['
+        for _ in range(20_000):
+            yield b"1.0, "
+        yield b"1.0]}"
+
+    assert client.post("/predict", content=chunks()).status_code == 413
+
+
+def test_too_many_rows_is_413(client, fake):
+    fake.promote("1")
+    refresh(client)
+    resp = client.post("/predict", json={"instances": [SETOSA] * 101})
+    assert resp.status_code == 413
+
+
+def test_model_endpoint_and_metrics(client, fake):
+    fake.promote("2")
+    refresh(client)
+    client.post("/predict", json={"features": SETOSA})
+    client.post("/predict", json={"features": [1]})
+    info = client.get("/model").json()
+    assert info["name"] == "iris-classifier" and info["version"] == "2"
+    assert info["alias"] == "champion" and info["accuracy"] == 0.97 and info["loaded_at"]
+    text = client.get("/metrics").text
+    assert 'iris_api_requests_total{status="200"} 1.0' in text
+    assert 'iris_api_requests_total{status="422"} 1.0' in text
+    assert "iris_api_request_duration_seconds_bucket" in text
+    assert 'iris_api_model_version_info{version="2"} 1.0' in text
+
+
+def test_openapi_describes_predict(client):
+    spec = client.get("/openapi.json").json()
+    assert "requestBody" in spec["paths"]["/predict"]["post"]
+
+
+def test_a_champion_that_fails_to_load_keeps_the_current_model(client, fake):
+    fake.promote("1")
+    refresh(client)
+    fake.promote("2")
+    fake.broken.add("2")
+    assert not refresh(client)
+    body = client.post("/predict", json={"features": SETOSA}).json()
+    assert body["model"]["version"] == "1"
+    info = client.get("/model").json()
+    assert info["version"] == "1" and "version 2" in info["last_load_error"]
+    assert "iris_api_model_load_failures_total 1.0" in client.get("/metrics").text
+    assert client.get("/readyz").status_code == 200
+
+
+def test_a_champion_that_fails_the_smoke_test_is_not_served(client, fake):
+    fake.promote("1")
+    refresh(client)
+    fake.promote("2")
+    fake.models["2"] = pipeline.train(4).model.fit([[0, 0, 0, 0]] * 3, [2, 2, 2])  # always virginica
+    assert not refresh(client)
+    assert client.get("/model").json()["version"] == "1"
+
+
+# -- against the real registry, over real HTTP -------------------------------------------------
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_config=None, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 20, what="uvicorn start")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_real_champion_is_served_and_swapped_under_load(service_env):
+    settings = ApiSettings()
+    mlflow_client = registry.configure(settings)
+    publish.run(TrainerSettings())
+    holder = ModelHolder(MlflowRegistry(mlflow_client, settings.model_name, settings.model_alias))
+    assert holder.refresh() and holder.current.champion.version == "1"
+    app = create_app(settings, holder, poll=False)
+
+    results: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer(url: str) -> None:
+        with httpx.Client(timeout=10) as http:
+            for _ in range(5000):  # bounded in count and in time (stop)
+                if stop.is_set():
+                    return
+                try:
+                    r = http.post(f"{url}/predict", json={"features": SETOSA})
+                    results.append((r.status_code, r.json().get("model", {}).get("version")))
+                except httpx.HTTPError:
+                    results.append((0, None))
+
+    with LiveServer(app) as url:
+        workers = [threading.Thread(target=hammer, args=(url,)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(results) > 50, 30, what="requests before the swap")
+        publish.run(TrainerSettings())  # version 2 becomes champion
+        assert holder.refresh()
+        wait_until(lambda: any(v == "2" for _, v in results[-20:]), 30, what="version 2 served")
+        stop.set()
+        for w in workers:
+            w.join(30)
+    failures = [s for s, _ in results if s != 200]
+    assert failures == [] and len(results) > 60
+    seen = [v for _, v in results]
+    assert seen[0] == "1" and seen[-1] == "2"
+
+
+def test_champion_with_missing_artifacts_keeps_the_previous_model(service_env, mlflow_server):
+    settings = ApiSettings()
+    mlflow_client = registry.configure(settings)
+    publish.run(TrainerSettings())
+    holder = ModelHolder(MlflowRegistry(mlflow_client, settings.model_name, settings.model_alias))
+    holder.refresh()
+    second = publish.run(TrainerSettings())
+    # Delete the new version's artifacts from the server's artifact store (RELIABILITY.md B2).
+    mv = mlflow_client.get_model_version(settings.model_name, second.version)
+    artifacts = Path(mlflow_server.root / "artifacts")
+    model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]  # source is models:/m-<id>
+    removed = [p for p in artifacts.rglob("MLmodel") if model_id in str(p)]
+    assert removed, "the new version's MLmodel file was not found in the artifact store"
+    for path in removed:
+        shutil.rmtree(path.parent)
+    assert not holder.refresh()
+    assert holder.current.champion.version == "1"
+    assert holder.last_error and f"version {second.version}" in holder.last_error
+    assert holder.load_failures == 1
+
+
+def test_registry_down_keeps_serving(fake):
+    fake.promote("1")
+    holder = ModelHolder(fake)
+    holder.refresh()
+
+    def down() -> Champion | None:
+        raise ConnectionError("mlflow is down")
+
+    fake.champion = down  # type: ignore[method-assign]
+    assert not holder.refresh()
+    assert holder.current is not None and "registry" in (holder.last_error or "")
+    assert replace(holder.current.champion).version == "1"
