@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,7 +21,7 @@ from .errors import EXIT_FAILED, BadInput, IrisctlError
 class _Group(TyperGroup):
     """The error boundary: an IrisctlError becomes 'Error: … / Hint: …' and its exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
         except IrisctlError as exc:
@@ -39,7 +38,7 @@ app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Train, track, serve, monitor and alert on an Iris classifier, on this machine or a cluster.",
+    help="Train, track, serve, monitor and alert on an Iris classifier on this machine.",
     epilog="Example: irisctl up && irisctl predict 5.1 3.5 1.4 0.2",
 )
 
@@ -55,10 +54,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    target: str = typer.Option(None, "--target", help="local, minikube or kubernetes (default: auto)."),
+    target: str = typer.Option(
+        None, "--target", help="local, minikube or kubernetes (default: auto)."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show tracebacks for errors."),
-    version: bool = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     ctx.obj = {"target": target, "verbose": verbose}
 
@@ -67,8 +69,9 @@ def _config(ctx: typer.Context, **flags: Any) -> Any:
     from . import settings, state
 
     home = settings.default_home()
-    return settings.load({"target": ctx.obj["target"], **flags}, home=home,
-                         recorded=state.read(home))
+    return settings.load(
+        {"target": ctx.obj["target"], **flags}, home=home, recorded=state.read(home)
+    )
 
 
 def _reporter(json_out: bool) -> output.Reporter:
@@ -81,8 +84,12 @@ def up(
     mlflow_port: int = typer.Option(None, "--mlflow-port", help="Local MLflow port [5000]."),
     api_port: int = typer.Option(None, "--api-port", help="Local model API port [8080]."),
     monitor_port: int = typer.Option(None, "--monitor-port", help="Local monitor port [8001]."),
-    prometheus_port: int = typer.Option(None, "--prometheus-port", help="Local Prometheus port [9090]."),
-    threshold: float = typer.Option(None, "--threshold", help="Promotion accuracy threshold [0.9]."),
+    prometheus_port: int = typer.Option(
+        None, "--prometheus-port", help="Local Prometheus port [9090]."
+    ),
+    threshold: float = typer.Option(
+        None, "--threshold", help="Promotion accuracy threshold [0.9]."
+    ),
     schedule: str = typer.Option(None, "--schedule", help="Training cron schedule [0 3 * * *]."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -92,9 +99,15 @@ def up(
     """
     from . import ops
 
-    config = _config(ctx, mlflow_port=mlflow_port, api_port=api_port, monitor_port=monitor_port,
-                     prometheus_port=prometheus_port, accuracy_threshold=threshold,
-                     train_schedule=schedule)
+    config = _config(
+        ctx,
+        mlflow_port=mlflow_port,
+        api_port=api_port,
+        monitor_port=monitor_port,
+        prometheus_port=prometheus_port,
+        accuracy_threshold=threshold,
+        train_schedule=schedule,
+    )
     report = _reporter(json_out)
     result = ops.up(config, report.progress, report.line)
     output.print_json(result) if json_out else output.up(result)
@@ -113,20 +126,26 @@ def train(
     from . import ops
 
     if not now:
-        raise BadInput("train runs only on demand with --now; scheduled runs follow the schedule",
-                       "irisctl train --now")
+        raise BadInput(
+            "train runs only on demand with --now; scheduled runs follow the schedule",
+            "irisctl train --now",
+        )
     report = _reporter(json_out)
     result = ops.train(_config(ctx), report.line)
     output.print_json(result) if json_out else output.train(result)
     if not result.ok:
-        raise IrisctlError(f"training failed: {result.error or f'exit {result.exit_code}'}",
-                           "see `irisctl logs trainer`")
+        raise IrisctlError(
+            f"training failed: {result.error or f'exit {result.exit_code}'}",
+            "see `irisctl logs trainer`",
+        )
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def predict(
     ctx: typer.Context,
-    features: list[str] = typer.Argument(None, help="Sepal length, sepal width, petal length, petal width (cm)."),
+    features: list[str] = typer.Argument(
+        None, help="Sepal length, sepal width, petal length, petal width (cm)."
+    ),
     file: Path = typer.Option(None, "--file", "-f", help="CSV file of rows of 4 features (batch)."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -162,7 +181,9 @@ def status(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
 @app.command()
 def logs(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="mlflow, trainer, model-api, monitor, prometheus, scheduler."),
+    service: str = typer.Argument(
+        ..., help="mlflow, trainer, model-api, monitor, prometheus, scheduler."
+    ),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
     tail: int = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
 ) -> None:
@@ -179,7 +200,9 @@ def logs(
 @app.command()
 def down(
     ctx: typer.Context,
-    purge: bool = typer.Option(False, "--purge", help="Also delete models, runs, metrics and logs."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete models, runs, metrics and logs."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --purge."),
 ) -> None:
     """Stop the stack. Data is kept unless --purge.
@@ -191,7 +214,9 @@ def down(
     config = _config(ctx)
     if purge and not yes:
         if not sys.stdin.isatty():
-            raise BadInput("--purge deletes every model, run and metric; without a terminal it needs --yes")
+            raise BadInput(
+                "--purge deletes every model, run and metric; without a terminal it needs --yes"
+            )
         typer.confirm(f"Delete all irisctl data under {config.home}?", abort=True)
     for line in ops.down(config, purge) or ["nothing was running"]:
         output.console.print(line)

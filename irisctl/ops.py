@@ -72,17 +72,22 @@ class StatusResult:
 
     @property
     def healthy(self) -> bool:
-        return all(s.state in ("running", "absent", "exited", "stopped") or s.name == "trainer"
-                   for s in self.services) and all(
-            s.state == "running" for s in self.services if s.name in ("mlflow", "model-api")
-        )
+        return all(
+            s.state in ("running", "absent", "exited", "stopped") or s.name == "trainer"
+            for s in self.services
+        ) and all(s.state == "running" for s in self.services if s.name in ("mlflow", "model-api"))
 
     def as_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "services": {
-                s.name: {"state": s.state, "url": s.url, "uptime_s": s.uptime_s, "pid": s.pid,
-                         "detail": s.detail}
+                s.name: {
+                    "state": s.state,
+                    "url": s.url,
+                    "uptime_s": s.uptime_s,
+                    "pid": s.pid,
+                    "detail": s.detail,
+                }
                 for s in self.services
             },
             "model": asdict(self.model) if self.model else None,
@@ -133,8 +138,10 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
         trained = _train(target, on_line)
         timings["first training"] = time.monotonic() - t0
         if not trained.ok:
-            raise IrisctlError(f"the first training failed: {trained.error}",
-                               "see `irisctl logs trainer`; retry with `irisctl train --now`")
+            raise IrisctlError(
+                f"the first training failed: {trained.error}",
+                "see `irisctl logs trainer`; retry with `irisctl train --now`",
+            )
         champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
     if champion is not None:
         t0 = time.monotonic()
@@ -146,8 +153,10 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     warnings = []
     services = {s.name: s for s in target.services()}
     if services.get("prometheus") and services["prometheus"].state == "absent":
-        warnings.append("prometheus is not installed, so alerts are unavailable; "
-                        "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`")
+        warnings.append(
+            "prometheus is not installed, so alerts are unavailable; "
+            "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`"
+        )
     urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
     return UpResult(target.name, reason, urls, champion, trained, warnings, timings)
 
@@ -156,8 +165,10 @@ def _wait_ready(api_url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not web.healthy(f"{api_url}/readyz", 2.0):
         if time.monotonic() > deadline:
-            raise IrisctlError(f"the model API did not load the champion within {timeout_s:.0f}s",
-                               "see `irisctl logs model-api`")
+            raise IrisctlError(
+                f"the model API did not load the champion within {timeout_s:.0f}s",
+                "see `irisctl logs model-api`",
+            )
         time.sleep(0.3)
 
 
@@ -183,14 +194,19 @@ def _train(target: Target, on_line: Callable[[str], None]) -> TrainResult:
 def parse_features(tokens: list[str]) -> list[float]:
     """Exactly four finite numbers, or BadInput naming the problem (RELIABILITY.md A1/A2)."""
     if len(tokens) != 4:
-        raise BadInput(f"predict takes 4 features (sepal length, sepal width, petal length, "
-                       f"petal width), got {len(tokens)}", "example: irisctl predict 5.1 3.5 1.4 0.2")
+        raise BadInput(
+            f"predict takes 4 features (sepal length, sepal width, petal length, "
+            f"petal width), got {len(tokens)}",
+            "example: irisctl predict 5.1 3.5 1.4 0.2",
+        )
     values = []
     for token in tokens:
         try:
             value = float(token)
         except ValueError:
-            raise BadInput(f"not a number: {token!r}", "features are plain numbers like 5.1") from None
+            raise BadInput(
+                f"not a number: {token!r}", "features are plain numbers like 5.1"
+            ) from None
         if not math.isfinite(value) or token.strip().lower().startswith(("0x", "+0x", "-0x")):
             raise BadInput(f"not a finite number: {token!r}", "features are plain numbers like 5.1")
         values.append(value)
@@ -283,8 +299,10 @@ def logs(config: Config, service: str, follow: bool, tail: int | None) -> Iterat
         raise BadInput(f"unknown service {service!r}", f"choose one of: {', '.join(LOG_SERVICES)}")
     target, _ = _current(config)
     if service == "minio" and target.name == "local":
-        raise BadInput("minio runs only on the Kubernetes targets; the local target stores "
-                       "artifacts in a directory")
+        raise BadInput(
+            "minio runs only on the Kubernetes targets; the local target stores "
+            "artifacts in a directory"
+        )
     return target.logs(service, follow, tail)
 
 
@@ -301,8 +319,14 @@ def doctor(config: Config) -> list[Check]:
     """Preflight checks, each with the fix."""
     checks = []
     py = sys.version_info
-    checks.append(Check("python", "ok" if py >= (3, 11) else "fail", f"{py.major}.{py.minor}",
-                        "" if py >= (3, 11) else "install Python 3.11 or newer"))
+    checks.append(
+        Check(
+            "python",
+            "ok" if py >= (3, 11) else "fail",
+            f"{py.major}.{py.minor}",
+            "" if py >= (3, 11) else "install Python 3.11 or newer",
+        )
+    )
     try:
         import supervisor  # noqa: F401
 
@@ -310,17 +334,35 @@ def doctor(config: Config) -> list[Check]:
     except ImportError:
         checks.append(Check("supervisord", "fail", "not installed", "pip install supervisor"))
     prom = shutil.which("prometheus")
-    checks.append(Check("prometheus", "ok" if prom else "warn", prom or "not found on PATH",
-                        "" if prom else "sudo apt-get install prometheus (alerts need it)"))
+    checks.append(
+        Check(
+            "prometheus",
+            "ok" if prom else "warn",
+            prom or "not found on PATH",
+            "" if prom else "sudo apt-get install prometheus (alerts need it)",
+        )
+    )
     home = config.home
     probe = home if home.exists() else home.parent
     writable = os.access(probe, os.W_OK) if probe.exists() else False
-    checks.append(Check("IRISCTL_HOME", "ok" if writable else "fail", str(home),
-                        "" if writable else "set IRISCTL_HOME to a writable directory"))
+    checks.append(
+        Check(
+            "IRISCTL_HOME",
+            "ok" if writable else "fail",
+            str(home),
+            "" if writable else "set IRISCTL_HOME to a writable directory",
+        )
+    )
     if probe.exists():
         free_gib = shutil.disk_usage(probe).free / 2**30
-        checks.append(Check("disk space", "ok" if free_gib >= 1 else "fail", f"{free_gib:.1f} GiB free",
-                            "" if free_gib >= 1 else "free at least 1 GiB under IRISCTL_HOME"))
+        checks.append(
+            Check(
+                "disk space",
+                "ok" if free_gib >= 1 else "fail",
+                f"{free_gib:.1f} GiB free",
+                "" if free_gib >= 1 else "free at least 1 GiB under IRISCTL_HOME",
+            )
+        )
     recorded = state.read(home) or {}
     running = bool(recorded.get("up")) and _current(config)[0].is_up()
     for key, port in config.ports.items():
@@ -328,12 +370,26 @@ def doctor(config: Config) -> list[Check]:
             checks.append(Check(f"port {port} ({key})", "ok", "held by this irisctl stack"))
             continue
         free = web.port_free(port)
-        checks.append(Check(f"port {port} ({key})", "ok" if free else "fail",
-                            "free" if free else "in use by another process",
-                            "" if free else f"pick another with --{key}-port or IRISCTL_{key.upper()}_PORT"))
-    for tool, why in (("minikube", "the minikube target"), ("docker", "image builds"),
-                      ("kubectl", "the Kubernetes targets")):
+        checks.append(
+            Check(
+                f"port {port} ({key})",
+                "ok" if free else "fail",
+                "free" if free else "in use by another process",
+                "" if free else f"pick another with --{key}-port or IRISCTL_{key.upper()}_PORT",
+            )
+        )
+    for tool, why in (
+        ("minikube", "the minikube target"),
+        ("docker", "image builds"),
+        ("kubectl", "the Kubernetes targets"),
+    ):
         path = shutil.which(tool)
-        checks.append(Check(tool, "ok" if path else "warn", path or "not found",
-                            "" if path else f"only needed for {why}"))
+        checks.append(
+            Check(
+                tool,
+                "ok" if path else "warn",
+                path or "not found",
+                "" if path else f"only needed for {why}",
+            )
+        )
     return checks

@@ -16,10 +16,23 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-_STATE_STYLE = {"running": "green", "healthy": "green", "firing": "red", "pending": "yellow",
-                "inactive": "dim", "absent": "dim", "exited": "dim", "stopped": "yellow",
-                "unhealthy": "red", "fatal": "red", "backoff": "red", "starting": "yellow",
-                "ok": "green", "warn": "yellow", "fail": "red"}
+_STATE_STYLE = {
+    "running": "green",
+    "healthy": "green",
+    "firing": "red",
+    "pending": "yellow",
+    "inactive": "dim",
+    "absent": "dim",
+    "exited": "dim",
+    "stopped": "yellow",
+    "unhealthy": "red",
+    "fatal": "red",
+    "backoff": "red",
+    "starting": "yellow",
+    "ok": "green",
+    "warn": "yellow",
+    "fail": "red",
+}
 
 
 def _styled(state: str) -> str:
@@ -82,11 +95,16 @@ class Reporter:
 
 
 def up(result: UpResult) -> None:
-    console.print(f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({result.reason}).")
+    console.print(
+        f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({result.reason})."
+    )
     if result.champion:
         c = result.champion
         acc = f"{c.accuracy:.3f}" if c.accuracy is not None else "?"
-        console.print(f"Champion: {c.name} v{c.version} (accuracy {acc}, registered {age(c.registered_at)} ago)")
+        console.print(
+            f"Champion: {c.name} v{c.version} "
+            f"(accuracy {acc}, registered {age(c.registered_at)} ago)"
+        )
     table = Table(show_header=False, box=None, padding=(0, 2))
     for name, url in result.urls.items():
         table.add_row(name, url)
@@ -101,11 +119,15 @@ def train(result: TrainResult) -> None:
     if not result.ok or s is None:
         return
     if s.get("promoted"):
-        console.print(f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
-                      f"registered version {s['version']}, now [bold]champion[/]")
+        console.print(
+            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
+            f"registered version {s['version']}, now [bold]champion[/]"
+        )
     else:
-        console.print(f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
-                      f"({s['reason']}); champion stays v{s.get('champion_version')}")
+        console.print(
+            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
+            f"({s['reason']}); champion stays v{s.get('champion_version')}"
+        )
 
 
 def prediction(answer: dict[str, Any]) -> None:
@@ -117,7 +139,9 @@ def prediction(answer: dict[str, Any]) -> None:
     for name in rows[0]["probabilities"]:
         table.add_column(name, justify="right")
     for i, row in enumerate(rows, 1):
-        table.add_row(str(i), row["prediction"], *(f"{p:.3f}" for p in row["probabilities"].values()))
+        table.add_row(
+            str(i), row["prediction"], *(f"{p:.3f}" for p in row["probabilities"].values())
+        )
     console.print(table)
 
 
@@ -131,9 +155,11 @@ def status(result: StatusResult) -> None:
     if result.model:
         m = result.model
         acc = f"{m.accuracy:.3f}" if m.accuracy is not None else "?"
-        console.print(f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
-                      f"registered {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.registered_at))} "
-                      f"({age(m.registered_at)} ago)")
+        console.print(
+            f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
+            f"registered {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.registered_at))} "
+            f"({age(m.registered_at)} ago)"
+        )
     elif result.model_error:
         console.print(f"Champion: [red]unknown[/] ({result.model_error})")
     else:
@@ -141,13 +167,20 @@ def status(result: StatusResult) -> None:
     if result.runs:
         runs = Table("run", "started", "status", "accuracy", "gate", title="Recent training runs")
         for r in result.runs:
-            runs.add_row(r.run_id[:12], f"{age(r.started_at)} ago", _styled(r.status.lower()),
-                         f"{r.accuracy:.4f}" if r.accuracy is not None else "-", r.gate or "-")
+            runs.add_row(
+                r.run_id[:12],
+                f"{age(r.started_at)} ago",
+                _styled(r.status.lower()),
+                f"{r.accuracy:.4f}" if r.accuracy is not None else "-",
+                r.gate or "-",
+            )
         console.print(runs)
     if result.alerts is None:
         console.print(f"Alerts: [yellow]unavailable[/] ({result.alerts_reason})")
     else:
-        console.print("Alerts: " + ", ".join(f"{a['name']} {_styled(a['state'])}" for a in result.alerts))
+        console.print(
+            "Alerts: " + ", ".join(f"{a['name']} {_styled(a['state'])}" for a in result.alerts)
+        )
 
 
 def doctor(checks: list[Check]) -> None:

@@ -1,4 +1,4 @@
-"""irisctl's configuration: flag > IRISCTL_* env > config file > default, each value with its source."""
+"""irisctl's configuration: flag > IRISCTL_* env > config file > default, each with its source."""
 
 from __future__ import annotations
 
@@ -108,8 +108,10 @@ def load(
             raise BadInput(f"{path} is not valid TOML: {exc}") from None
         unknown = set(file_values) - set(DEFAULTS)
         if unknown:
-            raise BadInput(f"{path}: unknown settings {sorted(unknown)}",
-                           f"known settings: {', '.join(DEFAULTS)}")
+            raise BadInput(
+                f"{path}: unknown settings {sorted(unknown)}",
+                f"known settings: {', '.join(DEFAULTS)}",
+            )
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     values = {}
     for name, (default, parser) in DEFAULTS.items():

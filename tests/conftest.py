@@ -65,10 +65,26 @@ class MlflowServer:
         }
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - kept for the process' life
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", "1", "--serve-artifacts",
-             "--artifacts-destination", str(self.root / "artifacts")],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--serve-artifacts",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.root,
         )
         wait_until(lambda: http_ok(f"{self.url}/health"), timeout_s, 0.3, "mlflow /health")
 
@@ -115,7 +131,9 @@ def own_mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
 
 
 @pytest.fixture
-def service_env(monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer, request) -> dict[str, str]:
+def service_env(
+    monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer, request
+) -> dict[str, str]:
     """Environment for the services against the session server, with a model name per test."""
     name = "iris-" + request.node.name.replace("[", "-").replace("]", "")[:40]
     env = {

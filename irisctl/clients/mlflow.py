@@ -43,8 +43,10 @@ class MlflowRest:
         try:
             resp = httpx.request(method, f"{self.base}{path}", timeout=self.timeout_s, **kw)
         except httpx.HTTPError as exc:
-            raise IrisctlError(f"MLflow at {self.base} is not reachable: {exc}",
-                               "check `irisctl status` and `irisctl logs mlflow`") from None
+            raise IrisctlError(
+                f"MLflow at {self.base} is not reachable: {exc}",
+                "check `irisctl status` and `irisctl logs mlflow`",
+            ) from None
         if resp.status_code == 404 or (
             resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text
         ):
@@ -55,37 +57,52 @@ class MlflowRest:
 
     def champion(self, name: str, alias: str) -> ModelInfo | None:
         """The version ``alias`` points to, or None when there is none yet."""
-        data = self._call("GET", "/api/2.0/mlflow/registered-models/alias",
-                          params={"name": name, "alias": alias})
+        data = self._call(
+            "GET", "/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias}
+        )
         if not data:
             return None
         mv = data["model_version"]
         tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
         return ModelInfo(
-            name=name, version=str(mv["version"]), alias=alias,
+            name=name,
+            version=str(mv["version"]),
+            alias=alias,
             accuracy=float(tags["accuracy"]) if "accuracy" in tags else None,
             registered_at=int(mv["creation_timestamp"]) / 1000.0,
         )
 
     def recent_runs(self, experiment: str, limit: int = 5) -> list[RunInfo]:
         """The newest training runs of ``experiment``, newest first."""
-        exp = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name",
-                         params={"experiment_name": experiment})
+        exp = self._call(
+            "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment}
+        )
         if not exp:
             return []
-        data = self._call("POST", "/api/2.0/mlflow/runs/search", json={
-            "experiment_ids": [exp["experiment"]["experiment_id"]],
-            "max_results": limit,
-            "order_by": ["attributes.start_time DESC"],
-        }) or {}
+        data = (
+            self._call(
+                "POST",
+                "/api/2.0/mlflow/runs/search",
+                json={
+                    "experiment_ids": [exp["experiment"]["experiment_id"]],
+                    "max_results": limit,
+                    "order_by": ["attributes.start_time DESC"],
+                },
+            )
+            or {}
+        )
         runs = []
         for run in data.get("runs", []):
             metrics = {m["key"]: m["value"] for m in run.get("data", {}).get("metrics", [])}
             tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
             info = run["info"]
-            runs.append(RunInfo(
-                run_id=info["run_id"], status=info["status"],
-                started_at=int(info["start_time"]) / 1000.0,
-                accuracy=metrics.get("accuracy"), gate=tags.get("gate"),
-            ))
+            runs.append(
+                RunInfo(
+                    run_id=info["run_id"],
+                    status=info["status"],
+                    started_at=int(info["start_time"]) / 1000.0,
+                    accuracy=metrics.get("accuracy"),
+                    gate=tags.get("gate"),
+                )
+            )
         return runs

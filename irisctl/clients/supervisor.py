@@ -38,7 +38,9 @@ class Supervisor:
         """Start supervisord (it daemonizes) and wait until it answers."""
         proc = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)],
-            capture_output=True, text=True, timeout=timeout_s,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
         if proc.returncode != 0:
             raise IrisctlError(
@@ -65,8 +67,10 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" in fault.faultString:
                 return False
-            raise IrisctlError(f"supervisord could not start {name}: {fault.faultString}",
-                               f"see `irisctl logs {name}`") from None
+            raise IrisctlError(
+                f"supervisord could not start {name}: {fault.faultString}",
+                f"see `irisctl logs {name}`",
+            ) from None
         return True
 
     def pid(self) -> int | None:

@@ -32,8 +32,10 @@ def predict(api_url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> d
     try:
         resp = httpx.post(f"{api_url}/predict", json=payload, timeout=timeout_s)
     except httpx.ConnectError:
-        raise NotUp(f"the model API at {api_url} is not reachable",
-                    "check `irisctl status`; start the stack with `irisctl up`") from None
+        raise NotUp(
+            f"the model API at {api_url} is not reachable",
+            "check `irisctl status`; start the stack with `irisctl up`",
+        ) from None
     except httpx.HTTPError as exc:
         raise IrisctlError(f"the model API at {api_url} failed: {exc}") from None
     try:
@@ -41,8 +43,9 @@ def predict(api_url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> d
     except ValueError:
         body = {"detail": resp.text[:200]}
     if resp.status_code == 503:
-        raise IrisctlError(f"the model API has no model: {body.get('detail')}",
-                           "run `irisctl train --now`")
+        raise IrisctlError(
+            f"the model API has no model: {body.get('detail')}", "run `irisctl train --now`"
+        )
     if not resp.is_success:
         raise IrisctlError(f"the model API answered {resp.status_code}: {body.get('detail')}")
     return dict(body)
@@ -51,6 +54,8 @@ def predict(api_url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> d
 def port_free(port: int) -> bool:
     """True when 127.0.0.1:port can be bound (nobody listens there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers do: connections in TIME_WAIT from a previous run do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -35,6 +35,7 @@ def build(name: str, config: Config) -> Target:
 
         return LocalTarget(config)
     if name in PLANNED:
-        raise IrisctlError(f"the {name} target is not available in this version of irisctl",
-                           "use --target local")
+        raise IrisctlError(
+            f"the {name} target is not available in this version of irisctl", "use --target local"
+        )
     raise BadInput(f"unknown target {name!r}", f"choose one of: {', '.join(IMPLEMENTED)}")

@@ -70,7 +70,9 @@ class LocalTarget:
         self.run_dir = self.home / "run"
         self.logs_dir = self.home / "logs"
         self.data_dir = self.home / "data"
-        self.supervisor = Supervisor(self.run_dir / "supervisord.conf", self.run_dir / "supervisor.sock")
+        self.supervisor = Supervisor(
+            self.run_dir / "supervisord.conf", self.run_dir / "supervisor.sock"
+        )
         self.prometheus_bin = shutil.which("prometheus")
 
     # -- configuration -------------------------------------------------------------------------
@@ -97,44 +99,85 @@ class LocalTarget:
         programs = [
             Program(
                 "mlflow",
-                [py, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
-                 "--workers", "1", "--serve-artifacts",
-                 "--artifacts-destination", str(self.data_dir / "artifacts")],
+                [
+                    py,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ports["mlflow"]),
+                    "--workers",
+                    "1",
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    str(self.data_dir / "artifacts"),
+                ],
                 # Lean MLflow (RELIABILITY.md H2): one worker, no job consumers.
-                {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.data_dir / 'mlflow.db'}",
-                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONUNBUFFERED": "1"},
-                home, priority=10, startsecs=5, stopwaitsecs=20,
+                {
+                    "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.data_dir / 'mlflow.db'}",
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                    "PYTHONUNBUFFERED": "1",
+                },
+                home,
+                priority=10,
+                startsecs=5,
+                stopwaitsecs=20,
             ),
             Program(
-                "model-api", [py, "-m", "iris_services.api"],
-                {**env, "PORT": str(ports["api"]), "IRIS_POLL_SECONDS": str(self.config["api_poll_seconds"])},
-                home, priority=20,
+                "model-api",
+                [py, "-m", "iris_services.api"],
+                {
+                    **env,
+                    "PORT": str(ports["api"]),
+                    "IRIS_POLL_SECONDS": str(self.config["api_poll_seconds"]),
+                },
+                home,
+                priority=20,
             ),
             Program(
-                "monitor", [py, "-m", "iris_services.monitor"],
-                {**env, "PORT": str(ports["monitor"])}, home, priority=20,
+                "monitor",
+                [py, "-m", "iris_services.monitor"],
+                {**env, "PORT": str(ports["monitor"])},
+                home,
+                priority=20,
             ),
             Program(
-                "trainer", [py, "-m", "iris_services.train"],
-                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock")}, home,
-                priority=30, autostart=False, autorestart="false", startsecs=0,
+                "trainer",
+                [py, "-m", "iris_services.train"],
+                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock")},
+                home,
+                priority=30,
+                autostart=False,
+                autorestart="false",
+                startsecs=0,
                 exitcodes=f"0,{TRAINER_BUSY}",
             ),
             Program(
-                "scheduler", [py, "-m", "iris_services.scheduler"],
+                "scheduler",
+                [py, "-m", "iris_services.scheduler"],
                 {"IRIS_TRAIN_SCHEDULE": self.config["train_schedule"], "PYTHONUNBUFFERED": "1"},
-                home, priority=40,
+                home,
+                priority=40,
             ),
         ]
         if self.prometheus_bin:
-            programs.append(Program(
-                "prometheus",
-                [self.prometheus_bin, f"--config.file={self.run_dir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
-                 "--storage.tsdb.retention.size=512MB",
-                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
-                {}, home, priority=15,
-            ))
+            programs.append(
+                Program(
+                    "prometheus",
+                    [
+                        self.prometheus_bin,
+                        f"--config.file={self.run_dir / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
+                        "--storage.tsdb.retention.size=512MB",
+                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                    ],
+                    {},
+                    home,
+                    priority=15,
+                )
+            )
         return programs
 
     def render(self) -> dict[str, str]:
@@ -145,11 +188,15 @@ class LocalTarget:
         ]
         return {
             "supervisord.conf": render.render(
-                "local/supervisord.conf.j2", home=self.home, run_dir=self.run_dir,
-                logs_dir=self.logs_dir, programs=programs,
+                "local/supervisord.conf.j2",
+                home=self.home,
+                run_dir=self.run_dir,
+                logs_dir=self.logs_dir,
+                programs=programs,
             ),
             "prometheus.yml": render.render(
-                "local/prometheus.yml.j2", ports=self.config.ports,
+                "local/prometheus.yml.j2",
+                ports=self.config.ports,
                 scrape_interval=self.config["scrape_interval"],
                 rules_file=str(self.run_dir / "alerts.yml"),
             ),
@@ -182,8 +229,15 @@ class LocalTarget:
             progress("supervisord", "starting")
             self.supervisor.start()
         self._wait_healthy(progress)
-        state.write(self.home, {"target": self.name, "up": True, "ports": self.config.ports,
-                                "started_at": time.time()})
+        state.write(
+            self.home,
+            {
+                "target": self.name,
+                "up": True,
+                "ports": self.config.ports,
+                "started_at": time.time(),
+            },
+        )
 
     def _check_ports(self) -> None:
         for key, port in self.config.ports.items():
@@ -198,8 +252,10 @@ class LocalTarget:
     def _write(self, files: dict[str, str]) -> None:
         sock = self.run_dir / "supervisor.sock"
         if len(str(sock)) > _MAX_SOCKET_PATH:
-            raise BadInput(f"IRISCTL_HOME is too long for a unix socket: {sock}",
-                           "set IRISCTL_HOME to a shorter path")
+            raise BadInput(
+                f"IRISCTL_HOME is too long for a unix socket: {sock}",
+                "set IRISCTL_HOME to a shorter path",
+            )
         for d in (self.run_dir, self.logs_dir, self.data_dir, self.data_dir / "artifacts"):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.home.chmod(0o700)
@@ -220,12 +276,16 @@ class LocalTarget:
                         f"{name} failed to start ({statename.lower()}): {self._last_line(name)}",
                         f"see `irisctl logs {name}`",
                     )
-                if statename == "RUNNING" and web.healthy(self.endpoint(name) + HEALTH_PATHS[name], 1.0):
+                if statename == "RUNNING" and web.healthy(
+                    self.endpoint(name) + HEALTH_PATHS[name], 1.0
+                ):
                     pending.discard(name)
                     progress(name, "healthy")
             if pending and time.monotonic() > deadline:
-                raise IrisctlError(f"not healthy after {timeout_s:.0f}s: {', '.join(sorted(pending))}",
-                                   "see `irisctl logs SERVICE` for each")
+                raise IrisctlError(
+                    f"not healthy after {timeout_s:.0f}s: {', '.join(sorted(pending))}",
+                    "see `irisctl logs SERVICE` for each",
+                )
             if pending:
                 time.sleep(0.5)
 
@@ -268,9 +328,15 @@ class LocalTarget:
             raise NotUp()
         infos = self.supervisor.processes()
         with ThreadPoolExecutor(max_workers=4) as pool:
-            health = dict(zip(HEALTH_PATHS, pool.map(
-                lambda n: web.healthy(self.endpoint(n) + HEALTH_PATHS[n], 1.5), HEALTH_PATHS
-            ), strict=True))
+            health = dict(
+                zip(
+                    HEALTH_PATHS,
+                    pool.map(
+                        lambda n: web.healthy(self.endpoint(n) + HEALTH_PATHS[n], 1.5), HEALTH_PATHS
+                    ),
+                    strict=True,
+                )
+            )
         out = []
         for name in ("mlflow", "trainer", "model-api", "monitor", "prometheus", "scheduler"):
             info = infos.get(name)
@@ -281,13 +347,18 @@ class LocalTarget:
             st = info["statename"].lower()
             if st == "running" and name in health and not health[name]:
                 st = "unhealthy"
-            out.append(ServiceState(
-                name, st,
-                self.endpoint(name) if name in HEALTH_PATHS else None,
-                uptime_s=float(info["now"] - info["start"]) if info["statename"] == "RUNNING" else None,
-                pid=info["pid"] or None,
-                detail=_exit_detail(info) if name == "trainer" else "",
-            ))
+            out.append(
+                ServiceState(
+                    name,
+                    st,
+                    self.endpoint(name) if name in HEALTH_PATHS else None,
+                    uptime_s=float(info["now"] - info["start"])
+                    if info["statename"] == "RUNNING"
+                    else None,
+                    pid=info["pid"] or None,
+                    detail=_exit_detail(info) if name == "trainer" else "",
+                )
+            )
         return out
 
     def rules_file(self) -> str:
@@ -332,13 +403,15 @@ class LocalTarget:
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         path = self.logs_dir / f"{service}.log"
         if not path.exists():
-            raise IrisctlError(f"no log for {service} yet ({path})",
-                               "run `irisctl up` (and `irisctl train --now` for the trainer)")
+            raise IrisctlError(
+                f"no log for {service} yet ({path})",
+                "run `irisctl up` (and `irisctl train --now` for the trainer)",
+            )
         lines = path.read_text(errors="replace").splitlines()
         if service == "trainer":  # the last training run only
             starts = [i for i, ln in enumerate(lines) if '"training.start"' in ln]
             if starts:
-                lines = lines[starts[-1]:]
+                lines = lines[starts[-1] :]
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         yield from lines
@@ -352,11 +425,16 @@ class LocalTarget:
 
     def _last_line(self, name: str) -> str:
         """The service's last log line, else supervisord's last word about it."""
-        for path, keep in ((self.logs_dir / f"{name}.log", lambda ln: True),
-                           (self.logs_dir / "supervisord.log", lambda ln: f" {name}" in ln)):
+        for path, keep in (
+            (self.logs_dir / f"{name}.log", lambda ln: True),
+            (self.logs_dir / "supervisord.log", lambda ln: f" {name}" in ln),
+        ):
             if path.exists():
-                lines = [ln for ln in path.read_text(errors="replace").splitlines()
-                         if ln.strip() and keep(ln)]
+                lines = [
+                    ln
+                    for ln in path.read_text(errors="replace").splitlines()
+                    if ln.strip() and keep(ln)
+                ]
                 if lines:
                     return lines[-1][:300]
         return "no log"
@@ -364,8 +442,10 @@ class LocalTarget:
 
 def _busy(pid: int | None) -> IrisctlError:
     who = f" (pid {pid})" if pid else ""
-    return IrisctlError(f"a training is already running{who}",
-                        "follow it with `irisctl logs trainer -f`, or wait for it to finish")
+    return IrisctlError(
+        f"a training is already running{who}",
+        "follow it with `irisctl logs trainer -f`, or wait for it to finish",
+    )
 
 
 def _exit_detail(info: dict[str, Any]) -> str:

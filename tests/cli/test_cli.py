@@ -41,9 +41,18 @@ class FakeTarget:
     def __init__(self, up: bool = True) -> None:
         self.running = up
         self.calls: list[str] = []
-        self.train_outcome = TrainOutcome(0, {"run_id": "r1", "accuracy": 0.97, "promoted": True,
-                                              "version": "2", "reason": "passed the gate",
-                                              "champion_version": "2"}, None)
+        self.train_outcome = TrainOutcome(
+            0,
+            {
+                "run_id": "r1",
+                "accuracy": 0.97,
+                "promoted": True,
+                "version": "2",
+                "reason": "passed the gate",
+                "champion_version": "2",
+            },
+            None,
+        )
 
     def up(self, progress) -> None:
         self.calls.append("up")
@@ -53,13 +62,17 @@ class FakeTarget:
         return self.running
 
     def endpoint(self, service: str) -> str:
-        return {"mlflow": "http://127.0.0.1:1", "model-api": "http://127.0.0.1:2",
-                "prometheus": "http://127.0.0.1:3"}.get(service, "http://127.0.0.1:4")
+        return {
+            "mlflow": "http://127.0.0.1:1",
+            "model-api": "http://127.0.0.1:2",
+            "prometheus": "http://127.0.0.1:3",
+        }.get(service, "http://127.0.0.1:4")
 
     def services(self) -> list[ServiceState]:
-        return [ServiceState(n, "running", self.endpoint(n), 10.0, 100)
-                for n in ("mlflow", "model-api", "monitor")] + [
-            ServiceState("prometheus", "absent", None, detail="not installed")]
+        return [
+            ServiceState(n, "running", self.endpoint(n), 10.0, 100)
+            for n in ("mlflow", "model-api", "monitor")
+        ] + [ServiceState("prometheus", "absent", None, detail="not installed")]
 
     def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
         self.calls.append("train")
@@ -67,7 +80,7 @@ class FakeTarget:
         return self.train_outcome
 
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
-        yield from [f"{service} line {i}" for i in range(5)][-(tail or 5):]
+        yield from [f"{service} line {i}" for i in range(5)][-(tail or 5) :]
 
     def render(self) -> dict[str, str]:
         return {"supervisord.conf": "[supervisord]\n"}
@@ -84,8 +97,11 @@ def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeTarget:
     state.write(home, {"target": "local", "up": True, "ports": {}})
     champion = ModelInfo("iris-classifier", "2", "champion", 0.97, 1_700_000_000.0)
     monkeypatch.setattr(MlflowRest, "champion", lambda self, name, alias: champion)
-    monkeypatch.setattr(MlflowRest, "recent_runs", lambda self, exp, limit=5: [
-        RunInfo("r1", "FINISHED", 1_700_000_000.0, 0.97, "promoted")])
+    monkeypatch.setattr(
+        MlflowRest,
+        "recent_runs",
+        lambda self, exp, limit=5: [RunInfo("r1", "FINISHED", 1_700_000_000.0, 0.97, "promoted")],
+    )
     return target
 
 
@@ -114,9 +130,19 @@ def test_every_command_is_in_the_readme():
 
 @pytest.mark.parametrize(
     "args",
-    [["1", "2", "3"], ["1", "2", "3", "4", "5"], ["abc", "2", "3", "4"], ["5,1", "2", "3", "4"],
-     ["nan", "2", "3", "4"], ["inf", "2", "3", "4"], ["-inf", "2", "3", "4"],
-     ["1e999", "2", "3", "4"], ["0x10", "2", "3", "4"], ["", "2", "3", "4"], []],
+    [
+        ["1", "2", "3"],
+        ["1", "2", "3", "4", "5"],
+        ["abc", "2", "3", "4"],
+        ["5,1", "2", "3", "4"],
+        ["nan", "2", "3", "4"],
+        ["inf", "2", "3", "4"],
+        ["-inf", "2", "3", "4"],
+        ["1e999", "2", "3", "4"],
+        ["0x10", "2", "3", "4"],
+        ["", "2", "3", "4"],
+        [],
+    ],
 )
 def test_predict_bad_input_exits_2_before_any_request(fake, monkeypatch, args):
     sent = []
@@ -128,12 +154,17 @@ def test_predict_bad_input_exits_2_before_any_request(fake, monkeypatch, args):
 
 
 def test_predict_json_prints_the_api_answer(fake, monkeypatch):
-    answer = {"prediction": "setosa", "class_index": 0,
-              "probabilities": {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0},
-              "model": {"name": "iris-classifier", "version": "2"}}
+    answer = {
+        "prediction": "setosa",
+        "class_index": 0,
+        "probabilities": {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0},
+        "model": {"name": "iris-classifier", "version": "2"},
+    }
     sent = []
-    monkeypatch.setattr("irisctl.clients.web.predict",
-                        lambda url, payload, **k: sent.append((url, payload)) or answer)
+    monkeypatch.setattr(
+        "irisctl.clients.web.predict",
+        lambda url, payload, **k: sent.append((url, payload)) or answer,
+    )
     result = run("predict", "5.1", "3.5", "1.4", "0.2", "--json")
     assert result.exit_code == 0
     assert json.loads(result.output) == answer
@@ -143,18 +174,24 @@ def test_predict_json_prints_the_api_answer(fake, monkeypatch):
 
 def test_predict_negative_numbers_are_features_not_options(fake, monkeypatch):
     sent = []
-    monkeypatch.setattr("irisctl.clients.web.predict",
-                        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}})
+    monkeypatch.setattr(
+        "irisctl.clients.web.predict",
+        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}},
+    )
     assert run("predict", "-1", "2", "3", "4", "--json").exit_code == 0
     assert sent == [{"features": [-1.0, 2.0, 3.0, 4.0]}]
 
 
 def test_predict_file_sends_a_batch(fake, monkeypatch, tmp_path):
     csv = tmp_path / "rows.csv"
-    csv.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
+    csv.write_text(
+        "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n"
+    )
     sent = []
-    monkeypatch.setattr("irisctl.clients.web.predict",
-                        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}})
+    monkeypatch.setattr(
+        "irisctl.clients.web.predict",
+        lambda url, payload, **k: sent.append(payload) or {"predictions": [], "model": {}},
+    )
     assert run("predict", "--file", str(csv), "--json").exit_code == 0
     assert sent == [{"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]}]
     csv.write_text("5.1,3.5,1.4\n")
@@ -177,17 +214,33 @@ def test_status_json_shape(fake):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["target"] == "local"
-    assert data["services"]["mlflow"] == {"state": "running", "url": "http://127.0.0.1:1",
-                                          "uptime_s": 10.0, "pid": 100, "detail": ""}
-    assert data["model"] == {"name": "iris-classifier", "version": "2", "alias": "champion",
-                             "accuracy": 0.97, "registered_at": 1_700_000_000.0}
+    assert data["services"]["mlflow"] == {
+        "state": "running",
+        "url": "http://127.0.0.1:1",
+        "uptime_s": 10.0,
+        "pid": 100,
+        "detail": "",
+    }
+    assert data["model"] == {
+        "name": "iris-classifier",
+        "version": "2",
+        "alias": "champion",
+        "accuracy": 0.97,
+        "registered_at": 1_700_000_000.0,
+    }
     assert data["alerts"] is None and "prometheus" in data["alerts_reason"]
     assert data["runs"][0]["gate"] == "promoted"
 
 
 def test_status_degraded_exits_1(fake, monkeypatch):
-    monkeypatch.setattr(FakeTarget, "services", lambda self: [
-        ServiceState("mlflow", "running", "u"), ServiceState("model-api", "fatal", "u")])
+    monkeypatch.setattr(
+        FakeTarget,
+        "services",
+        lambda self: [
+            ServiceState("mlflow", "running", "u"),
+            ServiceState("model-api", "fatal", "u"),
+        ],
+    )
     assert run("status").exit_code == 1
 
 
@@ -228,7 +281,10 @@ def test_train_when_not_up_exits_3(fake):
 
 def test_logs(fake):
     result = run("logs", "model-api", "--tail", "2")
-    assert result.exit_code == 0 and result.output.splitlines() == ["model-api line 3", "model-api line 4"]
+    assert result.exit_code == 0 and result.output.splitlines() == [
+        "model-api line 3",
+        "model-api line 4",
+    ]
     assert run("logs", "nope").exit_code == 2
     assert run("logs", "minio").exit_code == 2  # the local target has no MinIO
 
@@ -302,18 +358,22 @@ def test_settings_precedence(home, monkeypatch):
 
 
 def test_importing_the_cli_loads_no_heavy_sdk():
-    code = ("import sys, irisctl.cli; heavy = [m for m in ('mlflow', 'kubernetes', 'docker', "
-            "'sklearn', 'pandas', 'boto3') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, irisctl.cli; heavy = [m for m in ('mlflow', 'kubernetes', 'docker', "
+        "'sklearn', 'pandas', 'boto3') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_help_loads_no_heavy_sdk():
-    code = ("import sys; sys.argv = ['irisctl', '--help']\n"
-            "from irisctl import cli\n"
-            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('mlflow', 'kubernetes', 'docker', 'sklearn') if m in sys.modules],"
-            " file=sys.stderr)")
+    code = (
+        "import sys; sys.argv = ['irisctl', '--help']\n"
+        "from irisctl import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print([m for m in ('mlflow', 'kubernetes', 'docker', 'sklearn') if m in sys.modules],"
+        " file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
 

@@ -27,8 +27,13 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rules_file_passes_promtool_check_with_lint():
-    proc = promtool("check", "rules", "--lint=all", "--lint-fatal",
-                    str(templates_dir() / "prometheus" / "alerts.yml"))
+    proc = promtool(
+        "check",
+        "rules",
+        "--lint=all",
+        "--lint-fatal",
+        str(templates_dir() / "prometheus" / "alerts.yml"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 rules found" in proc.stdout
 
@@ -44,7 +49,10 @@ def test_every_alert_has_severity_summary_description_and_runbook():
     rules = yaml.safe_load((templates_dir() / "prometheus" / "alerts.yml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"]]
     assert {r["alert"] for r in alerts} == {
-        "IrisModelStale", "IrisModelAccuracyLow", "IrisTrainingFailed", "IrisModelApiDown",
+        "IrisModelStale",
+        "IrisModelAccuracyLow",
+        "IrisTrainingFailed",
+        "IrisModelApiDown",
         "IrisMonitorDown",
     }
     readme = (HERE.parents[1] / "README.md").read_text().lower()

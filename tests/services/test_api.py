@@ -203,7 +203,9 @@ def test_a_champion_that_fails_the_smoke_test_is_not_served(client, fake):
     fake.promote("1")
     refresh(client)
     fake.promote("2")
-    fake.models["2"] = pipeline.train(4).model.fit([[0, 0, 0, 0]] * 3, [2, 2, 2])  # always virginica
+    fake.models["2"] = pipeline.train(4).model.fit(
+        [[0, 0, 0, 0]] * 3, [2, 2, 2]
+    )  # always virginica
     assert not refresh(client)
     assert client.get("/model").json()["version"] == "1"
 
@@ -214,8 +216,9 @@ def test_a_champion_that_fails_the_smoke_test_is_not_served(client, fake):
 class LiveServer:
     def __init__(self, app) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_config=None, access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:

@@ -94,11 +94,15 @@ def test_registry_outage_keeps_the_last_values_so_staleness_still_counts():
     from iris_services.common.registry import Champion
 
     champ = Champion("iris-classifier", "7", "champion", 0.95, 1_000.0, None, "")
-    exporter = Exporter(MonitorSettings(), StubSource(
-        Snapshot(champ, LastRun(2_000.0, False, 0.5)), ConnectionError("down")))
+    exporter = Exporter(
+        MonitorSettings(),
+        StubSource(Snapshot(champ, LastRun(2_000.0, False, 0.5)), ConnectionError("down")),
+    )
     assert exporter.update() and not exporter.update()
     samples = scrape(exporter)
-    assert samples['iris_model_last_registered_timestamp_seconds{model="iris-classifier"}'] == 1000.0
+    assert (
+        samples['iris_model_last_registered_timestamp_seconds{model="iris-classifier"}'] == 1000.0
+    )
     assert samples['iris_training_last_run_success{model="iris-classifier"}'] == 0.0
     assert samples['iris_model_version{model="iris-classifier"}'] == 7.0
     assert samples["iris_monitor_mlflow_up"] == 0.0

@@ -9,8 +9,11 @@ from sklearn.datasets import load_iris
 from iris_services.common.settings import CLASS_NAMES
 from iris_services.train import pipeline
 
-CANONICAL = {"setosa": [5.1, 3.5, 1.4, 0.2], "versicolor": [6.4, 3.2, 4.5, 1.5],
-             "virginica": [6.3, 3.3, 6.0, 2.5]}
+CANONICAL = {
+    "setosa": [5.1, 3.5, 1.4, 0.2],
+    "versicolor": [6.4, 3.2, 4.5, 1.5],
+    "virginica": [6.3, 3.3, 6.0, 2.5],
+}
 
 
 def test_class_names_are_scikit_learns():
@@ -61,8 +64,14 @@ def test_evaluation_has_per_class_scores_and_confusion():
 
 @pytest.mark.parametrize(
     ("accuracy", "threshold", "champion", "expected"),
-    [(0.95, 0.9, None, True), (0.85, 0.9, None, False), (0.9, 0.9, None, True),
-     (0.93, 0.9, 0.97, False), (0.97, 0.9, 0.97, True), (0.99, 1.0, None, False)],
+    [
+        (0.95, 0.9, None, True),
+        (0.85, 0.9, None, False),
+        (0.9, 0.9, None, True),
+        (0.93, 0.9, 0.97, False),
+        (0.97, 0.9, 0.97, True),
+        (0.99, 1.0, None, False),
+    ],
 )
 def test_gate(accuracy, threshold, champion, expected):
     assert pipeline.is_promotable(accuracy, threshold, champion) is expected

@@ -111,8 +111,14 @@ def test_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "iris_services.train"],
-            env={**os.environ, "IRIS_TRAIN_LOCK": str(lock), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
-            capture_output=True, text=True, timeout=60,
+            env={
+                **os.environ,
+                "IRIS_TRAIN_LOCK": str(lock),
+                "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         os.close(fd)

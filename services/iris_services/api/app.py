@@ -13,7 +13,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,8 +32,9 @@ NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -40,20 +48,26 @@ class Metrics:
         disable_created_metrics()  # no *_created series: they only add noise here
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "iris_api_requests", "Prediction requests by HTTP status", ["status"],
+            "iris_api_requests",
+            "Prediction requests by HTTP status",
+            ["status"],
             registry=self.registry,
         )
         self.duration = Histogram(
-            "iris_api_request_duration_seconds", "Prediction request latency",
+            "iris_api_request_duration_seconds",
+            "Prediction request latency",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
         self.version = Gauge(
-            "iris_api_model_version_info", "The model version being served (value 1)", ["version"],
+            "iris_api_model_version_info",
+            "The model version being served (value 1)",
+            ["version"],
             registry=self.registry,
         )
         self.load_failures = Counter(
-            "iris_api_model_load_failures", "Champions that failed to load or smoke-test",
+            "iris_api_model_load_failures",
+            "Champions that failed to load or smoke-test",
             registry=self.registry,
         )
         self.model_loaded = Gauge(
@@ -131,7 +145,9 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         stop = threading.Event()
         if poll:
             thread = threading.Thread(
-                target=holder.run_forever, args=(settings.poll_s, stop), name="alias-watcher",
+                target=holder.run_forever,
+                args=(settings.poll_s, stop),
+                name="alias-watcher",
                 daemon=True,
             )
             thread.start()
@@ -154,9 +170,16 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
 
     body_schema = {
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [
-            schemas.PredictOne.model_json_schema(), schemas.PredictBatch.model_json_schema(),
-        ]}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        schemas.PredictOne.model_json_schema(),
+                        schemas.PredictBatch.model_json_schema(),
+                    ]
+                }
+            }
+        },
     }
 
     @app.post("/predict", openapi_extra={"requestBody": body_schema})
@@ -178,7 +201,9 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             return _json({**answer, "model": model_ref})
         if len(parsed.instances) > settings.max_batch_rows:
             return _error(413, f"a batch holds at most {settings.max_batch_rows} rows")
-        return _json({"predictions": _answer(loaded, np.array(parsed.instances)), "model": model_ref})
+        return _json(
+            {"predictions": _answer(loaded, np.array(parsed.instances)), "model": model_ref}
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -197,14 +222,21 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         """The served model: name, version, alias, accuracy, when it was loaded, last load error."""
         loaded = holder.current
         info: dict[str, Any] = {
-            "name": settings.model_name, "alias": settings.model_alias, "version": None,
-            "accuracy": None, "registered_at": None, "loaded_at": None,
-            "last_load_error": holder.last_error, "load_failures": holder.load_failures,
+            "name": settings.model_name,
+            "alias": settings.model_alias,
+            "version": None,
+            "accuracy": None,
+            "registered_at": None,
+            "loaded_at": None,
+            "last_load_error": holder.last_error,
+            "load_failures": holder.load_failures,
         }
         if loaded is not None:
             info.update(
-                version=loaded.champion.version, accuracy=loaded.champion.accuracy,
-                registered_at=loaded.champion.registered_at, loaded_at=loaded.loaded_at,
+                version=loaded.champion.version,
+                accuracy=loaded.champion.accuracy,
+                registered_at=loaded.champion.registered_at,
+                loaded_at=loaded.loaded_at,
             )
         return _json(info)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,7 +33,7 @@ class Loaded:
     loaded_at: float
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(rows)  # type: ignore[no-any-return]
+        return self.model.predict_proba(rows)
 
 
 class Registry(Protocol):
@@ -84,10 +84,14 @@ class ModelHolder:
                 model = self._registry.load(champion)
                 predicted = model.predict(CANONICAL)
                 if list(predicted) != [0, 1, 2]:
-                    raise ValueError(f"smoke test failed: canonical flowers predicted as {list(predicted)}")
+                    raise ValueError(
+                        f"smoke test failed: canonical flowers predicted as {list(predicted)}"
+                    )
             except Exception as exc:
                 self.load_failures += 1
-                self._record_error(f"could not load version {champion.version}: {exc}", champion.version)
+                self._record_error(
+                    f"could not load version {champion.version}: {exc}", champion.version
+                )
                 for failed in self._on_failure:
                     failed()
                 return False
@@ -95,9 +99,13 @@ class ModelHolder:
             self.last_error = None
             self.failed_version = None
             log.info(
-                "serving version %s", champion.version,
-                extra={"event": "model.swapped", "version": champion.version,
-                       "previous": current.champion.version if current else None},
+                "serving version %s",
+                champion.version,
+                extra={
+                    "event": "model.swapped",
+                    "version": champion.version,
+                    "previous": current.champion.version if current else None,
+                },
             )
             for callback in self._on_swap:
                 callback(current, self.current)

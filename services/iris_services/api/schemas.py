@@ -35,7 +35,9 @@ class BadInput(ValueError):
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
-        raise BadInput(f"duplicate key in JSON object: {sorted({k for k in keys if keys.count(k) > 1})}")
+        raise BadInput(
+            f"duplicate key in JSON object: {sorted({k for k in keys if keys.count(k) > 1})}"
+        )
     return dict(pairs)
 
 
@@ -46,7 +48,9 @@ def _reject_constant(name: str) -> float:
 def parse(body: bytes) -> PredictOne | PredictBatch:
     """Parse and validate a /predict body, or raise BadInput with a readable message."""
     try:
-        data = json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+        data = json.loads(
+            body, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
     except BadInput:
         raise
     except RecursionError:
@@ -60,7 +64,9 @@ def parse(body: bytes) -> PredictOne | PredictBatch:
     elif "features" in data:
         model = PredictOne
     else:
-        raise BadInput('body must have a "features" list of 4 numbers, or an "instances" list of them')
+        raise BadInput(
+            'body must have a "features" list of 4 numbers, or an "instances" list of them'
+        )
     try:
         return model.model_validate(data)  # type: ignore[return-value]
     except ValidationError as exc:

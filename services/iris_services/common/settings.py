@@ -33,7 +33,9 @@ class CommonSettings(BaseSettings):
         0.9, ge=0.0, le=1.0, validation_alias=_env("IRIS_ACCURACY_THRESHOLD")
     )
     # Bounds for every MLflow call: the client's defaults wait ~4 minutes on a dead server.
-    mlflow_max_retries: int = Field(2, ge=0, validation_alias=_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
+    mlflow_max_retries: int = Field(
+        2, ge=0, validation_alias=_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    )
     mlflow_timeout_s: int = Field(10, ge=1, validation_alias=_env("MLFLOW_HTTP_REQUEST_TIMEOUT"))
 
 
@@ -42,7 +44,9 @@ class TrainerSettings(CommonSettings):
 
     seed: int | None = Field(None, validation_alias=_env("IRIS_SEED"))
     test_size: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("IRIS_TEST_SIZE"))
-    wait_for_mlflow_s: float = Field(60.0, ge=0, validation_alias=_env("IRIS_WAIT_FOR_MLFLOW_SECONDS"))
+    wait_for_mlflow_s: float = Field(
+        60.0, ge=0, validation_alias=_env("IRIS_WAIT_FOR_MLFLOW_SECONDS")
+    )
     lock_file: str | None = Field(None, validation_alias=_env("IRIS_TRAIN_LOCK"))
     # A RUNNING run older than this was orphaned by a crash: the next run marks it FAILED.
     orphan_after_s: float = Field(3600.0, ge=0, validation_alias=_env("IRIS_ORPHAN_RUN_SECONDS"))
@@ -64,4 +68,6 @@ class MonitorSettings(CommonSettings):
     host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
     port: int = Field(8001, ge=1, le=65535, validation_alias=_env("PORT"))
     poll_s: float = Field(15.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
-    stale_after_s: float = Field(36 * 3600.0, gt=0, validation_alias=_env("IRIS_STALE_AFTER_SECONDS"))
+    stale_after_s: float = Field(
+        36 * 3600.0, gt=0, validation_alias=_env("IRIS_STALE_AFTER_SECONDS")
+    )

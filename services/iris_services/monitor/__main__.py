@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -25,10 +26,8 @@ def main() -> int:
     log.info("serving metrics", extra={"event": "monitor.start", "port": settings.port})
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         exporter.run_forever(stop)
-    except KeyboardInterrupt:
-        pass
     server.shutdown()
     return 0
 

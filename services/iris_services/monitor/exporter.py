@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -75,7 +76,8 @@ class Exporter:
             "iris_monitor_mlflow_up", "1 if the last registry read succeeded", registry=r
         )
         self.last_success = Gauge(
-            "iris_monitor_last_success_timestamp_seconds", "When the registry was last read",
+            "iris_monitor_last_success_timestamp_seconds",
+            "When the registry was last read",
             registry=r,
         )
         name = settings.model_name
@@ -88,7 +90,9 @@ class Exporter:
             snap = self.source.read()
         except Exception as exc:
             self.mlflow_up.set(0)
-            log.warning("could not read the registry: %s", exc, extra={"event": "monitor.read_failed"})
+            log.warning(
+                "could not read the registry: %s", exc, extra={"event": "monitor.read_failed"}
+            )
             return False
         name = self.settings.model_name
         if snap.champion is None:
@@ -116,10 +120,8 @@ class Exporter:
 
 
 def _drop(gauge: Gauge, label: str) -> None:
-    try:
+    with contextlib.suppress(KeyError):  # never set: nothing to drop
         gauge.remove(label)
-    except KeyError:
-        pass
 
 
 class MlflowSource:

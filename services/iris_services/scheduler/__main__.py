@@ -1,4 +1,4 @@
-"""``python -m iris_services.scheduler``: start supervisord's ``trainer`` program on a cron schedule.
+"""``python -m iris_services.scheduler``: start supervisord's ``trainer`` on a cron schedule.
 
 Runs only under supervisord (the local target), which hands its children
 ``SUPERVISOR_SERVER_URL``; starting the ``trainer`` program there (rather than a subprocess)
@@ -58,8 +58,11 @@ def main() -> int:
     schedule = croniter(settings.schedule, datetime.now(UTC))
     while not stop.is_set():
         due = schedule.get_next(float)
-        log.info("next training at %s UTC", datetime.fromtimestamp(due, UTC).isoformat(timespec="minutes"),
-                 extra={"event": "schedule.next", "due": due})
+        log.info(
+            "next training at %s UTC",
+            datetime.fromtimestamp(due, UTC).isoformat(timespec="minutes"),
+            extra={"event": "schedule.next", "due": due},
+        )
         while not stop.is_set() and time.time() < due:
             stop.wait(min(60.0, max(0.0, due - time.time())))
         if not stop.is_set():

@@ -50,7 +50,9 @@ def main() -> int:
     )
     log.info(
         "run %s: accuracy %.4f, %s",
-        summary.run_id, summary.accuracy, verdict,
+        summary.run_id,
+        summary.accuracy,
+        verdict,
         extra={"event": "training.summary", **publish.summary_dict(summary)},
     )
     return 0

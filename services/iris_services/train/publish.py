@@ -71,8 +71,11 @@ def run(settings: TrainerSettings) -> Summary:
     promote = pipeline.is_promotable(accuracy, settings.accuracy_threshold, champion_accuracy)
     if accuracy < settings.accuracy_threshold:
         reason = f"accuracy {accuracy:.4f} is below the threshold {settings.accuracy_threshold}"
-    elif not promote:
-        reason = f"accuracy {accuracy:.4f} is worse than champion v{champion.version if champion else '?'} ({champion_accuracy})"
+    elif not promote and champion is not None:
+        reason = (
+            f"accuracy {accuracy:.4f} is worse than champion v{champion.version} "
+            f"({champion_accuracy})"
+        )
     else:
         reason = "passed the gate"
 
@@ -115,9 +118,15 @@ def _log_run(result: pipeline.TrainResult, seed: int, settings: TrainerSettings)
 
     ev = result.evaluation
     mlflow.log_params(
-        {**result.params, "seed": seed, "test_size": settings.test_size,
-         "accuracy_threshold": settings.accuracy_threshold, "model_type": "RandomForestClassifier",
-         "train_rows": len(result.dataset.y_train), "test_rows": len(result.dataset.y_test)}
+        {
+            **result.params,
+            "seed": seed,
+            "test_size": settings.test_size,
+            "accuracy_threshold": settings.accuracy_threshold,
+            "model_type": "RandomForestClassifier",
+            "train_rows": len(result.dataset.y_train),
+            "test_rows": len(result.dataset.y_test),
+        }
     )
     metrics = {"accuracy": ev.accuracy}
     metrics.update({f"precision_{k}": v for k, v in ev.precision.items()})
@@ -184,8 +193,12 @@ def _register_and_promote(
             raise
     checkpoint("registering")
     mv = client.create_model_version(
-        name, source=model_uri, run_id=run_id, model_id=model_id,
-        tags={"accuracy": f"{accuracy:.6f}"}, await_creation_for=60,
+        name,
+        source=model_uri,
+        run_id=run_id,
+        model_id=model_id,
+        tags={"accuracy": f"{accuracy:.6f}"},
+        await_creation_for=60,
     )
     try:
         checkpoint("registered")

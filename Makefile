@@ -1,0 +1,30 @@
+# The one-word dev loop. `make up` runs the stack; `make test` is what CI runs.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: up test lint system-deps clean
+
+$(BIN)/irisctl: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip check
+	touch $@
+
+# Prometheus (and its promtool) from the system packages; optional for `up`, needed by the tests.
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || ./scripts/install-system-deps
+
+up: $(BIN)/irisctl
+	$(BIN)/irisctl up
+
+lint: $(BIN)/irisctl
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy irisctl services/iris_services
+
+test: system-deps lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,169 @@
+"""The whole lifecycle on the real local target: supervisord, MLflow, the API, the monitor and
+Prometheus as real processes on loopback, driven through the installed CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, http_ok, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+class Cli:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.ports = {k: free_port() for k in ("mlflow", "api", "monitor", "prometheus")}
+        self.env = {
+            **os.environ,
+            "IRISCTL_HOME": str(home),
+            **{f"IRISCTL_{k.upper()}_PORT": str(p) for k, p in self.ports.items()},
+            "IRISCTL_API_POLL_SECONDS": "1",
+            "COLUMNS": "200",
+        }
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "irisctl", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def json(self, *args: str) -> dict:
+        proc = self(*args, "--json")
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        return json.loads(proc.stdout)
+
+
+def pids(status: dict) -> dict[str, int]:
+    return {n: s["pid"] for n, s in status["services"].items() if s["state"] == "running"}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def cli(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e", numbered=True)
+    c = Cli(home)
+    yield c
+    c("down", timeout=120)  # never leave processes behind, whatever failed
+
+
+def test_lifecycle(cli):
+    proc = cli("up")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "irisctl is up on the local target" in proc.stdout
+    assert "training a first model" in proc.stdout
+
+    first = cli.json("status")
+    assert set(first["services"]) >= {"mlflow", "trainer", "model-api", "monitor", "prometheus"}
+    assert first["model"]["version"] == "1" and first["model"]["alias"] == "champion"
+
+    # up again changes nothing: same processes, no new model version.
+    again = cli("up")
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert "training a first model" not in again.stdout
+    assert pids(cli.json("status")) == pids(first)
+
+    answer = cli.json("predict", "5.1", "3.5", "1.4", "0.2")
+    assert answer["prediction"] == "setosa" and answer["model"]["version"] == "1"
+
+    trained = cli("train", "--now", "--json")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    summary = json.loads(trained.stdout)["summary"]
+    assert summary["run_id"] and 0 <= summary["accuracy"] <= 1
+    assert "training started" in trained.stderr  # the log was streamed
+
+    status = cli.json("status")
+    assert status["model"]["version"] == summary["champion_version"]
+    assert len(status["runs"]) == 2
+    # Alert states come from the real Prometheus (one per rule in the rules file).
+    assert status["alerts"] is not None, status["alerts_reason"]
+    assert {a["name"] for a in status["alerts"]} == {
+        "IrisModelStale",
+        "IrisModelAccuracyLow",
+        "IrisTrainingFailed",
+        "IrisModelApiDown",
+        "IrisMonitorDown",
+    }
+    assert all(a["state"] in ("inactive", "pending", "firing") for a in status["alerts"])
+    wait_until(
+        lambda: (
+            cli.json("predict", "5.1", "3.5", "1.4", "0.2")["model"]["version"]
+            == summary["champion_version"]
+        ),
+        30,
+        what="the API to serve the new champion",
+    )
+
+    # The supervisor brings a killed API back.
+    api_pid = status["services"]["model-api"]["pid"]
+    os.kill(api_pid, signal.SIGKILL)
+    wait_until(
+        lambda: (
+            (s := cli.json("status")["services"]["model-api"])["state"] == "running"
+            and s["pid"] != api_pid
+        ),
+        60,
+        0.5,
+        "the supervisor to restart the API",
+    )
+    wait_until(
+        lambda: http_ok(f"http://127.0.0.1:{cli.ports['api']}/readyz"),
+        60,
+        what="the restarted API to load the champion",
+    )
+
+    # down stops every process group and frees every port; data stays.
+    running = pids(cli.json("status"))
+    proc = cli("down")
+    assert proc.returncode == 0, proc.stderr
+    assert not [n for n, p in running.items() if alive(p)]
+    assert "warning" not in proc.stdout
+    assert cli("status").returncode == 3
+    assert cli("predict", "5.1", "3.5", "1.4", "0.2").returncode == 3
+
+    proc = cli("up")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "training a first model" not in proc.stdout
+    after = cli.json("status")
+    assert after["model"] == status["model"]
+    assert cli.json("predict", "6.3", "3.3", "6.0", "2.5")["prediction"] == "virginica"
+    assert (cli.home / "logs" / "model-api.log").stat().st_size > 0
+    trainer_log = cli("logs", "trainer")
+    assert trainer_log.returncode == 0 and "training.summary" in trainer_log.stdout
+
+    running = pids(after)
+    proc = cli("down", "--purge", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not [n for n, p in running.items() if alive(p)]
+    assert not (cli.home / "data").exists() and not (cli.home / "logs").exists()
+    assert cli("status").returncode == 3
+
+
+def test_a_port_held_by_a_foreign_process_is_reported_not_killed(cli):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", cli.ports["api"]))
+        holder.listen()
+        proc = cli("up", timeout=60)
+        assert proc.returncode == 1
+        assert str(cli.ports["api"]) in proc.stderr and "--api-port" in proc.stderr
+        holder.getsockname()  # still ours, still open
+    assert not (cli.home / "run" / "supervisor.sock").exists()
