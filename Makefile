@@ -11,9 +11,10 @@ $(BIN)/irisctl: pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
-# Prometheus (and its promtool) from the system packages; optional for `up`, needed by the tests.
+# Prometheus and Alertmanager (promtool, amtool) from the system packages: optional for `up`,
+# needed by the tests.
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || ./scripts/install-system-deps
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || ./scripts/install-system-deps
 
 up: $(BIN)/irisctl
 	$(BIN)/irisctl up

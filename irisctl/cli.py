@@ -87,6 +87,9 @@ def up(
     prometheus_port: int = typer.Option(
         None, "--prometheus-port", help="Local Prometheus port [9090]."
     ),
+    alertmanager_port: int = typer.Option(
+        None, "--alertmanager-port", help="Local Alertmanager port [9093]."
+    ),
     threshold: float = typer.Option(
         None, "--threshold", help="Promotion accuracy threshold [0.9]."
     ),
@@ -105,6 +108,7 @@ def up(
         api_port=api_port,
         monitor_port=monitor_port,
         prometheus_port=prometheus_port,
+        alertmanager_port=alertmanager_port,
         accuracy_threshold=threshold,
         train_schedule=schedule,
     )
@@ -179,10 +183,46 @@ def status(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
 
 
 @app.command()
+def alerts(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Every alert rule: state (inactive, pending, firing), since when, summary and runbook.
+
+    Example: irisctl alerts --json
+    """
+    from . import ops
+
+    found = ops.alerts(_config(ctx))
+    output.print_json([a.__dict__ for a in found]) if json_out else output.alerts(found)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--last", "-n", min=1, max=1000, help="How many runs."),
+    plot: Path = typer.Option(
+        None, "--plot", help="Also write the accuracy-over-time chart (PNG)."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
+    """The last training runs (time, accuracy, registered?, champion?) with a sparkline.
+
+    Example: irisctl history --last 50 --plot accuracy.png
+    """
+    from . import ops, plots
+
+    if plot is not None:
+        plots.check_path(plot)
+    config = _config(ctx)
+    rows = ops.history(config, limit)
+    if plot is not None:
+        plots.accuracy_over_time(rows, plot, config["accuracy_threshold"])
+    output.print_json([r.__dict__ for r in rows]) if json_out else output.history(rows, plot)
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     service: str = typer.Argument(
-        ..., help="mlflow, trainer, model-api, monitor, prometheus, scheduler."
+        ..., help="mlflow, trainer, model-api, monitor, prometheus, alertmanager, scheduler."
     ),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
     tail: int = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import state, targets
-from .clients import web
+from .clients import prometheus, web
 from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from .errors import BadInput, IrisctlError, NotUp
 from .settings import Config
@@ -28,7 +28,7 @@ from .targets.base import SERVICES, Progress, ServiceState, Target
 MODEL_NAME = "iris-classifier"
 MODEL_ALIAS = "champion"
 EXPERIMENT = "iris_classification"
-LOG_SERVICES = (*SERVICES, "scheduler", "minio")
+LOG_SERVICES = (*SERVICES, "alertmanager", "scheduler", "minio")
 
 
 @dataclass
@@ -66,7 +66,7 @@ class StatusResult:
     services: list[ServiceState]
     model: ModelInfo | None
     runs: list[RunInfo]
-    alerts: list[dict[str, str]] | None
+    alerts: list[dict[str, Any]] | None
     alerts_reason: str | None
     model_error: str | None = None
 
@@ -96,6 +96,18 @@ class StatusResult:
             "alerts_reason": self.alerts_reason,
             "model_error": self.model_error,
         }
+
+
+@dataclass
+class HistoryRow:
+    """One training run for ``history``."""
+
+    run_id: str
+    started_at: float
+    status: str
+    accuracy: float | None
+    registered_version: str | None
+    champion: bool
 
 
 @dataclass
@@ -146,7 +158,7 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     if champion is not None:
         t0 = time.monotonic()
         progress("model-api", "loading the champion")
-        _wait_ready(target.endpoint("model-api"), timeout_s=config["api_poll_seconds"] + 60)
+        _wait_ready(target.endpoint("model-api"), timeout_s=config["poll_seconds"] + 60)
         progress("model-api", f"serving version {champion.version}")
         timings["api ready"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - started
@@ -275,22 +287,42 @@ def status(config: Config) -> StatusResult:
 
 def _alerts(
     target: Target, services: list[ServiceState]
-) -> tuple[list[dict[str, str]] | None, str | None]:
-    import yaml
-
-    from .clients.prometheus import alert_states
-    from .render import read
-
+) -> tuple[list[dict[str, Any]] | None, str | None]:
     prom = next((s for s in services if s.name == "prometheus"), None)
     if prom is None or prom.state == "absent":
         return None, "prometheus is not installed (sudo apt-get install prometheus)"
-    rules = yaml.safe_load(read("prometheus/alerts.yml"))
-    names = [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
     try:
-        states = alert_states(target.endpoint("prometheus"), names, timeout_s=2.0)
+        found = prometheus.alerts(target.endpoint("prometheus"), timeout_s=2.0)
     except IrisctlError as exc:
         return None, exc.message
-    return [{"name": a.name, "state": a.state} for a in states], None
+    return [
+        {"name": a.name, "state": a.state, "since": a.since, "summary": a.summary} for a in found
+    ], None
+
+
+def alerts(config: Config) -> list[prometheus.Alert]:
+    """Every alert rule with its state, since when, annotations and runbook."""
+    target = _running(config)
+    return prometheus.alerts(target.endpoint("prometheus"))
+
+
+def history(config: Config, limit: int) -> list[HistoryRow]:
+    """The last ``limit`` training runs, oldest first, marking the serving champion's."""
+    target = _running(config)
+    rest = MlflowRest(target.endpoint("mlflow"))
+    champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
+    runs = rest.recent_runs(EXPERIMENT, limit)
+    return [
+        HistoryRow(
+            run_id=r.run_id,
+            started_at=r.started_at,
+            status=r.status,
+            accuracy=r.accuracy,
+            registered_version=r.registered_version,
+            champion=champion is not None and r.registered_version == champion.version,
+        )
+        for r in reversed(runs)
+    ]
 
 
 def logs(config: Config, service: str, follow: bool, tail: int | None) -> Iterator[str]:

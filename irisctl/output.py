@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .ops import Check, StatusResult, TrainResult, UpResult
+    from pathlib import Path
+
+    from .clients.prometheus import Alert
+    from .ops import Check, HistoryRow, StatusResult, TrainResult, UpResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -181,6 +184,59 @@ def status(result: StatusResult) -> None:
         console.print(
             "Alerts: " + ", ".join(f"{a['name']} {_styled(a['state'])}" for a in result.alerts)
         )
+
+
+def alerts(found: list[Alert]) -> None:
+    table = Table()
+    table.add_column("alert", no_wrap=True)
+    for name in ("state", "since", "severity", "summary"):
+        table.add_column(name)
+    for a in found:
+        since = f"{age(a.since)} ago" if a.since else "-"
+        table.add_row(a.name, _styled(a.state), since, a.severity, a.summary or "-")
+    console.print(table)
+    for a in found:
+        if a.state != "inactive" and a.runbook_url:
+            console.print(f"{a.name}: what to do → {a.runbook_url}")
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], low: float, high: float = 1.0) -> str:
+    """One block character per value, scaled between ``low`` and ``high``."""
+    span = max(high - low, 1e-9)
+    out = []
+    for v in values:
+        level = round((min(max(v, low), high) - low) / span * (len(_SPARKS) - 1))
+        out.append(_SPARKS[level])
+    return "".join(out)
+
+
+def history(rows: list[HistoryRow], plot: Path | None) -> None:
+    if not rows:
+        console.print("No training runs yet: run `irisctl train --now`.")
+        return
+    table = Table("started", "run", "status", "accuracy", "registered", "champion")
+    for r in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
+        version = f"v{r.registered_version}" if r.registered_version else "no"
+        table.add_row(
+            started,
+            r.run_id[:12],
+            _styled(r.status.lower()),
+            acc,
+            version,
+            "[green]★[/]" if r.champion else "",
+        )
+    console.print(table)
+    scores = [r.accuracy for r in rows if r.accuracy is not None]
+    if scores:
+        low = min(0.8, *scores)
+        console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
+    if plot is not None:
+        console.print(f"wrote {plot}")
 
 
 def doctor(checks: list[Check]) -> None:

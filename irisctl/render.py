@@ -43,6 +43,34 @@ def render(name: str, **context: Any) -> str:
     return _env().get_template(name).render(**context)
 
 
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(duration: str) -> float:
+    """Prometheus duration ('5m', '1h30m', '0s') in seconds."""
+    import re
+
+    total = 0.0
+    for number, unit in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration):
+        total += int(number) * _UNITS[unit]
+    return total
+
+
+def cap_for(rules_text: str, cap: str) -> str:
+    """The rules with every ``for:`` longer than ``cap`` shortened to it (verbatim if no cap)."""
+    if not cap:
+        return rules_text
+    import yaml
+
+    rules = yaml.safe_load(rules_text)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule and _seconds(rule["for"]) > _seconds(cap):
+                rule["for"] = cap
+    header = f"# Rendered by irisctl with every `for:` capped at {cap} (alert_for_max).\n"
+    return header + yaml.safe_dump(rules, sort_keys=False, width=100)
+
+
 def read(name: str) -> str:
     """A shipped file, verbatim."""
     return (templates_dir() / name).read_text()

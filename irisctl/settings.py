@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from .errors import BadInput
 
 CONFIG_FILE = "config.toml"
+_DURATION = re.compile(r"[0-9]+(ms|s|m|h)")
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,16 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "api_port": (8080, int),
     "monitor_port": (8001, int),
     "prometheus_port": (9090, int),
+    "alertmanager_port": (9093, int),
     "accuracy_threshold": (0.9, float),
     "train_schedule": ("0 3 * * *", str),
     "stale_after_hours": (36.0, float),
-    "api_poll_seconds": (5.0, float),
+    "poll_seconds": (5.0, float),
     "scrape_interval": ("15s", str),
+    "train_seed": (None, int),  # None: a new random seed per run (always logged)
+    "alert_webhook_url": ("", str),  # Alertmanager's receiver; empty: notify nobody
+    # Cap every rule's `for:` (e.g. "5s") in the rendered rules: for demos and tests only.
+    "alert_for_max": ("", str),
 }
 
 
@@ -66,10 +73,13 @@ class Config:
             "api": self["api_port"],
             "monitor": self["monitor_port"],
             "prometheus": self["prometheus_port"],
+            "alertmanager": self["alertmanager_port"],
         }
 
 
 def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
+    if raw is None:
+        return None
     try:
         value = parser(raw)
     except (TypeError, ValueError):
@@ -78,10 +88,14 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"{name} from {source} must be a port number (1-65535), not {value}")
     if name == "accuracy_threshold" and not 0.0 <= value <= 1.0:
         raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
+    if name in ("scrape_interval", "alert_for_max") and value and not _DURATION.fullmatch(value):
+        raise BadInput(f"{name} from {source} must be a duration like 15s or 1m, not {value!r}")
+    if name == "alert_webhook_url" and value and not value.startswith(("http://", "https://")):
+        raise BadInput(f"alert_webhook_url from {source} must be an http(s) URL")
     return value
 
 
-RECORDED = ("mlflow_port", "api_port", "monitor_port", "prometheus_port")
+RECORDED = ("mlflow_port", "api_port", "monitor_port", "prometheus_port", "alertmanager_port")
 
 
 def load(

@@ -30,6 +30,7 @@ class RunInfo:
     started_at: float
     accuracy: float | None
     gate: str | None
+    registered_version: str | None = None
 
 
 class MlflowRest:
@@ -103,6 +104,7 @@ class MlflowRest:
                     started_at=int(info["start_time"]) / 1000.0,
                     accuracy=metrics.get("accuracy"),
                     gate=tags.get("gate"),
+                    registered_version=tags.get("registered_version"),
                 )
             )
         return runs

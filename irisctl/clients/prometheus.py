@@ -1,37 +1,73 @@
-"""Alert states from Prometheus, through prometheus-api-client."""
+"""Alert rules and their states from Prometheus' HTTP API.
+
+``/api/v1/rules`` is the one endpoint that reports every alerting rule, inactive ones included,
+with when each alert became active and its rendered annotations; prometheus-api-client only
+wraps PromQL queries (``ALERTS`` knows neither inactive rules nor annotations), so this reads the
+endpoint with httpx.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
 
 from ..errors import IrisctlError
 
+_ORDER = {"inactive": 0, "pending": 1, "firing": 2}
+
 
 @dataclass(frozen=True)
-class AlertState:
-    """One alert rule and its state: inactive, pending or firing."""
+class Alert:
+    """One alerting rule and its state (the most severe of its alerts)."""
 
     name: str
-    state: str
+    state: str  # inactive, pending, firing
+    severity: str = ""
+    since: float | None = None  # unix seconds the alert became active
+    summary: str = ""
+    description: str = ""
+    runbook_url: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
 
-def alert_states(url: str, rule_names: list[str], timeout_s: float = 3.0) -> list[AlertState]:
-    """The state of every rule in ``rule_names`` (rules absent from ALERTS are inactive)."""
-    from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-    from urllib3.util.retry import Retry
-
+def alerts(url: str, timeout_s: float = 3.0) -> list[Alert]:
+    """Every alerting rule Prometheus has loaded, with its current state."""
     try:
-        prom = PrometheusConnect(
-            url=url, disable_ssl=True, timeout=int(max(1, timeout_s)), retry=Retry(total=0)
-        )
-        series = prom.custom_query("ALERTS")
-    except (PrometheusApiClientException, OSError, ValueError) as exc:
-        # requests' exceptions are OSErrors: refused, timed out, reset
+        resp = httpx.get(f"{url}/api/v1/rules", params={"type": "alert"}, timeout=timeout_s)
+        resp.raise_for_status()
+        groups = resp.json()["data"]["groups"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
         raise IrisctlError(f"Prometheus at {url} is not reachable: {type(exc).__name__}") from None
-    states: dict[str, str] = {}
-    for s in series:
-        name = s["metric"].get("alertname", "")
-        state = s["metric"].get("alertstate", "")
-        if states.get(name) != "firing":
-            states[name] = state
-    return [AlertState(n, states.get(n, "inactive")) for n in rule_names]
+    return [
+        _alert(rule) for group in groups for rule in group["rules"] if rule["type"] == "alerting"
+    ]
+
+
+def _alert(rule: dict[str, Any]) -> Alert:
+    active = sorted(rule.get("alerts", []), key=lambda a: -_ORDER.get(a.get("state", ""), 0))
+    first = active[0] if active else {}
+    # An inactive rule has only its annotation templates: show nothing rather than "{{ $value }}".
+    annotations = first.get("annotations", {})
+    labels = first.get("labels") or {}
+    return Alert(
+        name=rule["name"],
+        state=rule.get("state", "inactive"),
+        severity=rule.get("labels", {}).get("severity", ""),
+        since=_timestamp(first.get("activeAt")),
+        summary=annotations.get("summary", ""),
+        description=annotations.get("description", ""),
+        runbook_url=rule.get("annotations", {}).get("runbook_url", ""),
+        labels={k: v for k, v in labels.items() if k not in ("alertname", "severity")},
+    )
+
+
+def _timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    # Prometheus: 2026-11-26T18:38:25.123456789Z; fromisoformat takes at most microseconds.
+    head, _, frac = value.rstrip("Z").partition(".")
+    text = head + (f".{frac[:6]}" if frac else "") + "+00:00"
+    return datetime.fromisoformat(text).timestamp()

@@ -31,12 +31,14 @@ HEALTH_PATHS = {
     "model-api": "/healthz",
     "monitor": "/metrics",
     "prometheus": "/-/ready",
+    "alertmanager": "/-/ready",
 }
 PORT_FLAGS = {
     "mlflow": "--mlflow-port",
     "api": "--api-port",
     "monitor": "--monitor-port",
     "prometheus": "--prometheus-port",
+    "alertmanager": "--alertmanager-port",
 }
 TRAINER_BUSY = 75
 _FINAL_STATES = {"EXITED", "STOPPED", "FATAL", "UNKNOWN"}
@@ -74,6 +76,10 @@ class LocalTarget:
             self.run_dir / "supervisord.conf", self.run_dir / "supervisor.sock"
         )
         self.prometheus_bin = shutil.which("prometheus")
+        # Debian names the binary prometheus-alertmanager; upstream's is alertmanager.
+        self.alertmanager_bin = shutil.which("prometheus-alertmanager") or shutil.which(
+            "alertmanager"
+        )
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -88,6 +94,8 @@ class LocalTarget:
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
             "PYTHONUNBUFFERED": "1",
             "HOST": "127.0.0.1",
+            # How often the API and the monitor read the registry.
+            "IRIS_POLL_SECONDS": str(c["poll_seconds"]),
         }
 
     def programs(self) -> list[Program]:
@@ -96,6 +104,11 @@ class LocalTarget:
         ports = self.config.ports
         env = self.service_env()
         home = str(self.home)
+        seed = (
+            {}
+            if self.config["train_seed"] is None
+            else {"IRIS_SEED": str(self.config["train_seed"])}
+        )
         programs = [
             Program(
                 "mlflow",
@@ -128,11 +141,7 @@ class LocalTarget:
             Program(
                 "model-api",
                 [py, "-m", "iris_services.api"],
-                {
-                    **env,
-                    "PORT": str(ports["api"]),
-                    "IRIS_POLL_SECONDS": str(self.config["api_poll_seconds"]),
-                },
+                {**env, "PORT": str(ports["api"])},
                 home,
                 priority=20,
             ),
@@ -146,7 +155,7 @@ class LocalTarget:
             Program(
                 "trainer",
                 [py, "-m", "iris_services.train"],
-                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock")},
+                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock"), **seed},
                 home,
                 priority=30,
                 autostart=False,
@@ -178,15 +187,32 @@ class LocalTarget:
                     priority=15,
                 )
             )
+        if self.prometheus_bin and self.alertmanager_bin:
+            programs.append(
+                Program(
+                    "alertmanager",
+                    [
+                        self.alertmanager_bin,
+                        f"--config.file={self.run_dir / 'alertmanager.yml'}",
+                        f"--storage.path={self.data_dir / 'alertmanager'}",
+                        f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                        "--cluster.listen-address=",  # no gossip port: a single local instance
+                    ],
+                    {},
+                    home,
+                    priority=15,
+                )
+            )
         return programs
 
     def render(self) -> dict[str, str]:
-        """supervisord.conf, prometheus.yml and the rules file, as ``up`` writes them."""
+        """Every file ``up`` writes (supervisord, Prometheus, rules, Alertmanager), by name."""
         programs = [
             {**p.__dict__, "command": shlex.join(p.command).replace("%", "%%")}
             for p in self.programs()
         ]
-        return {
+        alertmanager = self.prometheus_bin is not None and self.alertmanager_bin is not None
+        files = {
             "supervisord.conf": render.render(
                 "local/supervisord.conf.j2",
                 home=self.home,
@@ -199,9 +225,15 @@ class LocalTarget:
                 ports=self.config.ports,
                 scrape_interval=self.config["scrape_interval"],
                 rules_file=str(self.run_dir / "alerts.yml"),
+                alertmanager=alertmanager,
             ),
-            "alerts.yml": render.read(RULES_TEMPLATE),
+            "alerts.yml": render.cap_for(render.read(RULES_TEMPLATE), self.config["alert_for_max"]),
         }
+        if alertmanager:
+            files["alertmanager.yml"] = render.render(
+                "local/alertmanager.yml.j2", webhook_url=self.config["alert_webhook_url"]
+            )
+        return files
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -240,8 +272,9 @@ class LocalTarget:
         )
 
     def _check_ports(self) -> None:
+        wanted = {p.name for p in self.programs()} | {"api"}
         for key, port in self.config.ports.items():
-            if key == "prometheus" and not self.prometheus_bin:
+            if key not in wanted:
                 continue
             if not web.port_free(port):
                 raise IrisctlError(
@@ -338,10 +371,18 @@ class LocalTarget:
                 )
             )
         out = []
-        for name in ("mlflow", "trainer", "model-api", "monitor", "prometheus", "scheduler"):
+        for name in (
+            "mlflow",
+            "trainer",
+            "model-api",
+            "monitor",
+            "prometheus",
+            "alertmanager",
+            "scheduler",
+        ):
             info = infos.get(name)
             if info is None:
-                detail = "prometheus is not installed" if name == "prometheus" else ""
+                detail = f"{name} is not installed" if name in HEALTH_PATHS else ""
                 out.append(ServiceState(name, "absent", None, detail=detail))
                 continue
             st = info["statename"].lower()

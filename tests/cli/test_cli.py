@@ -381,3 +381,54 @@ def test_help_loads_no_heavy_sdk():
 def test_ops_parse_features_accepts_plain_numbers():
     assert ops.parse_features(["5.1", "3.5", "1.4", "0.2"]) == [5.1, 3.5, 1.4, 0.2]
     assert ops.parse_features(["5", "-3", "1e-1", "+2"]) == [5.0, -3.0, 0.1, 2.0]
+
+
+def test_alerts_json_and_table(fake, monkeypatch):
+    from irisctl.clients import prometheus
+
+    found = [
+        prometheus.Alert(
+            "IrisModelStale",
+            "firing",
+            "warning",
+            1_700_000_000.0,
+            "No new model for 2d",
+            "…",
+            "README.md#runbook-irismodelstale",
+        ),
+        prometheus.Alert("IrisMonitorDown", "inactive", "critical"),
+    ]
+    monkeypatch.setattr(prometheus, "alerts", lambda url, timeout_s=3.0: found)
+    data = json.loads(run("alerts", "--json").output)
+    assert [(a["name"], a["state"]) for a in data] == [
+        ("IrisModelStale", "firing"),
+        ("IrisMonitorDown", "inactive"),
+    ]
+    assert data[0]["runbook_url"].endswith("#runbook-irismodelstale") and data[0]["since"]
+    assert "IrisModelStale" in run("alerts").output
+
+
+def test_alerts_with_prometheus_unreachable_exits_1(fake, monkeypatch):
+
+    result = run("alerts")
+    assert result.exit_code == 1 and "not reachable" in result.output  # nothing listens on :3
+
+
+def test_history_marks_the_champion_and_plots(fake, monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        MlflowRest,
+        "recent_runs",
+        lambda self, exp, limit=5: [
+            RunInfo("r3", "FAILED", 1_700_000_300.0, None, None),
+            RunInfo("r2", "FINISHED", 1_700_000_200.0, 0.93, "rejected"),
+            RunInfo("r1", "FINISHED", 1_700_000_100.0, 0.97, "promoted", "2"),
+        ],
+    )
+    rows = json.loads(run("history", "--json").output)
+    assert [r["run_id"] for r in rows] == ["r1", "r2", "r3"]  # oldest first
+    assert [r["champion"] for r in rows] == [True, False, False]
+    png = tmp_path / "acc.png"
+    result = run("history", "--plot", str(png))
+    assert (result.exit_code == 0 and "▇" in result.output) or "█" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run("history", "--plot", str(tmp_path / "acc.jpg")).exit_code == 2

@@ -25,7 +25,7 @@ class Cli:
             **os.environ,
             "IRISCTL_HOME": str(home),
             **{f"IRISCTL_{k.upper()}_PORT": str(p) for k, p in self.ports.items()},
-            "IRISCTL_API_POLL_SECONDS": "1",
+            "IRISCTL_POLL_SECONDS": "1",
             "COLUMNS": "200",
         }
 

@@ -73,3 +73,38 @@ def test_rendered_local_prometheus_config_passes_promtool(tmp_path):
     proc = promtool("check", "config", str(config_dir / "prometheus.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "scrape_interval: 15s" in files["prometheus.yml"]
+
+
+AMTOOL = shutil.which("amtool")
+
+
+@pytest.mark.parametrize("webhook", ["", "https://hooks.example.test/T000/B000"])
+def test_rendered_alertmanager_config_passes_amtool(tmp_path, monkeypatch, webhook):
+    if AMTOOL is None:
+        pytest.fail("amtool is required: apt-get install prometheus-alertmanager")
+    monkeypatch.setenv("IRISCTL_ALERT_WEBHOOK_URL", webhook)
+    target = LocalTarget(settings.load(home=tmp_path))
+    files = target.render()
+    assert "alertmanager.yml" in files, "alertmanager is not installed"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(files["alertmanager.yml"])
+    proc = subprocess.run(
+        [AMTOOL, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    receiver = "webhook" if webhook else "nobody"
+    assert f"receiver: {receiver}" in files["alertmanager.yml"]
+    assert "alerting:" in files["prometheus.yml"]
+
+
+def test_capped_for_windows_still_pass_promtool(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRISCTL_ALERT_FOR_MAX", "1s")
+    rules = LocalTarget(settings.load(home=tmp_path)).render()["alerts.yml"]
+    path = tmp_path / "alerts.yml"
+    path.write_text(rules)
+    proc = promtool("check", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import yaml
+
+    fors = [r.get("for") for g in yaml.safe_load(rules)["groups"] for r in g["rules"]]
+    assert fors == ["1s", "0m", "0m", "1s", "1s"]

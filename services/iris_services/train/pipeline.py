@@ -94,4 +94,5 @@ def is_promotable(accuracy: float, threshold: float, champion_accuracy: float | 
     """The gate: at least the threshold, and not worse than the current champion."""
     if accuracy < threshold:
         return False
-    return champion_accuracy is None or accuracy >= champion_accuracy
+    # A tie is "not worse"; the tolerance absorbs a champion accuracy read back from a tag.
+    return champion_accuracy is None or accuracy >= champion_accuracy - 1e-9

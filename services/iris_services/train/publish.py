@@ -65,26 +65,17 @@ def run(settings: TrainerSettings) -> Summary:
     champion = registry.get_champion(client, settings.model_name, settings.model_alias)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31 - 1)
 
-    result = pipeline.train(seed, settings.test_size)
-    accuracy = result.evaluation.accuracy
-    champion_accuracy = champion.accuracy if champion else None
-    promote = pipeline.is_promotable(accuracy, settings.accuracy_threshold, champion_accuracy)
-    if accuracy < settings.accuracy_threshold:
-        reason = f"accuracy {accuracy:.4f} is below the threshold {settings.accuracy_threshold}"
-    elif not promote and champion is not None:
-        reason = (
-            f"accuracy {accuracy:.4f} is worse than champion v{champion.version} "
-            f"({champion_accuracy})"
-        )
-    else:
-        reason = "passed the gate"
-
     with mlflow.start_run(
         experiment_id=experiment.experiment_id, tags={"iris.trainer": "1"}
     ) as active:
+        # Everything from here on happens inside the run: any failure ends it FAILED.
         run_id = active.info.run_id
         checkpoint("run_started")
-        _log_run(result, seed, settings)
+        mlflow.log_param("seed", seed)
+        result = pipeline.train(seed, settings.test_size)
+        accuracy = result.evaluation.accuracy
+        promote, reason = _gate(accuracy, settings.accuracy_threshold, champion)
+        _log_run(result, settings)
         model_uri, model_id = _log_model(result)
         checkpoint("model_logged")
         _smoke_test(model_uri, result)
@@ -92,6 +83,7 @@ def run(settings: TrainerSettings) -> Summary:
         version = None
         if promote:
             version = _register_and_promote(client, settings, model_uri, run_id, model_id, accuracy)
+            mlflow.set_tag("registered_version", version)
         mlflow.set_tags({"gate": "promoted" if promote else "rejected", "gate.reason": reason})
         _log_accuracy_plot(experiment.experiment_id)
 
@@ -109,7 +101,20 @@ def run(settings: TrainerSettings) -> Summary:
     )
 
 
-def _log_run(result: pipeline.TrainResult, seed: int, settings: TrainerSettings) -> None:
+def _gate(
+    accuracy: float, threshold: float, champion: registry.Champion | None
+) -> tuple[bool, str]:
+    """Whether to promote, and why (in words for the summary and the run's tags)."""
+    champion_accuracy = champion.accuracy if champion else None
+    if pipeline.is_promotable(accuracy, threshold, champion_accuracy):
+        return True, "passed the gate"
+    if accuracy < threshold:
+        return False, f"accuracy {accuracy:.4f} is below the threshold {threshold}"
+    version = champion.version if champion else "?"
+    return False, f"accuracy {accuracy:.4f} is worse than champion v{version} ({champion_accuracy})"
+
+
+def _log_run(result: pipeline.TrainResult, settings: TrainerSettings) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +125,6 @@ def _log_run(result: pipeline.TrainResult, seed: int, settings: TrainerSettings)
     mlflow.log_params(
         {
             **result.params,
-            "seed": seed,
             "test_size": settings.test_size,
             "accuracy_threshold": settings.accuracy_threshold,
             "model_type": "RandomForestClassifier",
@@ -197,7 +201,7 @@ def _register_and_promote(
         source=model_uri,
         run_id=run_id,
         model_id=model_id,
-        tags={"accuracy": f"{accuracy:.6f}"},
+        tags={"accuracy": repr(accuracy)},
         await_creation_for=60,
     )
     try:

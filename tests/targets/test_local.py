@@ -1,0 +1,66 @@
+"""The local target's rendered configuration and its small pure helpers (no processes)."""
+
+from __future__ import annotations
+
+from irisctl import render, settings
+from irisctl.targets.local import LocalTarget, _read_new_lines
+
+
+def target(tmp_path, **flags) -> LocalTarget:
+    return LocalTarget(settings.load(flags, home=tmp_path))
+
+
+def test_every_service_binds_loopback_and_stops_as_a_group(tmp_path):
+    conf = target(tmp_path).render()["supervisord.conf"]
+    assert "--host 127.0.0.1" in conf  # mlflow
+    assert conf.count('HOST="127.0.0.1"') >= 3  # api, monitor, trainer
+    assert "0.0.0.0" not in conf
+    programs = conf.count("[program:")
+    assert conf.count("stopasgroup=true") == programs
+    assert conf.count("killasgroup=true") == programs
+    assert "chmod=0700" in conf and "umask=077" in conf
+
+
+def test_mlflow_runs_lean_with_its_store_in_the_environment(tmp_path):
+    t = target(tmp_path)
+    mlflow = next(p for p in t.programs() if p.name == "mlflow")
+    assert (
+        "--workers" in mlflow.command
+        and mlflow.command[mlflow.command.index("--workers") + 1] == "1"
+    )
+    assert "--serve-artifacts" in mlflow.command
+    assert mlflow.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert mlflow.env["MLFLOW_BACKEND_STORE_URI"].startswith("sqlite:///")
+    assert not any("sqlite" in arg for arg in mlflow.command)
+
+
+def test_ports_and_settings_flow_into_the_config(tmp_path):
+    t = target(tmp_path, api_port=18080, accuracy_threshold=0.8, train_seed=7)
+    files = t.render()
+    assert 'PORT="18080"' in files["supervisord.conf"]
+    assert 'IRIS_ACCURACY_THRESHOLD="0.8"' in files["supervisord.conf"]
+    assert 'IRIS_SEED="7"' in files["supervisord.conf"]
+    assert '"127.0.0.1:18080"' in files["prometheus.yml"]
+
+
+def test_supervisor_env_quotes_and_escapes():
+    assert render.supervisor_env({"A": 'x"y', "B": "50%", "C": "a,b"}) == (
+        'A="x\\"y",B="50%%",C="a,b"'
+    )
+
+
+def test_rules_are_shipped_verbatim_without_a_cap(tmp_path):
+    assert target(tmp_path).render()["alerts.yml"] == render.read("prometheus/alerts.yml")
+
+
+def test_read_new_lines_returns_complete_lines_and_survives_rotation(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("one\ntwo\npart")
+    lines, offset = _read_new_lines(log, 0)
+    assert lines == ["one", "two"] and offset == 8
+    with log.open("a") as fh:
+        fh.write("ial\n")
+    lines, offset = _read_new_lines(log, offset)
+    assert lines == ["partial"]
+    log.write_text("new\n")  # rotated: smaller than the offset
+    assert _read_new_lines(log, offset) == (["new"], 4)
