@@ -35,6 +35,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "train_schedule": ("0 3 * * *", str),
     "stale_after_hours": (36.0, float),
     "poll_seconds": (5.0, float),
+    "api_workers": (min(os.cpu_count() or 1, 4), int),  # model API processes
     "scrape_interval": ("15s", str),
     "train_seed": (None, int),  # None: a new random seed per run (always logged)
     "alert_webhook_url": ("", str),  # Alertmanager's receiver; empty: notify nobody
@@ -84,6 +85,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         value = parser(raw)
     except (TypeError, ValueError):
         raise BadInput(f"{name} from {source} is not a valid {parser.__name__}: {raw!r}") from None
+    if name == "api_workers" and not 1 <= value <= 64:
+        raise BadInput(f"api_workers from {source} must be between 1 and 64, not {value}")
     if name.endswith("_port") and not 1 <= value <= 65535:
         raise BadInput(f"{name} from {source} must be a port number (1-65535), not {value}")
     if name == "accuracy_threshold" and not 0.0 <= value <= 1.0:

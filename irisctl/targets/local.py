@@ -141,7 +141,11 @@ class LocalTarget:
             Program(
                 "model-api",
                 [py, "-m", "iris_services.api"],
-                {**env, "PORT": str(ports["api"])},
+                {
+                    **env,
+                    "PORT": str(ports["api"]),
+                    "IRIS_API_WORKERS": str(self.config["api_workers"]),
+                },
                 home,
                 priority=20,
             ),

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.e2e
 class Cli:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.ports = {k: free_port() for k in ("mlflow", "api", "monitor", "prometheus")}
+        self.ports = {
+            k: free_port() for k in ("mlflow", "api", "monitor", "prometheus", "alertmanager")
+        }
         self.env = {
             **os.environ,
             "IRISCTL_HOME": str(home),

@@ -303,3 +303,52 @@ def test_registry_down_keeps_serving(fake):
     assert not holder.refresh()
     assert holder.current is not None and "registry" in (holder.last_error or "")
     assert replace(holder.current.champion).version == "1"
+
+
+def test_two_workers_serve_and_report_metrics_as_one_api(service_env):
+    """The real entry point with IRIS_API_WORKERS=2: every scrape counts every worker's requests."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    publish.run(TrainerSettings())
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "IRIS_API_WORKERS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iris_services.api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(url), 90, 0.3, "the API to load the champion")
+        n = 60
+        with httpx.Client(timeout=10) as http:
+            wait_until(lambda: all(_ready(url) for _ in range(6)), 60, 0.3, "both workers ready")
+            before = _count_200(http, url)
+            for _ in range(n):
+                assert http.post(f"{url}/predict", json={"features": SETOSA}).status_code == 200
+            # Fresh connections land on either worker; each must report the API's total.
+            for _ in range(6):
+                with httpx.Client(timeout=10) as fresh:
+                    assert _count_200(fresh, url) == before + n
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _count_200(http: httpx.Client, url: str) -> float:
+    for line in http.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('iris_api_requests_total{status="200"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -1,10 +1,19 @@
-"""``python -m iris_services.api``: serve the champion over HTTP on ``PORT`` (default 8080)."""
+"""``python -m iris_services.api``: serve the champion over HTTP on ``PORT`` (default 8080).
+
+``IRIS_API_WORKERS`` processes (default 1) share the port; each holds its own copy of the model
+and watches the alias itself. uvloop and httptools are used when installed (uvicorn[standard]):
+without them multi-worker uvicorn adds ~44 ms per keep-alive request (PERFORMANCE.md).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 
 import uvicorn
+from fastapi import FastAPI
 
 from ..common import logs, registry
 from ..common.settings import ApiSettings
@@ -12,13 +21,37 @@ from .app import create_app
 from .model_holder import MlflowRegistry, ModelHolder
 
 
-def main() -> int:
+def build_app() -> FastAPI:
+    """The app for one worker process, from the environment."""
     logs.setup()
     settings = ApiSettings()
     client = registry.configure(settings)
     holder = ModelHolder(MlflowRegistry(client, settings.model_name, settings.model_alias))
-    app = create_app(settings, holder)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return create_app(settings, holder)
+
+
+def main() -> int:
+    settings = ApiSettings()
+    logs.setup()
+    metrics_dir = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers inherit this before they import prometheus_client (see app.Metrics).
+        metrics_dir = tempfile.mkdtemp(prefix="iris-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "iris_services.api.__main__:build_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

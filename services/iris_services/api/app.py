@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -42,41 +43,56 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> R
 
 
 class Metrics:
-    """The API's Prometheus metrics, in a registry of their own (one per app)."""
+    """The API's Prometheus metrics, in a registry of their own (one per app).
+
+    With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set by ``__main__``) each worker
+    writes its samples to that directory and ``/metrics`` adds them up, so a scrape sees the
+    whole API whichever worker answers it.
+    """
 
     def __init__(self) -> None:
         disable_created_metrics()  # no *_created series: they only add noise here
         self.registry = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry)
+        r = None if self.multiprocess else self.registry
         self.requests = Counter(
-            "iris_api_requests",
-            "Prediction requests by HTTP status",
-            ["status"],
-            registry=self.registry,
+            "iris_api_requests", "Prediction requests by HTTP status", ["status"], registry=r
         )
         self.duration = Histogram(
             "iris_api_request_duration_seconds",
             "Prediction request latency",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=self.registry,
+            registry=r,
         )
         self.version = Gauge(
             "iris_api_model_version_info",
-            "The model version being served (value 1)",
+            "1 for the model version being served",
             ["version"],
-            registry=self.registry,
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.load_failures = Counter(
             "iris_api_model_load_failures",
             "Champions that failed to load or smoke-test",
-            registry=self.registry,
+            registry=r,
         )
         self.model_loaded = Gauge(
-            "iris_api_model_loaded", "1 when a model is loaded and served", registry=self.registry
+            "iris_api_model_loaded",
+            "1 when a model is loaded and served",
+            registry=r,
+            multiprocess_mode="livemin",
         )
 
     def swapped(self, old: Loaded | None, new: Loaded) -> None:
         if old is not None:
-            self.version.remove(old.champion.version)
+            if self.multiprocess:  # samples live in files: a label cannot be removed
+                self.version.labels(old.champion.version).set(0)
+            else:
+                self.version.remove(old.champion.version)
         self.version.labels(new.champion.version).set(1)
         self.model_loaded.set(1)
 

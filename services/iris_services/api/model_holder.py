@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..common.registry import Champion
+from .fast_forest import accelerate
 
 log = logging.getLogger("iris.api")
 
@@ -81,7 +82,7 @@ class ModelHolder:
             if champion.version == self.failed_version:
                 return False  # already failed to load; wait for the alias to move again
             try:
-                model = self._registry.load(champion)
+                model = accelerate(self._registry.load(champion))
                 predicted = model.predict(CANONICAL)
                 if list(predicted) != [0, 1, 2]:
                     raise ValueError(

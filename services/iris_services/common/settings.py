@@ -60,6 +60,7 @@ class ApiSettings(CommonSettings):
     poll_s: float = Field(5.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
     max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("IRIS_MAX_BODY_BYTES"))
     max_batch_rows: int = Field(10_000, gt=0, validation_alias=_env("IRIS_MAX_BATCH_ROWS"))
+    workers: int = Field(1, ge=1, le=64, validation_alias=_env("IRIS_API_WORKERS"))
 
 
 class MonitorSettings(CommonSettings):
