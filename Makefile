@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint system-deps clean
+.PHONY: up test lint system-deps bench clean
 
 $(BIN)/irisctl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,3 +29,8 @@ test: system-deps lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark (bench/run.py): our model API against `mlflow models serve`, CLI timings.
+bench: $(BIN)/irisctl
+	@command -v wrk >/dev/null || ./scripts/install-system-deps wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -139,7 +139,13 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     target, reason = _current(config)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    target.up(progress)
+
+    def timed(step: str, state: str) -> None:
+        if state == "healthy":
+            timings[f"{step} healthy"] = time.monotonic() - started
+        progress(step, state)
+
+    target.up(timed)
     timings["services healthy"] = time.monotonic() - started
     rest = MlflowRest(target.endpoint("mlflow"))
     champion = rest.champion(MODEL_NAME, MODEL_ALIAS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -160,6 +161,13 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         if poll:
+            # Load the champion before this worker accepts connections, so no worker of several
+            # answers 503 while a sibling already serves; bounded, so liveness never waits long.
+            first = threading.Thread(target=holder.refresh, name="first-load", daemon=True)
+            first.start()
+            deadline = time.monotonic() + settings.startup_load_timeout_s
+            while first.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             thread = threading.Thread(
                 target=holder.run_forever,
                 args=(settings.poll_s, stop),

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..common.registry import Champion
-from .fast_forest import accelerate
+from .fast_models import accelerate
 
 log = logging.getLogger("iris.api")
 

@@ -61,6 +61,9 @@ class ApiSettings(CommonSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("IRIS_MAX_BODY_BYTES"))
     max_batch_rows: int = Field(10_000, gt=0, validation_alias=_env("IRIS_MAX_BATCH_ROWS"))
     workers: int = Field(1, ge=1, le=64, validation_alias=_env("IRIS_API_WORKERS"))
+    startup_load_timeout_s: float = Field(
+        30.0, ge=0, validation_alias=_env("IRIS_STARTUP_LOAD_TIMEOUT_SECONDS")
+    )
 
 
 class MonitorSettings(CommonSettings):

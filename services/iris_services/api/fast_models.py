@@ -1,10 +1,12 @@
-"""A random forest flattened into numpy arrays, evaluated for all trees at once.
+"""Faster evaluation of the models the API serves, used only where it agrees with scikit-learn.
 
 scikit-learn's ``predict_proba`` on one row of a 100-tree forest costs ~4.9 ms on this machine,
 almost all of it per-call machinery (validation, joblib dispatch, one call per tree), while the
-trees themselves take ~0.27 ms (PERFORMANCE.md). Here every tree's nodes live in one padded 2-D
-array, and a batch walks all trees together, one level per step: a few vectorised numpy ops per
-level. The answer is the same as scikit-learn's (tests compare them on the whole Iris data).
+trees themselves take ~0.27 ms (PERFORMANCE.md). ``FastForest`` keeps every tree's nodes in flat
+arrays and walks all trees together, one level per step: a few vectorised numpy operations per
+level (~40 us a row). ``FastLinear`` is a logistic regression's softmax in one matrix product
+(~6 us against ~90 us). ``accelerate`` checks each against scikit-learn on probe rows before
+using it; the tests compare them on the whole Iris data and random points.
 """
 
 from __future__ import annotations
@@ -69,10 +71,57 @@ class FastForest:
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
 
-def accelerate(model: Any) -> Any:
-    """A faster equivalent of ``model`` when we have one (random forests), else ``model``."""
-    from sklearn.ensemble import RandomForestClassifier
+class FastLinear:
+    """``predict_proba`` of a multinomial LogisticRegression: softmax(x @ coef.T + intercept)."""
 
+    def __init__(self, model: Any) -> None:
+        self.classes_ = model.classes_
+        self.n_features_in_ = int(model.n_features_in_)
+        self._coef = np.ascontiguousarray(model.coef_.T, dtype=np.float64)
+        self._intercept = np.asarray(model.intercept_, dtype=np.float64)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        scores = np.asarray(x, dtype=np.float64) @ self._coef + self._intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+# Rows the fast path must answer like scikit-learn before it is used: the Iris range and beyond.
+_PROBE = np.array(
+    [
+        [5.1, 3.5, 1.4, 0.2],
+        [6.4, 3.2, 4.5, 1.5],
+        [6.3, 3.3, 6.0, 2.5],
+        [4.3, 2.0, 1.0, 0.1],
+        [7.9, 4.4, 6.9, 2.5],
+        [5.8, 2.7, 5.1, 1.9],
+        [0.0, 0.0, 0.0, 0.0],
+        [20.0, 10.0, 15.0, 5.0],
+    ]
+)
+
+
+def accelerate(model: Any) -> Any:
+    """A faster equivalent of ``model`` when one exists and agrees with it, else ``model``."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    fast: Any = None
     if isinstance(model, RandomForestClassifier):
-        return FastForest(model)
-    return model
+        fast = FastForest(model)
+    elif isinstance(model, LogisticRegression) and len(model.classes_) > 2:
+        fast = FastLinear(model)
+    if fast is None:
+        return model
+    try:
+        agrees = np.allclose(
+            fast.predict_proba(_PROBE), model.predict_proba(_PROBE), rtol=1e-9, atol=1e-12
+        )
+    except (ValueError, IndexError):  # a model shape we do not handle (e.g. other features)
+        agrees = False
+    return fast if agrees else model

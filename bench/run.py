@@ -1,0 +1,440 @@
+"""irisctl's benchmark: the model API against `mlflow models serve` on the same champion.
+
+One command (`make bench`, or `.venv/bin/python bench/run.py`) brings up the local stack in a
+temporary IRISCTL_HOME on free loopback ports, then:
+
+- drives our model API and `mlflow models serve` with the same load generator (wrk: 2 threads,
+  32 connections, one-row requests, bounded in time) at 1 and 2 worker processes, for the
+  seed's model family (a 100-tree random forest from the trainer) and a logistic regression;
+- times a 1,000-row batch, a champion swap under load, and a memory soak;
+- times the CLI: `irisctl --help` against `python -c "import typer, rich"`, `predict`,
+  `status`, and `up` (with its breakdown);
+
+and prints one table of medians over repeated runs. Everything runs on 127.0.0.1 and is
+stopped at the end (process groups it started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server in its own process group, stopped (group-wide) on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(timeout=15)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+# -- load generation ---------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    rps: float
+    p50: float
+    p90: float
+    p99: float
+    errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, body: str, seconds: float, connections: int = 32) -> Load:
+    """One bounded wrk run: POST ``body`` to ``url``."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds:.0f}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        script.unlink()
+    lat = {
+        m[0]: float(m[1]) * _UNITS[m[2]]
+        for m in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+    }
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, lat["50"], lat["90"], lat["99"], errors)
+
+
+def median_load(runs: list[Load]) -> Load:
+    return Load(
+        *(statistics.median(getattr(r, f) for r in runs) for f in ("rps", "p50", "p90", "p99")),
+        errors=sum(r.errors for r in runs),
+    )
+
+
+# -- the stack and the servers under test ----------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.home = Path(tempfile.mkdtemp(prefix="irisctl-bench-"))
+        self.ports = {
+            k: free_port() for k in ("mlflow", "api", "monitor", "prometheus", "alertmanager")
+        }
+        self.env = {
+            **os.environ,
+            "IRISCTL_HOME": str(self.home),
+            **{f"IRISCTL_{k.upper()}_PORT": str(p) for k, p in self.ports.items()},
+            "IRISCTL_TRAIN_SEED": "5",  # the trainer samples a 100-tree forest for this seed
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.mlflow = f"http://127.0.0.1:{self.ports['mlflow']}"
+        self.rows: list[tuple[str, str]] = []
+
+    def irisctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "irisctl"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=check,
+        )
+
+    def cli_timings(self) -> dict[str, float]:
+        def timed(cmd: list[str], n: int) -> float:
+            samples = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                subprocess.run(cmd, env=self.env, capture_output=True, timeout=60, check=True)
+                samples.append(time.perf_counter() - t0)
+            return statistics.median(samples) * 1000
+
+        n = self.args.cli_runs
+        return {
+            "python -c 'import typer, rich'": timed(
+                [sys.executable, "-c", "import typer, rich"], n
+            ),
+            "irisctl --help": timed([str(BIN / "irisctl"), "--help"], n),
+            "irisctl predict 5.1 3.5 1.4 0.2": timed(
+                [str(BIN / "irisctl"), "predict", *map(str, ROW)], n
+            ),
+            "irisctl status": timed([str(BIN / "irisctl"), "status", "--json"], n),
+        }
+
+    def api_server(self, workers: int) -> tuple[str, object]:
+        port = free_port()
+        env = {
+            **self.env,
+            "MLFLOW_TRACKING_URI": self.mlflow,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "IRIS_API_WORKERS": str(workers),
+            "IRIS_POLL_SECONDS": "1",
+        }
+        cm = process(
+            [sys.executable, "-m", "iris_services.api"], env, self.home / f"bench-api-{workers}.log"
+        )
+        return f"http://127.0.0.1:{port}", cm
+
+    def register_logistic_regression(self) -> str:
+        """Log and promote a logistic regression as the champion; its version."""
+        os.environ.update(
+            {
+                "MLFLOW_TRACKING_URI": self.mlflow,
+                "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+                "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            }
+        )
+        import mlflow
+        import mlflow.sklearn
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+
+        iris = load_iris()
+        model = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
+        client = mlflow.MlflowClient(self.mlflow)
+        mlflow.set_experiment("iris_bench")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(model, name="model", input_example=iris.data[:2])
+        mv = client.create_model_version(
+            "iris-classifier", info.model_uri, tags={"accuracy": "1.0"}, model_id=info.model_id
+        )
+        client.set_registered_model_alias("iris-classifier", "champion", str(mv.version))
+        return str(mv.version)
+
+    def promote_again(self) -> None:
+        """Re-register the champion's model as a new version and move the alias to it."""
+        import mlflow
+
+        client = mlflow.MlflowClient(self.mlflow)
+        mv = client.get_model_version_by_alias("iris-classifier", "champion")
+        model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]  # source: models:/m-<id>
+        new = client.create_model_version(
+            "iris-classifier", mv.source, tags=mv.tags, model_id=model_id
+        )
+        client.set_registered_model_alias("iris-classifier", "champion", str(new.version))
+
+    def mlflow_serve(self, workers: int) -> tuple[str, object]:
+        port = free_port()
+        env = {
+            **self.env,
+            "MLFLOW_TRACKING_URI": self.mlflow,
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+        }
+        cm = process(
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/iris-classifier@champion",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(workers),
+                "--env-manager",
+                "local",
+            ],
+            env,
+            self.home / f"bench-mlflow-serve-{workers}.log",
+        )
+        return f"http://127.0.0.1:{port}", cm
+
+
+def load_servers(b: Bench, model: str, workers: int, results: dict) -> None:
+    runs, seconds = b.args.runs, b.args.seconds
+    ours_url, ours_cm = b.api_server(workers)
+    theirs_url, theirs_cm = b.mlflow_serve(workers)
+    with ours_cm, theirs_cm:  # type: ignore[attr-defined]
+        wait_for(lambda: answers(f"{ours_url}/readyz"), 120, "our API")
+        wait_for(lambda: answers(f"{theirs_url}/ping"), 120, "mlflow models serve")
+        ours_body = json.dumps({"features": ROW})
+        theirs_body = json.dumps({"inputs": [ROW]})
+        wrk(f"{ours_url}/predict", ours_body, 2)  # warm up both
+        wrk(f"{theirs_url}/invocations", theirs_body, 2)
+        ours, theirs = [], []
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            ours.append(wrk(f"{ours_url}/predict", ours_body, seconds))
+            theirs.append(wrk(f"{theirs_url}/invocations", theirs_body, seconds))
+    results[(model, workers)] = (median_load(ours), median_load(theirs))
+
+
+def rss_mib(root_pid: int) -> float:
+    """Resident memory of a process and its children (the API's workers), MiB."""
+    total = 0
+    pids = [root_pid]
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per server (median)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of one wrk run")
+    parser.add_argument("--soak", type=float, default=120, help="memory soak length, seconds")
+    parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="1 run of 5 s, 20 s soak")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.soak, args.cli_runs = 1, 5, 20, 3
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: wrk is needed: sudo apt-get install wrk (or `make bench`)")
+
+    b = Bench(args)
+    print(f"bench: IRISCTL_HOME={b.home}", file=sys.stderr)
+    try:
+        t0 = time.perf_counter()
+        up = json.loads(b.irisctl("up", "--json").stdout)
+        up_wall = time.perf_counter() - t0
+        cli = b.cli_timings()
+        results: dict = {}
+        for workers in (1, 2):
+            print(f"bench: random forest, {workers} worker(s)", file=sys.stderr)
+            load_servers(b, "random forest (100 trees)", workers, results)
+        rf_version = json.loads(b.irisctl("status", "--json").stdout)["model"]["version"]
+
+        # Batch, swap and soak on our API with the forest, 2 workers.
+        url, cm = b.api_server(2)
+        with cm as api:  # type: ignore[attr-defined]
+            wait_for(lambda: answers(f"{url}/readyz"), 120, "our API")
+            batch = {"instances": [ROW] * 1000}
+            with httpx.Client(timeout=30) as http:
+                for _ in range(3):
+                    http.post(f"{url}/predict", json=batch)
+                samples = []
+                for _ in range(20):
+                    t = time.perf_counter()
+                    assert http.post(f"{url}/predict", json=batch).status_code == 200
+                    samples.append((time.perf_counter() - t) * 1000)
+            batch_ms = statistics.median(samples)
+
+            body = json.dumps({"features": ROW})
+            baseline = wrk(f"{url}/predict", body, args.seconds)
+            swaps = threading.Thread(
+                target=lambda: [(time.sleep(args.seconds / 4), b.promote_again()) for _ in range(2)]
+            )
+            before_swap = httpx.get(f"{url}/model").json()["version"]
+            swaps.start()
+            during = wrk(f"{url}/predict", body, args.seconds)
+            swaps.join()
+            wait_for(
+                lambda: httpx.get(f"{url}/model").json()["version"] != before_swap,
+                30,
+                "the API to serve the promoted version",
+            )
+            after_swap = httpx.get(f"{url}/model").json()["version"]
+
+            rss = [rss_mib(api.pid)]
+            soak = threading.Thread(target=wrk, args=(f"{url}/predict", body, args.soak, 16))
+            soak.start()
+            while soak.is_alive():
+                time.sleep(min(10, args.soak / 4))
+                rss.append(rss_mib(api.pid))
+            soak.join()
+
+        print("bench: logistic regression", file=sys.stderr)
+        lr_version = b.register_logistic_regression()
+        for workers in (1, 2):
+            load_servers(b, "logistic regression", workers, results)
+    finally:
+        b.irisctl("down", "--purge", "--yes", check=False)
+        shutil.rmtree(b.home, ignore_errors=True)
+
+    import mlflow
+    import sklearn
+
+    print(
+        f"\n## irisctl benchmark — {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, MLflow {mlflow.__version__}, "
+        f"scikit-learn {sklearn.__version__}"
+    )
+    print(
+        f"wrk -t2 -c32, one-row POSTs, {args.runs} run(s) x {args.seconds:.0f} s per server "
+        "(medians), loopback; champion v" + rf_version + " (forest), v" + lr_version + " (LR)\n"
+    )
+    print(
+        "| model | workers | server | req/s | p50 ms | p90 ms | p99 ms | errors | "
+        "req/s ratio | p99 ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (model, workers), (ours, theirs) in results.items():
+        for name, r in (("irisctl API", ours), ("mlflow models serve", theirs)):
+            ratio = (
+                (f"**{ours.rps / theirs.rps:.1f}x**", f"**{ours.p99 / theirs.p99:.2f}**")
+                if name == "irisctl API"
+                else ("1.0x", "1.00")
+            )
+            print(
+                f"| {model} | {workers} | {name} | {r.rps:,.0f} | {r.p50:.1f} | {r.p90:.1f} | "
+                f"{r.p99:.1f} | {r.errors} | {ratio[0]} | {ratio[1]} |"
+            )
+    print("\n| measure | value |\n|---|---|")
+    print(f"| batch of 1,000 rows, round trip (median of 20) | {batch_ms:.1f} ms |")
+    print(
+        f"| swap under load (v{before_swap} → v{after_swap}): errors / p99 during two "
+        "promotions vs without | "
+        f"{during.errors} / {during.p99:.1f} ms vs {baseline.p99:.1f} ms "
+        f"({during.p99 / baseline.p99:.2f}x) |"
+    )
+    print(
+        f"| API RSS over a {args.soak:.0f} s soak (2 workers), start → end (max) | "
+        f"{rss[0]:.0f} → {rss[-1]:.0f} MiB ({max(rss):.0f}) |"
+    )
+    for name, ms in cli.items():
+        print(f"| `{name}` (median of {args.cli_runs}) | {ms:.0f} ms |")
+    print(
+        f"| `irisctl --help` ÷ `import typer, rich` | "
+        f"{cli['irisctl --help'] / cli[next(iter(cli))]:.2f}x |"
+    )
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in up["timings"].items())
+    print(f"| `irisctl up` (cold, first model) | {up_wall:.1f} s wall ({steps}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
