@@ -41,6 +41,9 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "alert_webhook_url": ("", str),  # Alertmanager's receiver; empty: notify nobody
     # Cap every rule's `for:` (e.g. "5s") in the rendered rules: for demos and tests only.
     "alert_for_max": ("", str),
+    # Kubernetes targets
+    "namespace": ("iris-mlops", str),
+    "registry": ("", str),  # where `--target kubernetes` pushes and pulls the services image
 }
 
 
@@ -93,6 +96,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
     if name in ("scrape_interval", "alert_for_max") and value and not _DURATION.fullmatch(value):
         raise BadInput(f"{name} from {source} must be a duration like 15s or 1m, not {value!r}")
+    if name == "namespace" and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
     if name == "alert_webhook_url" and value and not value.startswith(("http://", "https://")):
         raise BadInput(f"alert_webhook_url from {source} must be an http(s) URL")
     return value

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from ..errors import BadInput, IrisctlError
+from ..errors import BadInput
 from ..settings import Config
 from .base import Target
 
 IMPLEMENTED = ("local",)
-PLANNED = ("minikube", "kubernetes")
+RENDER_ONLY = ("minikube", "kubernetes")  # manifests render; up and the other verbs do not yet
 
 
 def choose(config: Config, recorded: dict[str, Any] | None) -> tuple[Target, str]:
@@ -34,8 +34,10 @@ def build(name: str, config: Config) -> Target:
         from .local import LocalTarget
 
         return LocalTarget(config)
-    if name in PLANNED:
-        raise IrisctlError(
-            f"the {name} target is not available in this version of irisctl", "use --target local"
-        )
-    raise BadInput(f"unknown target {name!r}", f"choose one of: {', '.join(IMPLEMENTED)}")
+    if name in RENDER_ONLY:
+        from .kube import KubeTarget
+
+        return KubeTarget(config, name)
+    raise BadInput(
+        f"unknown target {name!r}", f"choose one of: {', '.join((*IMPLEMENTED, *RENDER_ONLY))}"
+    )

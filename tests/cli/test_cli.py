@@ -309,8 +309,10 @@ def test_render_json(fake):
 def test_unknown_and_unavailable_targets(home):
     result = run("--target", "nomad", "render")
     assert result.exit_code == 2 and "unknown target" in result.output
-    result = run("--target", "minikube", "render")
+    result = run("--target", "minikube", "up")
     assert result.exit_code == 1 and "not available" in result.output
+    result = run("--target", "minikube", "render")
+    assert result.exit_code == 0 and "name: ml-model-training" in result.output
 
 
 def test_bad_config_value_is_a_usage_error(home, monkeypatch):

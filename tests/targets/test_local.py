@@ -64,3 +64,27 @@ def test_read_new_lines_returns_complete_lines_and_survives_rotation(tmp_path):
     assert lines == ["partial"]
     log.write_text("new\n")  # rotated: smaller than the offset
     assert _read_new_lines(log, offset) == (["new"], 4)
+
+
+def test_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, monkeypatch):
+    import shutil as _shutil
+
+    from irisctl import ops
+    from irisctl.targets.base import ServiceState
+
+    real_which = _shutil.which
+    monkeypatch.setattr(
+        "irisctl.targets.local.shutil.which",
+        lambda name, *a, **k: (
+            None if "prometheus" in name or "alertmanager" in name else real_which(name, *a, **k)
+        ),
+    )
+    t = target(tmp_path)
+    names = {p.name for p in t.programs()}
+    assert names == {"mlflow", "model-api", "monitor", "trainer", "scheduler"}
+    files = t.render()
+    assert (
+        "alertmanager.yml" not in files and "[program:prometheus]" not in files["supervisord.conf"]
+    )
+    alerts, reason = ops._alerts(t, [ServiceState("prometheus", "absent", None)])
+    assert alerts is None and "apt-get install prometheus" in (reason or "")

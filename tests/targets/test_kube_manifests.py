@@ -1,0 +1,217 @@
+"""The Kubernetes manifests, rendered for both Kubernetes targets and checked offline.
+
+No cluster runs here: every document is validated strictly against the Kubernetes OpenAPI
+schemas of several versions (kubernetes-validate), and the promises the manifests make
+(names, probes, limits, security, no secrets in plain text) are checked on the rendered YAML.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from irisctl import settings
+from irisctl.errors import IrisctlError
+from irisctl.targets import kube
+from irisctl.targets.kube import KubeTarget
+
+K8S_VERSIONS = ["1.30.0", "1.32.0", "1.34.0"]
+
+
+def docs(target_name: str, tmp_path, **flags) -> list[dict]:
+    target = KubeTarget(settings.load(flags, home=tmp_path), target_name)
+    out = []
+    for text in target.render().values():
+        out += [d for d in yaml.safe_load_all(text) if d]
+    return out
+
+
+@pytest.fixture(params=["minikube", "kubernetes"])
+def manifests(request, tmp_path) -> list[dict]:
+    return docs(request.param, tmp_path, registry="registry.example.test/team")
+
+
+def pod_specs(manifests):
+    for d in manifests:
+        kind = d["kind"]
+        if kind in ("Deployment", "Job"):
+            yield d, d["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            yield d, d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_document_is_valid_for_kubernetes(manifests, version):
+    for doc in manifests:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_typo_is_caught_by_strict_validation(tmp_path):
+    cron = next(d for d in docs("minikube", tmp_path) if d["kind"] == "CronJob")
+    cron["spec"]["concurrencyPolic"] = cron["spec"].pop("concurrencyPolicy")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(cron, K8S_VERSIONS[-1], strict=True)
+
+
+def test_seed_compatible_names(manifests):
+    names = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    assert ("Namespace", "iris-mlops") in names
+    assert ("CronJob", "ml-model-training") in names
+    for service in ("mlflow-service", "minio-service", "model-api-service", "prometheus-service"):
+        assert ("Service", service) in names
+    assert all(d["metadata"].get("namespace", "iris-mlops") == "iris-mlops" for d in manifests)
+
+
+def test_images_are_pinned_and_pulled_if_not_present(manifests):
+    for _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            name, _, tag = c["image"].rpartition(":")
+            assert name and tag and tag != "latest", c["image"]
+            assert c["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_every_container_has_limits_and_a_restricted_security_context(manifests):
+    for doc, spec in pod_specs(manifests):
+        assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["automountServiceAccountToken"] is False
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"])
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+
+
+def test_our_images_run_with_a_read_only_root_and_a_tmp_volume(manifests):
+    for _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            if c["image"].rsplit("/", 1)[-1].startswith("irisctl-services:"):
+                assert c["securityContext"]["readOnlyRootFilesystem"] is True
+                assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"])
+
+
+def test_long_running_containers_have_probes(manifests):
+    for doc, spec in pod_specs(manifests):
+        if doc["kind"] != "Deployment":
+            continue
+        for c in spec["containers"]:
+            assert "readinessProbe" in c and "livenessProbe" in c, doc["metadata"]["name"]
+    api = next(s for d, s in pod_specs(manifests) if d["metadata"]["name"] == "model-api")
+    assert api["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_data_lives_on_persistent_volume_claims_not_empty_dirs(manifests):
+    claims = {d["metadata"]["name"] for d in manifests if d["kind"] == "PersistentVolumeClaim"}
+    assert claims == {"minio-data", "mlflow-data", "prometheus-data"}
+    for doc, spec in pod_specs(manifests):
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec["containers"]:
+            for mount in c.get("volumeMounts", []):
+                if mount["mountPath"] in ("/data", "/prometheus"):
+                    assert "persistentVolumeClaim" in volumes[mount["name"]], doc["metadata"][
+                        "name"
+                    ]
+
+
+def test_no_secret_values_in_env_or_config_maps(manifests):
+    for _, spec in pod_specs(manifests):
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                if any(w in env["name"] for w in ("PASSWORD", "SECRET", "ACCESS_KEY", "STORE_URI")):
+                    assert "valueFrom" in env and "value" not in env, env["name"]
+    assert not [d for d in manifests if d["kind"] == "Secret"]  # generated at up, never rendered
+    for d in manifests:
+        if d["kind"] == "ConfigMap":
+            text = yaml.safe_dump(d["data"]).lower()
+            assert "password" not in text and "minio123" not in text
+
+
+def test_services_are_cluster_internal(manifests):
+    for d in manifests:
+        if d["kind"] == "Service":
+            assert d["spec"]["type"] == "ClusterIP"
+
+
+def test_cronjob_keeps_one_training_and_catches_up(manifests):
+    cron = next(d for d in manifests if d["kind"] == "CronJob")["spec"]
+    assert cron["schedule"] == "0 3 * * *" and cron["timeZone"] == "Etc/UTC"
+    assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] >= 60
+    job = cron["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 1 and job["activeDeadlineSeconds"] >= 300
+
+
+def test_mlflow_allows_in_cluster_host_names_and_proxies_artifacts(manifests):
+    mlflow = next(s for d, s in pod_specs(manifests) if d["metadata"]["name"] == "mlflow")
+    args = mlflow["containers"][0]["args"]
+    hosts = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
+    for host in ("mlflow-service:5000", "mlflow-service.iris-mlops.svc.cluster.local:5000"):
+        assert host in hosts
+    assert "--serve-artifacts" in args and "--artifacts-destination=s3://mlflow/artifacts" in args
+
+
+def test_kubernetes_target_uses_the_registry_minikube_does_not(tmp_path):
+    def image(target: str) -> str:
+        d = docs(target, tmp_path, registry="registry.example.test/team")
+        return next(s for x, s in pod_specs(d) if x["metadata"]["name"] == "model-api")[
+            "containers"
+        ][0]["image"]
+
+    assert image("kubernetes").startswith("registry.example.test/team/irisctl-services:")
+    assert image("minikube").startswith("irisctl-services:")
+
+
+def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
+    files = [tmp_path / "Dockerfile", tmp_path / "app.py"]
+    for f in files:
+        f.write_text("one")
+    monkeypatch.setattr(kube, "build_context_files", lambda: files)
+    first = kube.services_image_tag()
+    assert kube.services_image_tag() == first
+    files[1].write_text("two")
+    assert kube.services_image_tag() != first
+
+
+def test_namespace_is_configurable_and_validated(tmp_path):
+    assert {
+        d["metadata"].get("namespace")
+        for d in docs("minikube", tmp_path, namespace="ml")
+        if d["kind"] != "Namespace"
+    } == {"ml"}
+    with pytest.raises(IrisctlError):
+        docs("minikube", tmp_path, namespace="Not_A_Name")
+
+
+def test_cluster_prometheus_config_passes_promtool(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is required: apt-get install prometheus")
+    config = next(
+        d
+        for d in docs("minikube", tmp_path)
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "prometheus-config"
+    )
+    (tmp_path / "alerts.yml").write_text(config["data"]["alerts.yml"])
+    (tmp_path / "prometheus.yml").write_text(
+        config["data"]["prometheus.yml"].replace(
+            "/etc/prometheus/alerts.yml", str(tmp_path / "alerts.yml")
+        )
+    )
+    proc = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_verbs_other_than_render_say_they_are_not_available(tmp_path):
+    target = KubeTarget(settings.load(home=tmp_path), "minikube")
+    with pytest.raises(IrisctlError, match="not available in this version"):
+        target.up(lambda step, state: None)
+    assert not target.is_up()
