@@ -362,12 +362,14 @@ def main() -> int:
             swaps.start()
             during = wrk(f"{url}/predict", body, args.seconds)
             swaps.join()
-            wait_for(
-                lambda: httpx.get(f"{url}/model").json()["version"] != before_swap,
-                30,
-                "the API to serve the promoted version",
-            )
-            after_swap = httpx.get(f"{url}/model").json()["version"]
+            seen: set[str] = set()  # each answer comes from one of the workers
+
+            def swapped() -> bool:
+                seen.add(httpx.get(f"{url}/model").json()["version"])
+                return len(seen - {before_swap}) > 0
+
+            wait_for(swapped, 30, "the API to serve the promoted version")
+            after_swap = max(seen - {before_swap}, key=int)
 
             rss = [rss_mib(api.pid)]
             soak = threading.Thread(target=wrk, args=(f"{url}/predict", body, args.soak, 16))

@@ -279,6 +279,27 @@ def render(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
 
 
 @app.command()
+def build(
+    ctx: typer.Context,
+    base_image: str = typer.Option(
+        None, "--base-image", help="Base image with Python 3.11+ [python:3.12-slim]."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Build the services image into the target's Docker engine (minikube's for minikube).
+
+    The tag is a hash of the build context, so a build is skipped when nothing changed.
+
+    Example: irisctl build --json
+    """
+    from . import ops
+
+    report = _reporter(json_out)
+    result = ops.build(_config(ctx), base_image, report.line)
+    output.print_json(result.images) if json_out else output.build(result)
+
+
+@app.command()
 def doctor(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """Preflight checks, each with its fix. Exit 1 if a required check fails.
 

@@ -350,6 +350,38 @@ def render(config: Config) -> dict[str, str]:
     return target.render()
 
 
+@dataclass
+class BuildResult:
+    """What ``build`` produced: service → image tag, and where."""
+
+    target: str
+    engine: str
+    images: dict[str, str]
+    built: bool
+    size_mb: float
+
+
+def build(config: Config, base_image: str | None, on_line: Callable[[str], None]) -> BuildResult:
+    """Build the services image into the Docker engine the target uses (minikube's for it)."""
+    from .clients import docker, minikube
+    from .targets.kube import build_context, services_image_tag
+
+    target, _ = _current(config)
+    env = minikube.docker_env(config["minikube_profile"]) if target.name == "minikube" else None
+    engine = docker.client(env)
+    prefix = (
+        config["registry"].rstrip("/") + "/"
+        if target.name == "kubernetes" and config["registry"]
+        else ""
+    )
+    tag = f"{prefix}irisctl-services:{services_image_tag()}"
+    args = {"BASE_IMAGE": base_image} if base_image else {}
+    built = docker.build(engine, build_context(), tag, args, on_line)
+    where = (env or {}).get("DOCKER_HOST") or "the local Docker engine"
+    images = {s: tag for s in ("mlflow", "trainer", "model-api", "monitor")}
+    return BuildResult(target.name, where, images, built.built, built.size_mb)
+
+
 # -- doctor ----------------------------------------------------------------------------------
 
 

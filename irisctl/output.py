@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .clients.prometheus import Alert
-    from .ops import Check, HistoryRow, StatusResult, TrainResult, UpResult
+    from .ops import BuildResult, Check, HistoryRow, StatusResult, TrainResult, UpResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -237,6 +237,13 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
         console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
     if plot is not None:
         console.print(f"wrote {plot}")
+
+
+def build(result: BuildResult) -> None:
+    tag = next(iter(result.images.values()))
+    verb = "built" if result.built else "already present, not rebuilt"
+    console.print(f"[green]✓[/] {tag} ({result.size_mb:.0f} MB) {verb} in {result.engine}")
+    console.print("  used by: " + ", ".join(result.images))
 
 
 def doctor(checks: list[Check]) -> None:

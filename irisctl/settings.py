@@ -44,6 +44,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     # Kubernetes targets
     "namespace": ("iris-mlops", str),
     "registry": ("", str),  # where `--target kubernetes` pushes and pulls the services image
+    "minikube_profile": ("minikube", str),
 }
 
 

@@ -52,20 +52,22 @@ MANIFESTS = (
 def services_image_tag() -> str:
     """A tag that changes with the image's content: a hash of its whole build context."""
     digest = hashlib.sha256()
-    for path in build_context_files():
-        digest.update(path.name.encode())
+    for name, path in build_context().items():
+        digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def build_context_files() -> list[Path]:
-    """Dockerfile, requirements and the services' source, in a stable order."""
+def build_context() -> dict[str, Path]:
+    """The services image's build context: path in the context → file, in a stable order."""
     docker = render.templates_dir() / "docker"
     import iris_services
 
     package = Path(iris_services.__file__).parent
-    sources = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
-    return [docker / "Dockerfile", docker / "requirements.txt", *sources]
+    context = {"Dockerfile": docker / "Dockerfile", "requirements.txt": docker / "requirements.txt"}
+    for source in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
+        context[f"iris_services/{source.relative_to(package)}"] = source
+    return context
 
 
 class KubeTarget:

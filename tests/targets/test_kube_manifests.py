@@ -166,13 +166,13 @@ def test_kubernetes_target_uses_the_registry_minikube_does_not(tmp_path):
 
 
 def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
-    files = [tmp_path / "Dockerfile", tmp_path / "app.py"]
-    for f in files:
+    files = {"Dockerfile": tmp_path / "Dockerfile", "iris_services/app.py": tmp_path / "app.py"}
+    for f in files.values():
         f.write_text("one")
-    monkeypatch.setattr(kube, "build_context_files", lambda: files)
+    monkeypatch.setattr(kube, "build_context", lambda: files)
     first = kube.services_image_tag()
     assert kube.services_image_tag() == first
-    files[1].write_text("two")
+    files["iris_services/app.py"].write_text("two")
     assert kube.services_image_tag() != first
 
 

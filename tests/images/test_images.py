@@ -1,0 +1,166 @@
+"""The services image, really built on a real Docker engine and really run.
+
+Nothing can be pulled here, so the base image is made locally: a Debian bookworm minbase from
+debootstrap (Python 3.11), with this machine's CA bundle so pip reaches the package registries.
+Containers run with host networking against an MLflow server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from iris_services.common.settings import TrainerSettings
+from iris_services.train import publish
+from tests.conftest import free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+BASE = "irisctl-test-base:bookworm"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def docker(
+    *args: str, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs a running Docker engine (.ci/run starts dockerd)")
+        pytest.skip("no Docker engine here (apt-get install docker.io; dockerd &)")
+
+
+@pytest.fixture(scope="session")
+def base_image(engine, tmp_path_factory) -> str:
+    if docker("image", "inspect", BASE, check=False).returncode == 0:
+        return BASE
+    if shutil.which("debootstrap") is None:
+        pytest.fail("debootstrap is needed to make the base image: apt-get install debootstrap")
+    root = tmp_path_factory.mktemp("base") / "root"
+    subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,python3-pip,ca-certificates,passwd",
+            "bookworm",
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    shutil.copyfile(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["docker", "import", "--change", f"ENV PIP_CERT={CA_BUNDLE}", "-", BASE],
+        stdin=tar.stdout,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    tar.wait(timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+    return BASE
+
+
+@pytest.fixture(scope="session")
+def image(base_image, tmp_path_factory) -> str:
+    env = {**os.environ, "IRISCTL_HOME": str(tmp_path_factory.mktemp("build-home"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "irisctl", "build", "--base-image", base_image, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    images = json.loads(proc.stdout)
+    assert set(images) == {"mlflow", "trainer", "model-api", "monitor"}
+    tag = images["model-api"]
+    assert tag.startswith("irisctl-services:") and not tag.endswith(":latest")
+    again = subprocess.run(
+        [sys.executable, "-m", "irisctl", "build", "--base-image", base_image],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and "not rebuilt" in again.stdout
+    return tag
+
+
+def run_args(image: str, env: dict[str, str]) -> list[str]:
+    """As the Kubernetes manifests run it: non-root, read-only root, a writable /tmp."""
+    flags = ["--network", "host", "--read-only", "--tmpfs", "/tmp:rw,mode=1777"]
+    for key, value in env.items():
+        flags += ["-e", f"{key}={value}"]
+    return [*flags, image]
+
+
+def test_image_runs_as_non_root_and_carries_no_credentials(image):
+    assert docker("run", "--rm", image, "id", "-u").stdout.strip() == "10001"
+    config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
+    env = " ".join(config.get("Env") or []).lower()
+    assert "password" not in env and "secret" not in env and "minio123" not in env
+    assert config.get("User") == "10001:10001"
+
+
+def test_model_api_container_serves_the_champion(image, service_env):
+    publish.run(TrainerSettings())
+    port = free_port()
+    env = {
+        **{k: v for k, v in service_env.items() if k != "IRIS_SEED"},
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+    }
+    cid = docker(
+        "run", "-d", "--rm", *run_args(image, env), "python", "-m", "iris_services.api"
+    ).stdout.strip()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), 120, 0.5, "the API container to load the champion")
+        body = httpx.post(f"{url}/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).json()
+        assert body["prediction"] == "setosa" and body["model"]["version"] == "1"
+    finally:
+        docker("rm", "-f", cid, check=False)
+
+
+def test_trainer_container_trains_and_promotes(image, service_env, mlflow_server):
+    env = {**service_env, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
+    proc = docker(
+        "run",
+        "--rm",
+        *run_args(image, env),
+        "python",
+        "-m",
+        "iris_services.train",
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert '"event": "training.summary"' in proc.stdout
+    client = MlflowClient(mlflow_server.url)
+    assert (
+        client.get_model_version_by_alias(service_env["IRIS_MODEL_NAME"], "champion").version == "1"
+    )
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
