@@ -153,7 +153,8 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     if champion is None:
         progress("trainer", "training a first model")
         t0 = time.monotonic()
-        trained = _train(target, on_line)
+        # attach: an `up` killed mid-training left that training running; follow it to its end.
+        trained = _train(target, on_line, attach=True)
         timings["first training"] = time.monotonic() - t0
         if not trained.ok:
             raise IrisctlError(
@@ -204,8 +205,8 @@ def train(config: Config, on_line: Callable[[str], None]) -> TrainResult:
     return _train(_running(config), on_line)
 
 
-def _train(target: Target, on_line: Callable[[str], None]) -> TrainResult:
-    outcome = target.train(on_line)
+def _train(target: Target, on_line: Callable[[str], None], attach: bool = False) -> TrainResult:
+    outcome = target.train(on_line, attach)
     return TrainResult(target.name, outcome.exit_code, outcome.summary, outcome.error)
 
 

@@ -51,8 +51,11 @@ class Target(Protocol):
     def services(self) -> list[ServiceState]:
         """Every service and its state."""
 
-    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
-        """Run one training job now, streaming its log lines; refuse if one is running."""
+    def train(self, on_line: Callable[[str], None], attach: bool = False) -> TrainOutcome:
+        """Run one training job now, streaming its log lines.
+
+        If one is already running: refuse, or with ``attach`` follow it to its end instead.
+        """
 
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         """A service's log lines (``trainer``: the last training run)."""

@@ -166,7 +166,7 @@ class KubeTarget:
     def services(self) -> list[ServiceState]:
         raise self._not_yet("status")
 
-    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
+    def train(self, on_line: Callable[[str], None], attach: bool = False) -> TrainOutcome:
         raise self._not_yet("train")
 
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:

@@ -411,15 +411,16 @@ class LocalTarget:
 
     # -- training and logs ---------------------------------------------------------------------
 
-    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
+    def train(self, on_line: Callable[[str], None], attach: bool = False) -> TrainOutcome:
         if not self.supervisor.running():
             raise NotUp()
         info = self.supervisor.info("trainer")
-        if info["statename"] in ("RUNNING", "STARTING"):
+        running = info["statename"] in ("RUNNING", "STARTING")
+        if running and not attach:
             raise _busy(info.get("pid"))
         log = self.logs_dir / "trainer.log"
         offset = log.stat().st_size if log.exists() else 0
-        if not self.supervisor.start_process("trainer"):
+        if not running and not self.supervisor.start_process("trainer"):
             raise _busy(None)
         summary: dict[str, Any] | None = None
         error: str | None = None

@@ -74,7 +74,7 @@ class FakeTarget:
             for n in ("mlflow", "model-api", "monitor")
         ] + [ServiceState("prometheus", "absent", None, detail="not installed")]
 
-    def train(self, on_line: Callable[[str], None]) -> TrainOutcome:
+    def train(self, on_line: Callable[[str], None], attach: bool = False) -> TrainOutcome:
         self.calls.append("train")
         on_line('{"ts": "2026-01-01T00:00:00.000Z", "level": "info", "msg": "training started"}')
         return self.train_outcome
@@ -434,3 +434,31 @@ def test_history_marks_the_champion_and_plots(fake, monkeypatch, tmp_path):
     assert (result.exit_code == 0 and "▇" in result.output) or "█" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run("history", "--plot", str(tmp_path / "acc.jpg")).exit_code == 2
+
+
+def test_status_with_prometheus_blackholed_is_bounded_and_says_why(fake, monkeypatch):
+    """RELIABILITY D1: a Prometheus that accepts and never answers."""
+    import socket
+    import time
+
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen()
+        port = hole.getsockname()[1]
+        monkeypatch.setattr(
+            FakeTarget,
+            "services",
+            lambda self: [
+                ServiceState("mlflow", "running", "u"),
+                ServiceState("model-api", "running", "u"),
+                ServiceState("prometheus", "running", f"http://127.0.0.1:{port}"),
+            ],
+        )
+        monkeypatch.setattr(FakeTarget, "endpoint", lambda self, s: f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        result = run("status", "--json")
+        elapsed = time.monotonic() - started
+    assert elapsed < 5, elapsed
+    data = json.loads(result.output)
+    assert data["alerts"] is None and "not reachable" in data["alerts_reason"]
+    assert "Traceback" not in result.output

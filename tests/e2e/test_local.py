@@ -158,6 +158,32 @@ def test_lifecycle(cli):
     assert cli("status").returncode == 3
 
 
+def test_up_killed_midway_is_finished_by_the_next_up(cli):
+    """RELIABILITY E3: SIGKILL `up` while services start; the next `up` converges."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "irisctl", "up"],
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(
+        lambda: (cli.home / "run" / "supervisor.sock").exists(), 60, 0.1, "supervisord to start"
+    )
+    proc.kill()
+    proc.wait(timeout=10)
+    again = cli("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = cli.json("status")
+    assert status["model"] is not None
+    assert {s["state"] for n, s in status["services"].items() if n != "trainer"} == {"running"}
+    # One supervisord, one listener per port: nothing was started twice.
+    conf = str(cli.home / "run" / "supervisord.conf")
+    daemons = subprocess.run(
+        ["pgrep", "-f", f"supervisord -c {conf}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(daemons) == 1
+
+
 def test_a_port_held_by_a_foreign_process_is_reported_not_killed(cli):
     import socket
 

@@ -25,9 +25,28 @@ def build_app() -> FastAPI:
     """The app for one worker process, from the environment."""
     logs.setup()
     settings = ApiSettings()
+    if settings.workers > 1:
+        _die_with_parent()
     client = registry.configure(settings)
     holder = ModelHolder(MlflowRegistry(client, settings.model_name, settings.model_alias))
     return create_app(settings, holder)
+
+
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when uvicorn's parent process dies, even by SIGKILL (Linux).
+
+    Otherwise orphaned workers keep serving on the port, and the supervisor's restart of the
+    API fails with "address already in use".
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> int:
