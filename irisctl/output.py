@@ -13,6 +13,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
     from .ops import BuildResult, Check, HistoryRow, StatusResult, TrainResult, UpResult
 
@@ -65,6 +66,16 @@ def age(ts: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
+def champion_line(m: ModelInfo) -> str:
+    """'Champion: iris-classifier v3 (@champion) accuracy 0.967, registered … (2h 5m ago)'."""
+    acc = f"{m.accuracy:.3f}" if m.accuracy is not None else "?"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.registered_at))
+    return (
+        f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
+        f"registered {when} ({age(m.registered_at)} ago)"
+    )
+
+
 def log_line(line: str, out: Console = console) -> None:
     """A service's JSON log line as 'time  message' (other lines verbatim)."""
     try:
@@ -102,12 +113,7 @@ def up(result: UpResult) -> None:
         f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({result.reason})."
     )
     if result.champion:
-        c = result.champion
-        acc = f"{c.accuracy:.3f}" if c.accuracy is not None else "?"
-        console.print(
-            f"Champion: {c.name} v{c.version} "
-            f"(accuracy {acc}, registered {age(c.registered_at)} ago)"
-        )
+        console.print(champion_line(result.champion))
     table = Table(show_header=False, box=None, padding=(0, 2))
     for name, url in result.urls.items():
         table.add_row(name, url)
@@ -156,13 +162,7 @@ def status(result: StatusResult) -> None:
         table.add_row(s.name, _styled(s.state), s.url or "-", uptime, str(s.pid or "-"), s.detail)
     console.print(table)
     if result.model:
-        m = result.model
-        acc = f"{m.accuracy:.3f}" if m.accuracy is not None else "?"
-        console.print(
-            f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
-            f"registered {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.registered_at))} "
-            f"({age(m.registered_at)} ago)"
-        )
+        console.print(champion_line(result.model))
     elif result.model_error:
         console.print(f"Champion: [red]unknown[/] ({result.model_error})")
     else:

@@ -168,6 +168,7 @@ def _lower_priority() -> None:
 
 
 def _load_model(uri: str) -> Any:
+    """In the helper: load, and build the fast evaluator too (its Python loops stay here)."""
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(uri)
+    return accelerate(mlflow.sklearn.load_model(uri))
