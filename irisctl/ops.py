@@ -168,6 +168,11 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
         timings["api ready"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - started
     warnings = []
+    if champion is None and trained is not None and trained.summary:
+        warnings.append(
+            f"the first model was not promoted ({trained.summary.get('reason')}), so the API has "
+            "nothing to serve yet: run `irisctl train --now` (each run samples new parameters)"
+        )
     services = {s.name: s for s in target.services()}
     if services.get("prometheus") and services["prometheus"].state == "absent":
         warnings.append(
