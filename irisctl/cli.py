@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__, output
 from .errors import EXIT_FAILED, BadInput, IrisctlError
+
+if TYPE_CHECKING:
+    from .settings import Config
 
 
 class _Group(TyperGroup):
@@ -65,7 +68,7 @@ def _root(
     ctx.obj = {"target": target, "verbose": verbose}
 
 
-def _config(ctx: typer.Context, **flags: Any) -> Any:
+def _config(ctx: typer.Context, **flags: Any) -> Config:
     from . import settings, state
 
     home = settings.default_home()
