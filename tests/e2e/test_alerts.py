@@ -122,12 +122,13 @@ def test_every_alert_fires_and_resolves(cli, webhook):
     # A monitor that stops answering fires IrisMonitorDown; it resolves when it answers again.
     services = json.loads(cli("status", "--json").stdout)["services"]
     for service, alert in (("monitor", "IrisMonitorDown"), ("model-api", "IrisModelApiDown")):
-        pid = services[service]["pid"]
-        os.kill(pid, signal.SIGSTOP)
+        # The whole process group: the API's workers are children of the pid supervisord knows.
+        group = os.getpgid(services[service]["pid"])
+        os.killpg(group, signal.SIGSTOP)
         try:
             wait_state(cli, alert, "firing", 60)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            os.killpg(group, signal.SIGCONT)
         wait_state(cli, alert, "inactive", 60)
     assert states(cli)["IrisModelAccuracyLow"] == "inactive"
     assert states(cli)["IrisTrainingFailed"] == "inactive"

@@ -352,3 +352,32 @@ def _count_200(http: httpx.Client, url: str) -> float:
         if line.startswith('iris_api_requests_total{status="200"}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_first_load_waits_for_a_registry_that_is_still_starting(fake):
+    """A worker must not start serving 503s just because MLflow was not up yet."""
+    fake.promote("1")
+    real = fake.champion
+    calls = {"n": 0}
+
+    def starting() -> Champion | None:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionError("connection refused")
+        return real()
+
+    fake.champion = starting  # type: ignore[method-assign]
+    holder = ModelHolder(fake)
+    holder.first_load(10, threading.Event())
+    assert calls["n"] == 3 and holder.current is not None
+
+
+def test_first_load_gives_up_at_its_deadline(fake):
+    def down() -> Champion | None:
+        raise ConnectionError("connection refused")
+
+    fake.champion = down  # type: ignore[method-assign]
+    holder = ModelHolder(fake)
+    started = time.monotonic()
+    holder.first_load(1.0, threading.Event())
+    assert holder.current is None and time.monotonic() - started < 3

@@ -163,7 +163,12 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         if poll:
             # Load the champion before this worker accepts connections, so no worker of several
             # answers 503 while a sibling already serves; bounded, so liveness never waits long.
-            first = threading.Thread(target=holder.refresh, name="first-load", daemon=True)
+            first = threading.Thread(
+                target=holder.first_load,
+                args=(settings.startup_load_timeout_s, stop),
+                name="first-load",
+                daemon=True,
+            )
             first.start()
             deadline = time.monotonic() + settings.startup_load_timeout_s
             while first.is_alive() and time.monotonic() < deadline:

@@ -54,6 +54,7 @@ class ModelHolder:
         self.last_error: str | None = None
         self.failed_version: str | None = None
         self.load_failures = 0
+        self.registry_answered = False
         self._on_swap: list[Callable[[Loaded | None, Loaded], None]] = []
         self._on_failure: list[Callable[[], None]] = []
         self._lock = threading.Lock()  # one refresh at a time; readers never take it
@@ -74,6 +75,7 @@ class ModelHolder:
             except Exception as exc:  # registry down: keep serving what we have
                 self._record_error(f"could not read the registry: {exc}", None)
                 return False
+            self.registry_answered = True
             if champion is None:
                 return False
             current = self.current
@@ -118,6 +120,15 @@ class ModelHolder:
         self.last_error = message
         if version is not None:
             self.failed_version = version
+
+    def first_load(self, deadline_s: float, stop: threading.Event) -> None:
+        """Until the registry has answered once (MLflow may still be starting), or the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while not stop.is_set():
+            self.refresh()
+            if self.registry_answered or time.monotonic() > deadline:
+                return
+            stop.wait(0.5)
 
     def run_forever(self, interval_s: float, stop: threading.Event) -> None:
         """Poll the alias every ``interval_s`` until ``stop`` is set."""
