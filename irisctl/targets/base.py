@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..settings import Config
 
 # The contract's service names (DESIGN.md).
 SERVICES = ("mlflow", "trainer", "model-api", "monitor", "prometheus")
@@ -32,6 +35,27 @@ class TrainOutcome:
 
 
 Progress = Callable[[str, str], None]  # (step, state) → shows it to the user
+
+
+def service_settings(config: Config, tracking_uri: str) -> dict[str, str]:
+    """The environment every service reads, in every target (local processes, ConfigMap)."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "IRIS_ACCURACY_THRESHOLD": str(config["accuracy_threshold"]),
+        "IRIS_STALE_AFTER_SECONDS": str(config["stale_after_hours"] * 3600),
+        # How often the API and the monitor read the registry.
+        "IRIS_POLL_SECONDS": str(config["poll_seconds"]),
+        # Bounded MLflow calls: the client's defaults wait ~4 minutes on a dead server.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def seed_settings(config: Config) -> dict[str, str]:
+    """``IRIS_SEED`` for the trainer when a fixed seed is configured."""
+    seed = config["train_seed"]
+    return {} if seed is None else {"IRIS_SEED": str(seed)}
 
 
 class Target(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 from .. import render
 from ..errors import IrisctlError
 from ..settings import Config
-from .base import Progress, ServiceState, TrainOutcome
+from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
 
 NAMESPACE = "iris-mlops"
 SECRET_NAME = "iris-credentials"
@@ -86,16 +86,9 @@ class KubeTarget:
 
     def service_env(self) -> dict[str, str]:
         """The settings ConfigMap: the same names the local target's processes get."""
-        c = self.config
         return {
-            "MLFLOW_TRACKING_URI": "http://mlflow-service:5000",
-            "IRIS_ACCURACY_THRESHOLD": str(c["accuracy_threshold"]),
-            "IRIS_STALE_AFTER_SECONDS": str(c["stale_after_hours"] * 3600),
-            "IRIS_POLL_SECONDS": str(c["poll_seconds"]),
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-            "PYTHONUNBUFFERED": "1",
-            **({"IRIS_SEED": str(c["train_seed"])} if c["train_seed"] is not None else {}),
+            **service_settings(self.config, "http://mlflow-service:5000"),
+            **seed_settings(self.config),
         }
 
     def allowed_hosts(self) -> list[str]:

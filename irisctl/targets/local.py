@@ -23,7 +23,7 @@ from ..clients import web
 from ..clients.supervisor import Supervisor
 from ..errors import BadInput, IrisctlError, NotUp
 from ..settings import Config
-from .base import Progress, ServiceState, TrainOutcome
+from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
 
 RULES_TEMPLATE = "prometheus/alerts.yml"
 HEALTH_PATHS = {
@@ -85,18 +85,7 @@ class LocalTarget:
 
     def service_env(self) -> dict[str, str]:
         """The settings every service reads, the same names the Kubernetes ConfigMap carries."""
-        c = self.config
-        return {
-            "MLFLOW_TRACKING_URI": self.endpoint("mlflow"),
-            "IRIS_ACCURACY_THRESHOLD": str(c["accuracy_threshold"]),
-            "IRIS_STALE_AFTER_SECONDS": str(c["stale_after_hours"] * 3600),
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-            "PYTHONUNBUFFERED": "1",
-            "HOST": "127.0.0.1",
-            # How often the API and the monitor read the registry.
-            "IRIS_POLL_SECONDS": str(c["poll_seconds"]),
-        }
+        return {**service_settings(self.config, self.endpoint("mlflow")), "HOST": "127.0.0.1"}
 
     def programs(self) -> list[Program]:
         """Every supervised program of the stack."""
@@ -104,11 +93,6 @@ class LocalTarget:
         ports = self.config.ports
         env = self.service_env()
         home = str(self.home)
-        seed = (
-            {}
-            if self.config["train_seed"] is None
-            else {"IRIS_SEED": str(self.config["train_seed"])}
-        )
         programs = [
             Program(
                 "mlflow",
@@ -159,7 +143,11 @@ class LocalTarget:
             Program(
                 "trainer",
                 [py, "-m", "iris_services.train"],
-                {**env, "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock"), **seed},
+                {
+                    **env,
+                    "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock"),
+                    **seed_settings(self.config),
+                },
                 home,
                 priority=30,
                 autostart=False,
@@ -254,9 +242,9 @@ class LocalTarget:
                     "run `irisctl down` first, then `irisctl up` with the new settings",
                 )
             progress("supervisord", "already running")
+            autostart = {p.name for p in self.programs() if p.autostart}
             for name, info in self.supervisor.processes().items():
-                program = next((p for p in self.programs() if p.name == name), None)
-                if program and program.autostart and info["statename"] != "RUNNING":
+                if name in autostart and info["statename"] != "RUNNING":
                     self.supervisor.start_process(name)
                     progress(name, "restarted")
         else:
@@ -276,7 +264,7 @@ class LocalTarget:
         )
 
     def _check_ports(self) -> None:
-        wanted = {p.name for p in self.programs()} | {"api"}
+        wanted = {_port_key(p.name) for p in self.programs()}
         for key, port in self.config.ports.items():
             if key not in wanted:
                 continue
@@ -355,7 +343,7 @@ class LocalTarget:
     # -- reporting -----------------------------------------------------------------------------
 
     def endpoint(self, service: str) -> str:
-        key = {"model-api": "api"}.get(service, service)
+        key = _port_key(service)
         if key not in self.config.ports:
             raise BadInput(f"{service} has no HTTP endpoint")
         return f"http://127.0.0.1:{self.config.ports[key]}"
@@ -405,9 +393,6 @@ class LocalTarget:
                 )
             )
         return out
-
-    def rules_file(self) -> str:
-        return render.read(RULES_TEMPLATE)
 
     # -- training and logs ---------------------------------------------------------------------
 
@@ -484,6 +469,11 @@ class LocalTarget:
                 if lines:
                     return lines[-1][:300]
         return "no log"
+
+
+def _port_key(service: str) -> str:
+    """The settings' port name of a service (``model-api`` is ``api_port``)."""
+    return "api" if service == "model-api" else service
 
 
 def _busy(pid: int | None) -> IrisctlError:
