@@ -60,21 +60,40 @@ def _root(
     target: str = typer.Option(
         None, "--target", help="local, minikube or kubernetes (default: auto)."
     ),
+    context: str = typer.Option(
+        None, "--context", help="Kubernetes target: the kubeconfig context (always named)."
+    ),
+    registry: str = typer.Option(
+        None, "--registry", help="Kubernetes target: where the services image is pushed."
+    ),
+    namespace: str = typer.Option(
+        None, "--namespace", help="Kubernetes targets: the namespace (default iris-mlops)."
+    ),
+    kubeconfig: str = typer.Option(
+        None, "--kubeconfig", help="Kubernetes targets: kubeconfig [$KUBECONFIG, ~/.kube/config]."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show tracebacks for errors."),
     version: bool = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    ctx.obj = {"target": target, "verbose": verbose}
+    ctx.obj = {
+        "verbose": verbose,
+        "flags": {
+            "target": target,
+            "context": context,
+            "registry": registry,
+            "namespace": namespace,
+            "kubeconfig": kubeconfig,
+        },
+    }
 
 
 def _config(ctx: typer.Context, **flags: Any) -> Config:
     from . import settings, state
 
     home = settings.default_home()
-    return settings.load(
-        {"target": ctx.obj["target"], **flags}, home=home, recorded=state.read(home)
-    )
+    return settings.load({**ctx.obj["flags"], **flags}, home=home, recorded=state.read(home))
 
 
 def _reporter(json_out: bool) -> output.Reporter:
@@ -97,6 +116,11 @@ def up(
         None, "--threshold", help="Promotion accuracy threshold [0.9]."
     ),
     schedule: str = typer.Option(None, "--schedule", help="Training cron schedule [0 3 * * *]."),
+    backend_store_uri: str = typer.Option(
+        None,
+        "--backend-store-uri",
+        help="Kubernetes: MLflow's backend store, kept in the Secret (default: sqlite on a PVC).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Bring the whole stack up (idempotent); train a first model if there is no champion.
@@ -114,6 +138,7 @@ def up(
         alertmanager_port=alertmanager_port,
         accuracy_threshold=threshold,
         train_schedule=schedule,
+        backend_store_uri=backend_store_uri,
     )
     report = _reporter(json_out)
     result = ops.up(config, report.progress, report.line)
@@ -170,7 +195,13 @@ def predict(
 
 
 @app.command()
-def status(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+def status(
+    ctx: typer.Context,
+    show_secrets: bool = typer.Option(
+        False, "--show-secrets", help="Print only the generated credentials (Kubernetes targets)."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
     """Services, the champion (version, accuracy, age), recent runs and alert states.
 
     Exit 0 when healthy, 1 when degraded, 3 when the stack is not up.
@@ -179,6 +210,10 @@ def status(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """
     from . import ops
 
+    if show_secrets:
+        found = ops.secrets(_config(ctx))
+        output.print_json(found) if json_out else output.secrets(found)
+        return
     result = ops.status(_config(ctx))
     output.print_json(result.as_json()) if json_out else output.status(result)
     if not result.healthy:
@@ -247,22 +282,56 @@ def down(
         False, "--purge", help="Also delete models, runs, metrics and logs."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --purge."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would go."),
+    cluster: bool = typer.Option(False, "--cluster", help="minikube: also stop the cluster."),
 ) -> None:
     """Stop the stack. Data is kept unless --purge.
 
-    Example: irisctl down
+    On Kubernetes: deletes the workloads and keeps the PVCs and the Secret; --purge deletes the
+    namespace.
+
+    Example: irisctl down --dry-run
     """
     from . import ops
 
     config = _config(ctx)
+    if dry_run:
+        for line in ops.down(config, purge, dry_run=True, cluster=cluster) or ["nothing to do"]:
+            output.console.print(line)
+        return
     if purge and not yes:
         if not sys.stdin.isatty():
             raise BadInput(
                 "--purge deletes every model, run and metric; without a terminal it needs --yes"
             )
         typer.confirm(f"Delete all irisctl data under {config.home}?", abort=True)
-    for line in ops.down(config, purge) or ["nothing was running"]:
+    for line in ops.down(config, purge, cluster=cluster) or ["nothing was running"]:
         output.console.print(line)
+
+
+@app.command("port-forward")
+def port_forward(ctx: typer.Context) -> None:
+    """Forward 127.0.0.1 ports to the services' pods until Ctrl-C (Kubernetes targets).
+
+    `up` starts one in the background; use this to run one in the foreground instead.
+
+    Example: irisctl port-forward
+    """
+    import signal
+    import threading
+
+    from . import ops
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    forwards = ops.port_forward(_config(ctx), lambda msg: output.err_console.print(msg))
+    for f in forwards:
+        output.console.print(f"forwarding 127.0.0.1:{f.port}")
+    try:
+        stop.wait()
+    finally:
+        for f in forwards:
+            f.stop()
 
 
 @app.command()

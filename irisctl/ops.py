@@ -194,10 +194,21 @@ def _wait_ready(api_url: str, timeout_s: float) -> None:
         time.sleep(0.3)
 
 
-def down(config: Config, purge: bool) -> list[str]:
-    """Stop the stack; with ``purge`` also delete its data, logs and state."""
+def down(config: Config, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+    """Stop the stack; ``purge``: also its data; ``dry_run``: only say what would go."""
     target, _ = _current(config)
-    return target.down(purge)
+    return target.down(purge, dry_run=dry_run, cluster=cluster)
+
+
+def secrets(config: Config) -> dict[str, str]:
+    """The credentials the running stack's target generated."""
+    return _running(config).secrets()
+
+
+def port_forward(config: Config, on_error: Callable[[str], None]) -> list[Any]:
+    """Forward local ports to the stack's services; the running forwards (stop() each)."""
+    target, _ = _current(config)
+    return target.forward(on_error)
 
 
 # -- train / predict -------------------------------------------------------------------------
@@ -367,21 +378,10 @@ class BuildResult:
 
 def build(config: Config, base_image: str | None, on_line: Callable[[str], None]) -> BuildResult:
     """Build the services image into the Docker engine the target uses (minikube's for it)."""
-    from .clients import docker, minikube
-    from .targets.kube import build_context, services_image_tag
+    from .targets.kube import build_services_image
 
     target, _ = _current(config)
-    env = minikube.docker_env(config["minikube_profile"]) if target.name == "minikube" else None
-    engine = docker.client(env)
-    prefix = (
-        config["registry"].rstrip("/") + "/"
-        if target.name == "kubernetes" and config["registry"]
-        else ""
-    )
-    tag = f"{prefix}irisctl-services:{services_image_tag()}"
-    args = {"BASE_IMAGE": base_image} if base_image else {}
-    built = docker.build(engine, build_context(), tag, args, on_line)
-    where = (env or {}).get("DOCKER_HOST") or "the local Docker engine"
+    tag, where, built = build_services_image(config, target.name, base_image, on_line)
     images = {s: tag for s in ("mlflow", "trainer", "model-api", "monitor")}
     return BuildResult(target.name, where, images, built.built, built.size_mb)
 

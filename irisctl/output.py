@@ -186,6 +186,16 @@ def status(result: StatusResult) -> None:
         )
 
 
+def secrets(found: dict[str, str]) -> None:
+    if not found:
+        console.print("This target generated no credentials (its services bind 127.0.0.1).")
+        return
+    table = Table("key", "value", title="Generated credentials (keep them out of logs)")
+    for key, value in found.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
 def alerts(found: list[Alert]) -> None:
     table = Table()
     table.add_column("alert", no_wrap=True)

@@ -44,7 +44,14 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     # Kubernetes targets
     "namespace": ("iris-mlops", str),
     "registry": ("", str),  # where `--target kubernetes` pushes and pulls the services image
+    "context": ("", str),  # `--target kubernetes`: the kubeconfig context, always named
+    "kubeconfig": ("", str),  # empty: KUBECONFIG, else ~/.kube/config
     "minikube_profile": ("minikube", str),
+    "minikube_cpus": (2, int),
+    "minikube_memory_mb": (4096, int),
+    # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
+    "backend_store_uri": ("", str),
+    "rollout_timeout": (600.0, float),  # seconds `up` waits for every workload to be ready
 }
 
 
@@ -99,12 +106,18 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"{name} from {source} must be a duration like 15s or 1m, not {value!r}")
     if name == "namespace" and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
         raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
+    if name == "backend_store_uri" and value and "://" not in value:
+        raise BadInput(f"backend_store_uri from {source} must be a URI like postgresql://…")
+    if name in ("minikube_cpus", "minikube_memory_mb", "rollout_timeout") and value <= 0:
+        raise BadInput(f"{name} from {source} must be positive, not {value}")
     if name == "alert_webhook_url" and value and not value.startswith(("http://", "https://")):
         raise BadInput(f"alert_webhook_url from {source} must be an http(s) URL")
     return value
 
 
 RECORDED = ("mlflow_port", "api_port", "monitor_port", "prometheus_port", "alertmanager_port")
+# Where a Kubernetes stack lives: later commands act on the cluster `up` used.
+RECORDED_PLACE = ("context", "kubeconfig", "namespace", "minikube_profile", "registry")
 
 
 def load(
@@ -121,6 +134,9 @@ def load(
     if recorded and recorded.get("up"):
         ports = recorded.get("ports", {})
         running = {f"{k}_port": v for k, v in ports.items() if f"{k}_port" in RECORDED}
+    if recorded:  # also after `down`: `down --purge` and `up` again act on the same cluster
+        place = recorded.get("place", {})
+        running.update({k: v for k, v in place.items() if k in RECORDED_PLACE and v})
     home = home or default_home()
     file_values: dict[str, Any] = {}
     path = home / CONFIG_FILE

@@ -82,3 +82,21 @@ def build(
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return Built(tag, True, image.attrs.get("Size", 0) / 2**20)
+
+
+def push(engine: Any, tag: str, on_line: Callable[[str], None]) -> None:
+    """Push ``tag`` to its registry (the Docker engine's credentials, ``docker login``)."""
+    from docker.errors import APIError
+
+    repository, _, version = tag.rpartition(":")
+    try:
+        for chunk in engine.api.push(repository, tag=version, stream=True, decode=True):
+            if "error" in chunk:
+                raise IrisctlError(
+                    f"pushing {tag} failed: {chunk['error'].strip()[:300]}",
+                    "is `docker login` done for that registry, and can this machine reach it?",
+                )
+            if chunk.get("status") and chunk.get("id") is None:
+                on_line(chunk["status"])
+    except APIError as exc:
+        raise IrisctlError(f"pushing {tag} failed: {exc}") from None

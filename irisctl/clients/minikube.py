@@ -1,27 +1,141 @@
-"""The minikube binary: only the calls irisctl needs, each bounded in time."""
+"""The minikube binary: only the calls irisctl needs, each bounded in time, each ``-p PROFILE``."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
+from urllib.parse import urlparse
 
 from ..errors import IrisctlError
 
 INSTALL_HINT = "install minikube: https://minikube.sigs.k8s.io/docs/start/"
+ADDONS = ("ingress", "metrics-server")
+# minikube's reason codes (its `--output json` and plain output carry them) → what to do.
+REASONS = {
+    "PROVIDER_DOCKER_NOT_RUNNING": "Docker is not running: start Docker, then retry",
+    "PROVIDER_DOCKER_NOT_FOUND": "Docker is not installed: install Docker, then retry",
+    "PROVIDER_DOCKER_NEWGRP": "your user cannot use Docker: `sudo usermod -aG docker $USER`",
+    "PROVIDER_DOCKER_VERSION_EXIT_1": "Docker does not answer: restart Docker, then retry",
+    "RSRC_INSUFFICIENT_CORES": "not enough CPUs for minikube: lower IRISCTL_MINIKUBE_CPUS",
+    "RSRC_INSUFFICIENT_SYS_MEMORY": "not enough memory: lower IRISCTL_MINIKUBE_MEMORY_MB",
+    "RSRC_INSUFFICIENT_CONTAINER_MEMORY": "Docker has too little memory: raise Docker's limit",
+    "GUEST_PROVISION": "minikube could not create its node: `minikube delete -p PROFILE`, retry",
+}
+
+
+def binary() -> str:
+    found = shutil.which("minikube")
+    if found is None:
+        raise IrisctlError("minikube is not installed", INSTALL_HINT)
+    return found
+
+
+def _run(profile: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [binary(), "-p", profile, *args], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise IrisctlError(
+            f"`minikube -p {profile} {' '.join(args)}` did not finish within {timeout:.0f}s",
+            f"check `minikube -p {profile} status`",
+        ) from None
+
+
+def _failure(what: str, profile: str, output: str) -> IrisctlError:
+    for code, fix in REASONS.items():
+        if code in output:
+            return IrisctlError(f"{what} failed: {code}", fix.replace("PROFILE", profile))
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    return IrisctlError(
+        f"{what} failed: {lines[-1][:300] if lines else 'no output'}",
+        f"see `minikube -p {profile} logs`",
+    )
+
+
+def status(profile: str) -> dict[str, str]:
+    """``minikube status -o json`` (non-zero exit when anything is stopped); {}: no profile."""
+    proc = _run(profile, "status", "-o", "json", timeout=30)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        return {}
+    if isinstance(data, list):  # several nodes: the control plane comes first
+        data = data[0] if data else {}
+    return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def running(profile: str) -> bool:
+    s = status(profile)
+    return s.get("Host") == "Running" and s.get("APIServer") == "Running"
+
+
+def start(profile: str, cpus: int, memory_mb: int, on_line: Callable[[str], None]) -> None:
+    """``minikube start --driver=docker`` with the given resources, streaming its output."""
+    argv = [
+        binary(),
+        "-p",
+        profile,
+        "start",
+        "--driver=docker",
+        f"--cpus={cpus}",
+        f"--memory={memory_mb}mb",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.strip():
+            on_line(line.rstrip())
+    if proc.wait() != 0:
+        raise _failure("minikube start", profile, "".join(seen))
+
+
+def enable_addons(profile: str, on_line: Callable[[str], None]) -> None:
+    """Enable ingress and metrics-server unless they are on already."""
+    proc = _run(profile, "addons", "list", "-o", "json", timeout=60)
+    try:
+        listed = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except ValueError:
+        listed = {}
+    for addon in ADDONS:
+        if (listed.get(addon) or {}).get("Status") == "enabled":
+            continue
+        on_line(f"enabling the {addon} addon")
+        proc = _run(profile, "addons", "enable", addon, timeout=300)
+        if proc.returncode != 0:
+            raise _failure(f"minikube addons enable {addon}", profile, proc.stderr + proc.stdout)
+
+
+def stop(profile: str) -> None:
+    proc = _run(profile, "stop", timeout=300)
+    if proc.returncode != 0:
+        raise _failure("minikube stop", profile, proc.stderr + proc.stdout)
+
+
+def ip(profile: str) -> str:
+    proc = _run(profile, "ip", timeout=30)
+    if proc.returncode != 0:
+        raise _failure("minikube ip", profile, proc.stderr + proc.stdout)
+    return proc.stdout.strip()
+
+
+def is_its_server(profile: str, server: str) -> bool:
+    """True when a kubeconfig server URL is this profile's API server.
+
+    With the docker driver on Linux it is the node's IP; on macOS and Windows Docker publishes
+    the API server on localhost.
+    """
+    host = urlparse(server).hostname or ""
+    return host in (ip(profile), "127.0.0.1", "localhost", "::1")
 
 
 def docker_env(profile: str) -> dict[str, str]:
     """``minikube docker-env -o json``: the environment that points Docker at minikube's engine."""
-    binary = shutil.which("minikube")
-    if binary is None:
-        raise IrisctlError("minikube is not installed", INSTALL_HINT)
-    proc = subprocess.run(
-        [binary, "-p", profile, "docker-env", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run(profile, "docker-env", "-o", "json")
     if proc.returncode != 0:
         reason = (proc.stderr or proc.stdout).strip().splitlines()
         raise IrisctlError(

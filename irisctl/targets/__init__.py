@@ -9,8 +9,7 @@ from ..errors import BadInput
 from ..settings import Config
 from .base import Target
 
-IMPLEMENTED = ("local",)
-RENDER_ONLY = ("minikube", "kubernetes")  # manifests render; up and the other verbs do not yet
+NAMES = ("local", "minikube", "kubernetes")
 
 
 def choose(config: Config, recorded: dict[str, Any] | None) -> tuple[Target, str]:
@@ -21,8 +20,7 @@ def choose(config: Config, recorded: dict[str, Any] | None) -> tuple[Target, str
     elif recorded and recorded.get("target"):
         name, reason = recorded["target"], "the stack of this IRISCTL_HOME was brought up with it"
     elif shutil.which("minikube"):
-        name = "local"
-        reason = "minikube is on PATH, but the minikube target is not available in this version"
+        name, reason = "minikube", "minikube is on PATH (--target local for local processes)"
     else:
         name, reason = "local", "no minikube on PATH, so the embedded default"
     return build(name, config), reason
@@ -34,10 +32,8 @@ def build(name: str, config: Config) -> Target:
         from .local import LocalTarget
 
         return LocalTarget(config)
-    if name in RENDER_ONLY:
+    if name in ("minikube", "kubernetes"):
         from .kube import KubeTarget
 
         return KubeTarget(config, name)
-    raise BadInput(
-        f"unknown target {name!r}", f"choose one of: {', '.join((*IMPLEMENTED, *RENDER_ONLY))}"
-    )
+    raise BadInput(f"unknown target {name!r}", f"choose one of: {', '.join(NAMES)}")

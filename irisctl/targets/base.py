@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from ..portforward import Forward
     from ..settings import Config
 
 # The contract's service names (DESIGN.md).
@@ -87,5 +88,14 @@ class Target(Protocol):
     def render(self) -> dict[str, str]:
         """The configuration ``up`` would apply, by file name."""
 
-    def down(self, purge: bool) -> list[str]:
-        """Stop everything this target started; with ``purge`` delete its data. What was done."""
+    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+        """Stop everything this target started; with ``purge`` delete its data. What was done.
+
+        ``dry_run``: what would be done, changing nothing. ``cluster``: also stop the cluster.
+        """
+
+    def secrets(self) -> dict[str, str]:
+        """The credentials this target generated (only ``status --show-secrets`` shows them)."""
+
+    def forward(self, on_error: Callable[[str], None]) -> list[Forward]:
+        """Forward local ports to the services (``irisctl port-forward``); running forwards."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import render, state
 from ..clients import web
@@ -24,6 +24,9 @@ from ..clients.supervisor import Supervisor
 from ..errors import BadInput, IrisctlError, NotUp
 from ..settings import Config
 from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
+
+if TYPE_CHECKING:
+    from ..portforward import Forward
 
 RULES_TEMPLATE = "prometheus/alerts.yml"
 HEALTH_PATHS = {
@@ -314,23 +317,41 @@ class LocalTarget:
             if pending:
                 time.sleep(0.5)
 
-    def down(self, purge: bool) -> list[str]:
+    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+        if cluster:
+            raise BadInput("--cluster stops minikube; the local target has no cluster")
+        running = self.supervisor.running()
+        doomed = [d for d in (self.data_dir, self.logs_dir, self.run_dir) if purge and d.exists()]
+        if dry_run:
+            return [
+                *(["would stop every service and supervisord"] if running else []),
+                *(f"would delete {d}" for d in doomed),
+            ]
         done = []
-        if self.supervisor.running():
+        if running:
             self.supervisor.shutdown()
             done.append("stopped every service and supervisord")
         busy = self._wait_ports_free(10.0)
         if busy:
             done.append(f"warning: ports still in use: {busy}")
+        for d in doomed:
+            shutil.rmtree(d)
+            done.append(f"deleted {d}")
         if purge:
-            for d in (self.data_dir, self.logs_dir, self.run_dir):
-                if d.exists():
-                    shutil.rmtree(d)
-                    done.append(f"deleted {d}")
             state.remove(self.home)
         else:
             state.write(self.home, {"target": self.name, "up": False, "ports": self.config.ports})
         return done
+
+    def secrets(self) -> dict[str, str]:
+        """None: every service binds 127.0.0.1 and MLflow keeps artifacts in a directory."""
+        return {}
+
+    def forward(self, on_error: Callable[[str], None]) -> list[Forward]:
+        raise BadInput(
+            "the local target needs no port-forward: its services listen on 127.0.0.1",
+            "irisctl status shows their URLs",
+        )
 
     def _wait_ports_free(self, timeout_s: float) -> list[int]:
         deadline = time.monotonic() + timeout_s

@@ -85,8 +85,8 @@ class FakeTarget:
     def render(self) -> dict[str, str]:
         return {"supervisord.conf": "[supervisord]\n"}
 
-    def down(self, purge: bool) -> list[str]:
-        self.calls.append(f"down purge={purge}")
+    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+        self.calls.append(f"down purge={purge}" + (" dry_run" if dry_run else ""))
         return ["stopped"]
 
 
@@ -116,7 +116,7 @@ def test_version():
 
 def test_every_command_has_help_with_an_example():
     for command in cli.app.registered_commands:
-        name = command.callback.__name__
+        name = command.name or command.callback.__name__
         assert "Example:" in (command.callback.__doc__ or ""), name
         result = run(name, "--help")
         assert result.exit_code == 0, name
@@ -125,7 +125,7 @@ def test_every_command_has_help_with_an_example():
 def test_every_command_is_in_the_readme():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for command in cli.app.registered_commands:
-        assert f"irisctl {command.callback.__name__}" in readme
+        assert f"irisctl {command.name or command.callback.__name__}" in readme
 
 
 @pytest.mark.parametrize(
@@ -301,16 +301,22 @@ def test_down_keeps_data_by_default(fake):
     assert run("down").exit_code == 0 and fake.calls == ["down purge=False"]
 
 
+def test_down_dry_run_needs_no_confirmation(fake):
+    assert run("down", "--purge", "--dry-run").exit_code == 0
+    assert fake.calls == ["down purge=True dry_run"]
+
+
 def test_render_json(fake):
     result = run("render", "--json")
     assert json.loads(result.output) == {"supervisord.conf": "[supervisord]\n"}
 
 
-def test_unknown_and_unavailable_targets(home):
+def test_unknown_targets_and_render_without_a_cluster(home, monkeypatch):
     result = run("--target", "nomad", "render")
     assert result.exit_code == 2 and "unknown target" in result.output
+    monkeypatch.setenv("PATH", "/nonexistent")
     result = run("--target", "minikube", "up")
-    assert result.exit_code == 1 and "not available" in result.output
+    assert result.exit_code == 1 and "minikube is not installed" in result.output
     result = run("--target", "minikube", "render")
     assert result.exit_code == 0 and "name: ml-model-training" in result.output
 

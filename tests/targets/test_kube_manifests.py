@@ -208,10 +208,3 @@ def test_cluster_prometheus_config_passes_promtool(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_verbs_other_than_render_say_they_are_not_available(tmp_path):
-    target = KubeTarget(settings.load(home=tmp_path), "minikube")
-    with pytest.raises(IrisctlError, match="not available in this version"):
-        target.up(lambda step, state: None)
-    assert not target.is_up()

@@ -1,0 +1,571 @@
+"""The Kubernetes targets' orchestration, tested at the kubernetes-client and subprocess boundary.
+
+None of these tests talks to a cluster (none can run here, see DESIGN.md): the kubernetes
+client is replaced by the recording fakes in ``fake_kube`` and ``minikube`` by a shell stub on
+PATH that logs its argv. What they prove is irisctl's side: what it applies, in which order,
+with which field manager, what it waits for and reports, how it creates training Jobs, what it
+deletes, and that it refuses to act on a context the user did not choose.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from irisctl import ops, settings, state
+from irisctl.clients import docker as docker_client
+from irisctl.clients import minikube
+from irisctl.errors import BadInput, IrisctlError
+from irisctl.portforward import Forward
+from irisctl.targets import kube
+from irisctl.targets.kube import KubeTarget
+
+from .fake_kube import (
+    fake_cluster,
+    path_with,
+    pod,
+    stub_binary,
+    stub_minikube,
+    write_kubeconfig,
+)
+
+MINIKUBE_SERVER = "https://192.168.49.2:8443"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A home, a kubeconfig (minikube + a foreign "prod"), stubs on PATH, no real Docker build."""
+    home = tmp_path / "home"
+    bin_dir = tmp_path / "bin"
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kubeconfig",
+        {"minikube": MINIKUBE_SERVER, "prod": "https://10.20.30.40:6443"},
+        current="prod",
+    )
+    stub_minikube(bin_dir)
+    stub_binary(bin_dir, "kubectl", "exit 0")
+    stub_binary(bin_dir, "docker", "exit 0")
+    monkeypatch.setenv("PATH", path_with(bin_dir))
+    monkeypatch.setenv("IRISCTL_HOME", str(home))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    builds = []
+    monkeypatch.setattr(docker_client, "client", lambda environment=None: object())
+    monkeypatch.setattr(
+        kube,
+        "build_services_image",
+        lambda config, target, base, on_line: (
+            builds.append(target) or f"irisctl-services:{kube.services_image_tag()}",
+            "fake engine",
+            docker_client.Built("t", False, 1.0),
+        ),
+    )
+    monkeypatch.setattr(KubeTarget, "start_forwarder", lambda self: None)
+    monkeypatch.setattr(KubeTarget, "poll_s", 0.01)
+    return type("Env", (), {"home": home, "bin": bin_dir, "builds": builds, "tmp": tmp_path})
+
+
+def target(name="minikube", cluster=None, **flags) -> KubeTarget:
+    config = settings.load({"target": name, **flags}, recorded=None)
+    return KubeTarget(config, name, cluster if cluster is not None else fake_cluster())
+
+
+def argv_log(env, name="minikube") -> list[str]:
+    path = env.bin / f"{name}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def progress_recorder():
+    seen: list[tuple[str, str]] = []
+    return seen, lambda step, state_: seen.append((step, state_))
+
+
+# -- up ----------------------------------------------------------------------------------------
+
+
+def test_up_applies_every_manifest_server_side_in_order(env):
+    """Not a cluster: the fake records the applies; the order is namespace, Secret, the rest."""
+    t = target()
+    seen, progress = progress_recorder()
+    t.up(progress)
+    applies = [c for c in t.cluster().dynamic.calls if c[0] == "server_side_apply"]
+    kinds = [kind for _, kind, _, _ in applies]
+    assert kinds[0] == "Namespace" and kinds[1] == "Secret" and kinds[-1] == "CronJob"
+    assert all(c[3]["field_manager"] == "irisctl" and c[3]["force_conflicts"] for c in applies)
+    assert {n for _, k, n, _ in applies if k == "Deployment"} == set(kube.WORKLOADS)
+    assert all(c[3]["namespace"] == "iris-mlops" for c in applies if c[1] != "Namespace")
+    assert env.builds == ["minikube"]
+    recorded = state.read(env.home)
+    assert recorded["up"] and recorded["target"] == "minikube"
+    assert recorded["place"]["minikube_profile"] == "minikube"
+    assert ("model-api", "healthy") in seen and ("minio-create-bucket", "healthy") in seen
+    # minikube was running: no start, and only the addon that was off got enabled.
+    calls = argv_log(env)
+    assert not any(" start" in c for c in calls)
+    assert "-p minikube addons enable ingress" in calls
+    assert not any("enable metrics-server" in c for c in calls)
+
+
+def test_up_generates_strong_credentials_once_and_never_prints_them(env):
+    """Not a cluster: the Secret lives in the fake's store between the two `up`s."""
+    cluster = fake_cluster()
+    seen, progress = progress_recorder()
+    target(cluster=cluster).up(progress)
+    first = cluster.secret("iris-credentials")
+    assert set(first) == {"minio-root-user", "minio-root-password", "mlflow-backend-store-uri"}
+    assert len(first["minio-root-password"]) >= 32
+    assert first["minio-root-password"] not in ("minio123", "minioadmin")
+    assert first["mlflow-backend-store-uri"] == "sqlite:////data/mlflow.db"
+    target(cluster=cluster).up(progress)
+    assert cluster.secret("iris-credentials") == first  # read first, kept
+    secret_applies = [c for c in cluster.dynamic.calls if c[:2] == ("server_side_apply", "Secret")]
+    assert len(secret_applies) == 1
+    shown = " ".join(f"{a} {b}" for a, b in seen)
+    assert first["minio-root-password"] not in shown and first["minio-root-user"] not in shown
+    rendered = "".join(target().render().values())
+    assert first["minio-root-password"] not in rendered
+
+
+def test_a_postgres_backend_store_goes_into_the_secret_only(env):
+    """Not a cluster: the URI (with its password) is in the Secret, not in argv or manifests."""
+    uri = "postgresql://mlflow:s3cret-pw@db.example:5432/mlflow"
+    t = target(backend_store_uri=uri)
+    t.up(lambda *a: None)
+    assert t.cluster().secret("iris-credentials")["mlflow-backend-store-uri"] == uri
+    assert "s3cret-pw" not in "".join(t.render().values())
+
+
+def test_up_starts_a_stopped_minikube_with_the_docker_driver(env):
+    """Not a cluster: `minikube` is a stub that logs argv."""
+    stub_minikube(env.bin, running=False)
+    target(minikube_cpus=2, minikube_memory_mb=1024).up(lambda *a: None)
+    start = next(c for c in argv_log(env) if " start" in c)
+    assert start == "-p minikube start --driver=docker --cpus=2 --memory=1024mb"
+
+
+def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
+    """Not a cluster: the fake keeps model-api unready with a crash-looping pod."""
+    cluster = fake_cluster()
+    fake = cluster.dynamic
+    real_control = fake._control
+
+    def control(obj):
+        real_control(obj)
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "model-api":
+            obj["status"]["readyReplicas"] = 0
+            fake.objects.pop(("Pod", "model-api-abc12"))
+            fake.put(
+                pod(
+                    "model-api-1",
+                    {"app.kubernetes.io/name": "model-api", "app.kubernetes.io/part-of": "irisctl"},
+                    waiting="CrashLoopBackOff",
+                    restarts=4,
+                )
+            )
+
+    fake._control = control
+    cluster.core.previous["model-api-1"] = "starting\nValueError: MLFLOW_TRACKING_URI is bad\n"
+    seen, progress = progress_recorder()
+    with pytest.raises(IrisctlError) as err:
+        target(cluster=cluster, rollout_timeout=0.2).up(progress)
+    assert "model-api: CrashLoopBackOff (restarts 4)" in err.value.message
+    assert "MLFLOW_TRACKING_URI is bad" in err.value.message
+    assert any(step == "model-api" and "CrashLoopBackOff" in s for step, s in seen)
+    assert not state.read(env.home)["up"]  # recorded as applied-but-not-up: `down` finds it
+
+
+def test_up_stops_at_once_on_an_image_that_cannot_be_pulled(env):
+    """Not a cluster: the fake's mlflow pod waits in ImagePullBackOff."""
+    cluster = fake_cluster()
+    fake = cluster.dynamic
+    real_control = fake._control
+
+    def control(obj):
+        real_control(obj)
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "mlflow":
+            obj["status"]["readyReplicas"] = 0
+            fake.put(
+                pod(
+                    "mlflow-2",
+                    {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "irisctl"},
+                    waiting="ImagePullBackOff",
+                )
+            )
+
+    fake._control = control
+    with pytest.raises(IrisctlError) as err:
+        target(cluster=cluster, rollout_timeout=3600).up(lambda *a: None)
+    assert "mlflow: ImagePullBackOff" in err.value.message and "after" not in err.value.message
+
+
+# -- safety: the context, minikube and Docker (RELIABILITY.md F1-F3) ---------------------------
+
+
+def test_f1_no_minikube_is_a_clear_error_and_nothing_runs(env, tmp_path, monkeypatch):
+    """Not a cluster: no minikube on PATH; the kubectl/docker stubs and the fake stay untouched."""
+    (env.bin / "minikube").unlink()
+    docker_calls = []
+    monkeypatch.setattr(docker_client, "client", lambda environment=None: docker_calls.append(1))
+    t = target()
+    with pytest.raises(IrisctlError) as err:
+        t.up(lambda *a: None)
+    assert "minikube" in err.value.message and "install" in (err.value.hint or "")
+    assert t.cluster().dynamic.calls == [] and docker_calls == []
+    assert argv_log(env, "kubectl") == [] and argv_log(env, "docker") == []
+    assert state.read(env.home) is None
+
+
+def test_f2_docker_not_running_surfaces_minikube_reason_and_changes_nothing(env):
+    """Not a cluster: the minikube stub fails `start` with PROVIDER_DOCKER_NOT_RUNNING."""
+    stub_minikube(env.bin, running=False, start_fails="PROVIDER_DOCKER_NOT_RUNNING")
+    t = target()
+    with pytest.raises(IrisctlError) as err:
+        t.up(lambda *a: None)
+    assert "PROVIDER_DOCKER_NOT_RUNNING" in err.value.message and "Docker" in err.value.hint
+    assert t.cluster().dynamic.mutations() == []
+    assert state.read(env.home) is None
+
+
+@pytest.mark.parametrize(
+    "contexts, expected",
+    [
+        ({"minikube": "https://10.20.30.40:6443"}, "not minikube profile"),  # foreign server
+        ({"prod": "https://10.20.30.40:6443"}, "not in"),  # no minikube context at all
+    ],
+)
+def test_f3_minikube_refuses_a_context_that_is_not_its_cluster(env, contexts, expected):
+    """Not a cluster: the kubeconfig is a file; the real Cluster.connect would be next."""
+    write_kubeconfig(env.tmp / "kubeconfig", contexts, current="prod")
+    config = settings.load({"target": "minikube"})
+    t = KubeTarget(config, "minikube")  # no fake: connecting would need a cluster
+    with pytest.raises(IrisctlError) as err:
+        t.up(lambda *a: None)
+    assert expected in err.value.message
+    assert t._cluster is None  # never connected, so nothing was sent anywhere
+    assert state.read(env.home) is None
+
+
+def test_f3_the_kubernetes_target_never_uses_the_current_context(env):
+    """Not a cluster: without --context it refuses and lists the contexts."""
+    t = KubeTarget(settings.load({"target": "kubernetes", "registry": "r.example/x"}), "kubernetes")
+    with pytest.raises(BadInput) as err:
+        t.up(lambda *a: None)
+    assert "--context" in err.value.hint and "current-context 'prod'" in err.value.hint
+    assert t._cluster is None
+
+
+def test_f3_an_empty_kubeconfig_is_refused(env, tmp_path):
+    """Not a cluster: an empty kubeconfig would make a client dial localhost:8080."""
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    t = KubeTarget(
+        settings.load({"target": "kubernetes", "context": "prod", "kubeconfig": str(empty)}),
+        "kubernetes",
+    )
+    with pytest.raises(IrisctlError) as err:
+        t.context()
+    assert "no contexts" in err.value.message
+
+
+def test_the_kubernetes_target_needs_a_registry(env):
+    t = target("kubernetes", context="prod")
+    with pytest.raises(BadInput) as err:
+        t.up(lambda *a: None)
+    assert "--registry" in err.value.message
+    assert t.cluster().dynamic.calls == []
+
+
+def test_the_minikube_target_refuses_another_context_name(env):
+    with pytest.raises(BadInput):
+        target(context="prod").context()
+
+
+# -- train --now -------------------------------------------------------------------------------
+
+
+def _up(env, **flags):
+    t = target(**flags)
+    t.up(lambda *a: None)
+    return t
+
+
+def test_train_creates_a_job_from_the_cronjob_and_streams_its_log(env):
+    """Not a cluster: the fake's controller runs the Job's pod at once; its log is canned."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    summary = {"event": "training.summary", "promoted": True, "version": "1", "accuracy": 0.97}
+    real_control = fake._control
+
+    def control(obj):
+        real_control(obj)
+        if obj["kind"] == "Job":
+            t.cluster().core.logs[f"{obj['metadata']['name']}-x1"] = (
+                '{"event": "training.start"}\nplain line\n' + json.dumps(summary) + "\n"
+            )
+
+    fake._control = control
+    lines = []
+    outcome = t.train(lines.append)
+    assert outcome.exit_code == 0 and outcome.summary["version"] == "1"
+    assert lines[-1] == json.dumps(summary) and "plain line" in lines
+    created = [c for c in fake.calls if c[:2] == ("create", "Job")]
+    assert len(created) == 1
+    job = fake.objects[("Job", created[0][2])]
+    cron = fake.objects[("CronJob", "ml-model-training")]
+    assert job["spec"] == cron["spec"]["jobTemplate"]["spec"]
+    assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    owner = job["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "CronJob" and owner["uid"] == cron["metadata"]["uid"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "trainer"
+
+
+def test_train_refuses_while_any_training_job_is_active(env):
+    """Not a cluster: a running (scheduled) training Job is seeded in the fake."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    fake.healthy = False  # the seeded Job stays active
+    fake.put(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "ml-model-training-29000000",
+                "labels": {"app.kubernetes.io/name": "trainer"},
+            },
+            "spec": {},
+            "status": {"active": 1},
+        }
+    )
+    with pytest.raises(IrisctlError) as err:
+        t.train(lambda line: None)
+    assert (
+        "already running" in err.value.message and "ml-model-training-29000000" in err.value.message
+    )
+    assert not [c for c in fake.calls if c[:2] == ("create", "Job")]
+
+
+def test_a_failed_training_job_reports_its_exit_code_and_reason(env):
+    """Not a cluster: the fake marks the Job Failed and its pod terminated with exit 1."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+
+    def control(obj):
+        if obj["kind"] == "Job":
+            name = obj["metadata"]["name"]
+            obj["status"] = {
+                "failed": 3,
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ],
+            }
+            fake.put(pod(f"{name}-x1", {"job-name": name}, terminated=1))
+
+    fake._control = control
+    outcome = t.train(lambda line: None)
+    assert outcome.exit_code == 1 and "backoff limit" in outcome.error
+
+
+# -- status, logs, secrets ---------------------------------------------------------------------
+
+
+def test_services_report_rollouts_restarts_and_the_cronjob(env):
+    """Not a cluster: statuses come from the fake's objects."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    fake.objects[("CronJob", "ml-model-training")]["status"] = {
+        "lastScheduleTime": "2026-11-26T03:00:00Z",
+        "lastSuccessfulTime": "2026-11-26T03:00:12Z",
+    }
+    fake.objects[("Deployment", "monitor")]["status"]["readyReplicas"] = 0
+    fake.put(
+        pod(
+            "monitor-9",
+            {"app.kubernetes.io/name": "monitor", "app.kubernetes.io/part-of": "irisctl"},
+            waiting="CrashLoopBackOff",
+            restarts=2,
+        )
+    )
+    states = {s.name: s for s in t.services()}
+    assert states["mlflow"].state == "running" and "1/1 ready" in states["mlflow"].detail
+    assert states["monitor"].state == "backoff" and "2 restarts" in states["monitor"].detail
+    assert "last success 2026-11-26T03:00:12Z" in states["trainer"].detail
+    assert set(states) == {*kube.WORKLOADS, "trainer"}
+
+
+def test_logs_redact_the_generated_credentials(env):
+    """Not a cluster: the fake pod's log contains the password."""
+    t = _up(env)
+    password = t.cluster().secret("iris-credentials")["minio-root-password"]
+    t.cluster().core.logs["mlflow-abc12"] = f"line one\nconnecting with {password}\n"
+    assert list(t.logs("mlflow", follow=False, tail=None)) == [
+        "line one",
+        "connecting with [redacted]",
+    ]
+    followed = list(t.logs("mlflow", follow=True, tail=1))
+    assert followed == ["connecting with [redacted]"]
+
+
+def test_show_secrets_reads_the_secret(env):
+    """Not a cluster."""
+    t = _up(env)
+    assert (
+        t.secrets()["minio-root-password"]
+        == t.cluster().secret("iris-credentials")["minio-root-password"]
+    )
+
+
+# -- down --------------------------------------------------------------------------------------
+
+
+def test_down_deletes_workloads_and_keeps_volumes_and_the_secret(env):
+    """Not a cluster: what remains is what the fake still stores."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    done = t.down(purge=False)
+    left = {kind for kind, _ in fake.objects if kind != "Pod"}
+    assert left == {"Namespace", "PersistentVolumeClaim", "Secret"}
+    assert any("kept the PersistentVolumeClaims" in d for d in done)
+    assert all(c[3]["propagation_policy"] == "Background" for c in fake.calls if c[0] == "delete")
+    assert state.read(env.home)["up"] is False
+
+
+def test_down_dry_run_lists_and_changes_nothing(env):
+    """Not a cluster."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    before = dict(fake.objects)
+    done = t.down(purge=True, dry_run=True, cluster=True)
+    assert done == ["would delete Namespace/iris-mlops", "would stop minikube profile minikube"]
+    assert fake.objects == before and not any(" stop" in c for c in argv_log(env))
+    assert state.read(env.home)["up"] is True
+
+
+def test_down_purge_deletes_the_namespace_and_cluster_stops_minikube(env):
+    """Not a cluster: minikube is the stub."""
+    t = _up(env)
+    done = t.down(purge=True, cluster=True)
+    assert ("Namespace", "iris-mlops") not in t.cluster().dynamic.objects
+    assert "-p minikube stop" in argv_log(env)
+    assert "stopped minikube profile minikube" in done
+    assert state.read(env.home) is None
+
+
+def test_cluster_flag_is_only_for_minikube(env):
+    with pytest.raises(BadInput):
+        target("kubernetes", context="prod").down(purge=False, cluster=True)
+
+
+def test_later_commands_act_on_the_recorded_cluster(env, monkeypatch):
+    """Not a cluster: `up` recorded the place; a later config (no flags) resolves to it."""
+    monkeypatch.delenv("KUBECONFIG")
+    t = target(
+        "kubernetes",
+        context="prod",
+        registry="r.example/team",
+        namespace="ml",
+        kubeconfig=str(env.tmp / "kubeconfig"),
+    )
+    t._record(up=True)
+    later = settings.load({}, recorded=state.read(env.home))
+    assert (later["context"], later["namespace"], later["registry"]) == (
+        "prod",
+        "ml",
+        "r.example/team",
+    )
+    assert later["kubeconfig"] == str(env.tmp / "kubeconfig")
+    chosen, _ = ops._current(later)
+    assert chosen.name == "kubernetes"
+
+
+# -- port-forward ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def echo_server():
+    """A real TCP server standing in for a pod's port: answers each line in upper case."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(conn.recv(1024).upper())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    srv.close()
+
+
+def _ask(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        return s.recv(1024)
+
+
+def test_forward_carries_bytes_and_reconnects_per_connection(echo_server):
+    """Not a cluster: the 'pod stream' is a real TCP connection to a local server."""
+    opened = []
+
+    def open_remote():
+        opened.append(1)
+        if len(opened) == 2:
+            raise OSError("pod gone")  # a dropped pod: the next attempt finds a fresh one
+        return socket.create_connection(("127.0.0.1", echo_server))
+
+    fwd = Forward(0, open_remote).start()
+    try:
+        assert _ask(fwd.port, b"hello") == b"HELLO"
+        assert _ask(fwd.port, b"again") == b"AGAIN"  # 2nd open failed, 3rd served
+        assert len(opened) == 3
+    finally:
+        fwd.stop()
+
+
+def test_forward_reports_when_no_pod_can_be_reached():
+    errors = []
+
+    def never():
+        raise OSError("no ready pod")
+
+    fwd = Forward(0, never, errors.append, attempts=2).start()
+    try:
+        with socket.create_connection(("127.0.0.1", fwd.port), timeout=5) as s:
+            assert s.recv(10) == b""  # closed, not hung
+        assert errors and "no ready pod" in errors[0]
+    finally:
+        fwd.stop()
+
+
+def test_opener_streams_to_the_newest_ready_pod(env, monkeypatch):
+    """Not a cluster: Cluster.open_port (the API server's port-forward) is replaced."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    fake.put(pod("model-api-old", {"app.kubernetes.io/name": "model-api"}, ready=False))
+    opened = []
+    monkeypatch.setattr(t.cluster(), "open_port", lambda p, port: opened.append((p, port)))
+    t.opener("model-api")()
+    assert opened == [("model-api-abc12", 8080)]
+
+
+def test_minikube_docker_env_and_status_parsing(env):
+    """Not minikube: the stub answers as minikube does."""
+    assert minikube.docker_env("minikube")["DOCKER_HOST"] == "tcp://192.168.49.2:2376"
+    assert minikube.running("minikube")
+    assert minikube.is_its_server("minikube", MINIKUBE_SERVER)
+    assert not minikube.is_its_server("minikube", "https://10.20.30.40:6443")
+    assert all(c.startswith("-p minikube ") for c in argv_log(env))
