@@ -52,6 +52,7 @@ class MlflowServer:
     root: Path
     port: int
     proc: subprocess.Popen | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -79,6 +80,7 @@ class MlflowServer:
                 "--serve-artifacts",
                 "--artifacts-destination",
                 str(self.root / "artifacts"),
+                *self.extra_args,
             ],
             env=env,
             stdout=log,

@@ -144,7 +144,7 @@ def test_every_command_is_in_the_readme():
         [],
     ],
 )
-def test_predict_bad_input_exits_2_before_any_request(fake, monkeypatch, args):
+def test_a1_a2_predict_bad_input_exits_2_before_any_request(fake, monkeypatch, args):
     sent = []
     monkeypatch.setattr("irisctl.clients.web.predict", lambda *a, **k: sent.append(a) or {})
     result = run("predict", *args)
@@ -442,7 +442,7 @@ def test_history_marks_the_champion_and_plots(fake, monkeypatch, tmp_path):
     assert run("history", "--plot", str(tmp_path / "acc.jpg")).exit_code == 2
 
 
-def test_status_with_prometheus_blackholed_is_bounded_and_says_why(fake, monkeypatch):
+def test_d1_status_with_prometheus_blackholed_is_bounded_and_says_why(fake, monkeypatch):
     """RELIABILITY D1: a Prometheus that accepts and never answers."""
     import socket
     import time

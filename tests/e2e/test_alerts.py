@@ -88,7 +88,7 @@ def wait_state(cli: Cli, name: str, state: str, timeout_s: float = 90) -> None:
     wait_until(lambda: states(cli).get(name) == state, timeout_s, 0.5, f"{name} {state}")
 
 
-def test_every_alert_fires_and_resolves(cli, webhook):
+def test_c1_d3_every_alert_fires_and_resolves(cli, webhook):
     proc = cli("up")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert set(states(cli)) == {

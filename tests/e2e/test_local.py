@@ -69,7 +69,7 @@ def cli(tmp_path_factory):
     c("down", timeout=120)  # never leave processes behind, whatever failed
 
 
-def test_lifecycle(cli):
+def test_e1_e2_e4_lifecycle(cli):
     proc = cli("up")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "irisctl is up on the local target" in proc.stdout
@@ -161,7 +161,7 @@ def test_lifecycle(cli):
     assert cli("status").returncode == 3
 
 
-def test_up_killed_midway_is_finished_by_the_next_up(cli):
+def test_e3_up_killed_midway_is_finished_by_the_next_up(cli):
     """RELIABILITY E3: SIGKILL `up` while services start; the next `up` converges."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "irisctl", "up"],
@@ -187,7 +187,7 @@ def test_up_killed_midway_is_finished_by_the_next_up(cli):
     assert len(daemons) == 1
 
 
-def test_a_port_held_by_a_foreign_process_is_reported_not_killed(cli):
+def test_e5_a_port_held_by_a_foreign_process_is_reported_not_killed(cli):
     import socket
 
     with socket.socket() as holder:

@@ -111,7 +111,7 @@ def run_args(image: str, env: dict[str, str]) -> list[str]:
     return [*flags, image]
 
 
-def test_image_runs_as_non_root_and_carries_no_credentials(image):
+def test_g1_g3_image_runs_as_non_root_and_carries_no_credentials(image):
     assert docker("run", "--rm", image, "id", "-u").stdout.strip() == "10001"
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
     env = " ".join(config.get("Env") or []).lower()

@@ -38,7 +38,7 @@ def test_rules_file_passes_promtool_check_with_lint():
     assert "5 rules found" in proc.stdout
 
 
-def test_rule_unit_tests_pass():
+def test_d3_d4_rule_unit_tests_pass():
     proc = promtool("test", "rules", str(HERE / "alerts_test.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

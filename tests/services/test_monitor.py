@@ -66,7 +66,7 @@ def test_no_champion_exports_no_model_gauges(service_env):
     assert samples["iris_monitor_mlflow_up"] == 1.0
 
 
-def test_mlflow_down_keeps_metrics_and_marks_the_scrape_failed(monkeypatch, caplog):
+def test_d3_mlflow_down_keeps_metrics_and_marks_the_scrape_failed(monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     settings = MonitorSettings()
@@ -90,7 +90,7 @@ class StubSource:
         return item
 
 
-def test_registry_outage_keeps_the_last_values_so_staleness_still_counts():
+def test_d3_registry_outage_keeps_the_last_values_so_staleness_still_counts():
     from iris_services.common.registry import Champion
 
     champ = Champion("iris-classifier", "7", "champion", 0.95, 1_000.0, None, "")

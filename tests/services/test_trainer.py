@@ -20,7 +20,7 @@ def versions(client: MlflowClient, name: str) -> list[str]:
 
 def test_run_is_logged_registered_and_becomes_champion(service_env, mlflow_server):
     summary = publish.run(TrainerSettings())
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
     name = service_env["IRIS_MODEL_NAME"]
     assert summary.promoted and summary.version == "1" and summary.champion_version == "1"
     assert client.get_model_version_by_alias(name, "champion").version == "1"
@@ -37,10 +37,10 @@ def test_run_is_logged_registered_and_becomes_champion(service_env, mlflow_serve
     assert float(mv.tags["accuracy"]) == pytest.approx(summary.accuracy, abs=1e-6)
 
 
-def test_impossible_threshold_promotes_nothing(service_env, mlflow_server, monkeypatch):
+def test_c1_impossible_threshold_promotes_nothing(service_env, mlflow_server, monkeypatch):
     monkeypatch.setenv("IRIS_ACCURACY_THRESHOLD", "1.0")
     monkeypatch.setenv("IRIS_SEED", "1")  # seed 1 scores 0.967
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
     summary = publish.run(TrainerSettings())
     assert not summary.promoted and "below the threshold" in summary.reason
     assert versions(client, service_env["IRIS_MODEL_NAME"]) == []
@@ -48,8 +48,8 @@ def test_impossible_threshold_promotes_nothing(service_env, mlflow_server, monke
     assert client.get_run(summary.run_id).info.status == "FINISHED"
 
 
-def test_worse_than_champion_is_not_promoted(service_env, mlflow_server, monkeypatch):
-    client = MlflowClient(mlflow_server.url)
+def test_c1_worse_than_champion_is_not_promoted(service_env, mlflow_server, monkeypatch):
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
     name = service_env["IRIS_MODEL_NAME"]
     publish.run(TrainerSettings())
     # Pretend the champion is perfect: a new run can at best tie it.
@@ -59,7 +59,7 @@ def test_worse_than_champion_is_not_promoted(service_env, mlflow_server, monkeyp
     assert versions(client, name) == ["1"]
 
 
-def test_mlflow_dying_mid_run_exits_nonzero_and_leaves_no_version(
+def test_c3_mlflow_dying_mid_run_exits_nonzero_and_leaves_no_version(
     own_mlflow_server, monkeypatch, capsys
 ):
     """The server is killed (its whole process group) after the model is logged."""
@@ -81,7 +81,7 @@ def test_mlflow_dying_mid_run_exits_nonzero_and_leaves_no_version(
 
     monkeypatch.setattr(publish, "checkpoint", real_checkpoint)
     own_mlflow_server.start()
-    client = MlflowClient(own_mlflow_server.url)
+    client = MlflowClient(own_mlflow_server.url, own_mlflow_server.url)
     assert versions(client, "iris-classifier") == []
     # The run the crash left RUNNING is marked FAILED by the next training.
     exp = client.get_experiment_by_name("iris_classification")
@@ -93,7 +93,7 @@ def test_mlflow_dying_mid_run_exits_nonzero_and_leaves_no_version(
     assert summary.promoted and versions(client, "iris-classifier") == ["1"]
 
 
-def test_unreachable_mlflow_fails_fast(monkeypatch, capsys):
+def test_c2_unreachable_mlflow_fails_fast(monkeypatch, capsys):
     from tests.conftest import free_port
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
@@ -102,7 +102,7 @@ def test_unreachable_mlflow_fails_fast(monkeypatch, capsys):
     assert "did not answer within 2s" in capsys.readouterr().out
 
 
-def test_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
+def test_c6_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
     import fcntl
 
     lock = tmp_path / "train.lock"
@@ -124,3 +124,108 @@ def test_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
         os.close(fd)
     assert proc.returncode == trainer_main.EXIT_BUSY
     assert "already running" in proc.stdout
+
+
+def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
+    service_env, mlflow_server
+):
+    """The trainer process dies (os._exit, like SIGKILL) right after registering version 2."""
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    name = service_env["IRIS_MODEL_NAME"]
+    assert publish.run(TrainerSettings()).version == "1"
+    crash = (
+        "import os\n"
+        "from iris_services.train import __main__ as m, publish\n"
+        "real = publish.checkpoint\n"
+        "publish.checkpoint = lambda s: os._exit(137) if s == 'registered' else real(s)\n"
+        "raise SystemExit(m.main())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", crash], capture_output=True, timeout=300)
+    assert proc.returncode == 137
+    assert versions(client, name) == ["1", "2"]  # registered, never validated as champion
+    # The API follows the alias, not the latest version: it still resolves to version 1.
+    from iris_services.api.model_holder import MlflowRegistry
+    from iris_services.common import registry
+    from iris_services.common.settings import ApiSettings
+
+    api_settings = ApiSettings()
+    champion = MlflowRegistry(
+        registry.configure(api_settings), name, api_settings.model_alias
+    ).champion()
+    assert champion is not None and champion.version == "1"
+    # The next successful run moves the alias.
+    summary = publish.run(TrainerSettings())
+    assert summary.promoted and client.get_model_version_by_alias(name, "champion").version == "3"
+
+
+def _failing_artifact_store(own_mlflow_server, monkeypatch, capsys) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
+    monkeypatch.setenv("IRIS_SEED", "4")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    assert trainer_main.main() == trainer_main.EXIT_FAILED
+    assert '"event": "training.failed"' in capsys.readouterr().out
+    client = MlflowClient(own_mlflow_server.url, own_mlflow_server.url)
+    assert versions(client, "iris-classifier") == []
+    exp = client.get_experiment_by_name("iris_classification")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    return client
+
+
+def test_c5_artifact_store_down_fails_the_run_and_registers_nothing(
+    own_mlflow_server, monkeypatch, capsys
+):
+    """The server's artifact destination becomes unusable (a file where its directory was)."""
+    artifacts = own_mlflow_server.root / "artifacts"
+    if artifacts.exists():
+        import shutil
+
+        shutil.rmtree(artifacts)
+    artifacts.write_text("not a directory")
+    _failing_artifact_store(own_mlflow_server, monkeypatch, capsys)
+    artifacts.unlink()
+    assert trainer_main.main() == 0  # the store is back: the next run succeeds
+    client = MlflowClient(own_mlflow_server.url, own_mlflow_server.url)
+    assert client.get_model_version_by_alias("iris-classifier", "champion").version == "1"
+
+
+@pytest.fixture
+def mlflow_on_a_small_disk(tmp_path):
+    """A real MLflow server whose artifact store is a 20 MiB tmpfs (needs root to mount)."""
+    from tests.conftest import MlflowServer, free_port
+
+    disk = tmp_path / "artifacts"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    server = MlflowServer(tmp_path, free_port())
+    try:
+        server.start()
+        yield server, disk
+    finally:
+        server.stop()
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_h1_a_full_disk_fails_training_cleanly_and_the_next_run_succeeds(
+    mlflow_on_a_small_disk, monkeypatch, capsys
+):
+    server, disk = mlflow_on_a_small_disk
+    filler = disk / "filler"
+    with filler.open("wb") as fh:  # fill the disk to the last block
+        try:
+            while True:
+                fh.write(b"\0" * 2**20)
+                fh.flush()
+        except OSError:
+            pass
+    assert os.statvfs(disk).f_bavail == 0
+    _failing_artifact_store(server, monkeypatch, capsys)
+    filler.unlink()  # space freed: the next training succeeds
+    assert trainer_main.main() == 0
+    client = MlflowClient(server.url, server.url)
+    assert client.get_model_version_by_alias("iris-classifier", "champion").version == "1"

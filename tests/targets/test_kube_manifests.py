@@ -66,7 +66,7 @@ def test_seed_compatible_names(manifests):
     assert all(d["metadata"].get("namespace", "iris-mlops") == "iris-mlops" for d in manifests)
 
 
-def test_images_are_pinned_and_pulled_if_not_present(manifests):
+def test_f4_images_are_pinned_and_pulled_if_not_present(manifests):
     for _, spec in pod_specs(manifests):
         for c in spec["containers"]:
             name, _, tag = c["image"].rpartition(":")
@@ -74,7 +74,7 @@ def test_images_are_pinned_and_pulled_if_not_present(manifests):
             assert c["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_every_container_has_limits_and_a_restricted_security_context(manifests):
+def test_g3_every_container_has_limits_and_a_restricted_security_context(manifests):
     for doc, spec in pod_specs(manifests):
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -86,7 +86,7 @@ def test_every_container_has_limits_and_a_restricted_security_context(manifests)
             assert {"cpu", "memory"} <= set(c["resources"]["limits"])
 
 
-def test_our_images_run_with_a_read_only_root_and_a_tmp_volume(manifests):
+def test_g3_our_images_run_with_a_read_only_root_and_a_tmp_volume(manifests):
     for _, spec in pod_specs(manifests):
         for c in spec["containers"]:
             if c["image"].rsplit("/", 1)[-1].startswith("irisctl-services:"):
@@ -94,7 +94,7 @@ def test_our_images_run_with_a_read_only_root_and_a_tmp_volume(manifests):
                 assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"])
 
 
-def test_long_running_containers_have_probes(manifests):
+def test_b5_long_running_containers_have_probes(manifests):
     for doc, spec in pod_specs(manifests):
         if doc["kind"] != "Deployment":
             continue
@@ -118,7 +118,7 @@ def test_data_lives_on_persistent_volume_claims_not_empty_dirs(manifests):
                     ]
 
 
-def test_no_secret_values_in_env_or_config_maps(manifests):
+def test_g1_no_secret_values_in_env_or_config_maps(manifests):
     for _, spec in pod_specs(manifests):
         for c in spec["containers"]:
             for env in c.get("env", []):
@@ -131,13 +131,13 @@ def test_no_secret_values_in_env_or_config_maps(manifests):
             assert "password" not in text and "minio123" not in text
 
 
-def test_services_are_cluster_internal(manifests):
+def test_g4_services_are_cluster_internal(manifests):
     for d in manifests:
         if d["kind"] == "Service":
             assert d["spec"]["type"] == "ClusterIP"
 
 
-def test_cronjob_keeps_one_training_and_catches_up(manifests):
+def test_d5_cronjob_keeps_one_training_and_catches_up(manifests):
     cron = next(d for d in manifests if d["kind"] == "CronJob")["spec"]
     assert cron["schedule"] == "0 3 * * *" and cron["timeZone"] == "Etc/UTC"
     assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] >= 60
@@ -145,7 +145,7 @@ def test_cronjob_keeps_one_training_and_catches_up(manifests):
     assert job["backoffLimit"] >= 1 and job["activeDeadlineSeconds"] >= 300
 
 
-def test_mlflow_allows_in_cluster_host_names_and_proxies_artifacts(manifests):
+def test_e7_mlflow_allows_in_cluster_host_names_and_proxies_artifacts(manifests):
     mlflow = next(s for d, s in pod_specs(manifests) if d["metadata"]["name"] == "mlflow")
     args = mlflow["containers"][0]["args"]
     hosts = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")

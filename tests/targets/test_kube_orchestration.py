@@ -85,7 +85,7 @@ def progress_recorder():
 # -- up ----------------------------------------------------------------------------------------
 
 
-def test_up_applies_every_manifest_server_side_in_order(env):
+def test_g1_up_applies_every_manifest_server_side_in_order(env):
     """Not a cluster: the fake records the applies; the order is namespace, Secret, the rest."""
     t = target()
     seen, progress = progress_recorder()
@@ -108,7 +108,7 @@ def test_up_applies_every_manifest_server_side_in_order(env):
     assert not any("enable metrics-server" in c for c in calls)
 
 
-def test_up_generates_strong_credentials_once_and_never_prints_them(env):
+def test_g1_g2_up_generates_strong_credentials_once_and_never_prints_them(env):
     """Not a cluster: the Secret lives in the fake's store between the two `up`s."""
     cluster = fake_cluster()
     seen, progress = progress_recorder()
@@ -128,7 +128,7 @@ def test_up_generates_strong_credentials_once_and_never_prints_them(env):
     assert first["minio-root-password"] not in rendered
 
 
-def test_a_postgres_backend_store_goes_into_the_secret_only(env):
+def test_g1_a_postgres_backend_store_goes_into_the_secret_only(env):
     """Not a cluster: the URI (with its password) is in the Secret, not in argv or manifests."""
     uri = "postgresql://mlflow:s3cret-pw@db.example:5432/mlflow"
     t = target(backend_store_uri=uri)
@@ -321,7 +321,7 @@ def test_train_creates_a_job_from_the_cronjob_and_streams_its_log(env):
     assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "trainer"
 
 
-def test_train_refuses_while_any_training_job_is_active(env):
+def test_c7_train_refuses_while_any_training_job_is_active(env):
     """Not a cluster: a running (scheduled) training Job is seeded in the fake."""
     t = _up(env)
     fake = t.cluster().dynamic
@@ -399,7 +399,7 @@ def test_services_report_rollouts_restarts_and_the_cronjob(env):
     assert set(states) == {*kube.WORKLOADS, "trainer"}
 
 
-def test_logs_redact_the_generated_credentials(env):
+def test_g1_logs_redact_the_generated_credentials(env):
     """Not a cluster: the fake pod's log contains the password."""
     t = _up(env)
     password = t.cluster().secret("iris-credentials")["minio-root-password"]

@@ -10,7 +10,7 @@ def target(tmp_path, **flags) -> LocalTarget:
     return LocalTarget(settings.load(flags, home=tmp_path))
 
 
-def test_every_service_binds_loopback_and_stops_as_a_group(tmp_path):
+def test_g4_e4_every_service_binds_loopback_and_stops_as_a_group(tmp_path):
     conf = target(tmp_path).render()["supervisord.conf"]
     assert "--host 127.0.0.1" in conf  # mlflow
     assert conf.count('HOST="127.0.0.1"') >= 3  # api, monitor, trainer
@@ -21,7 +21,7 @@ def test_every_service_binds_loopback_and_stops_as_a_group(tmp_path):
     assert "chmod=0700" in conf and "umask=077" in conf
 
 
-def test_mlflow_runs_lean_with_its_store_in_the_environment(tmp_path):
+def test_h2_mlflow_runs_lean_with_its_store_in_the_environment(tmp_path):
     t = target(tmp_path)
     mlflow = next(p for p in t.programs() if p.name == "mlflow")
     assert (
@@ -66,7 +66,7 @@ def test_read_new_lines_returns_complete_lines_and_survives_rotation(tmp_path):
     assert _read_new_lines(log, offset) == (["new"], 4)
 
 
-def test_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, monkeypatch):
+def test_d1_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, monkeypatch):
     import shutil as _shutil
 
     from irisctl import ops

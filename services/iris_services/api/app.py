@@ -211,7 +211,24 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         },
     }
 
-    @app.post("/predict", openapi_extra={"requestBody": body_schema})
+    error = {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"detail": {"type": "string"}},
+                    "required": ["detail"],
+                }
+            }
+        }
+    }
+    rejected: dict[int | str, dict[str, Any]] = {
+        413: {"description": "Body over the size limit, or a batch over the row limit", **error},
+        422: {"description": "Not valid input: the message says what is wrong", **error},
+        503: {"description": "No model loaded yet: run `irisctl train --now`", **error},
+    }
+
+    @app.post("/predict", openapi_extra={"requestBody": body_schema}, responses=rejected)
     async def predict(request: Request) -> Response:
         """Classify one flower (`features`) or a batch (`instances`)."""
         body = await _read_body(request, settings.max_body_bytes)
@@ -239,7 +256,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         """Liveness: the process answers (does not depend on MLflow)."""
         return _json({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: rejected[503]})
     async def readyz() -> Response:
         """Readiness: 200 only while a model is loaded."""
         if holder.current is None:
@@ -269,7 +286,10 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             )
         return _json(info)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prom_metrics() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,10 @@ N_FEATURES = 4
 
 # Strict: no "5.1" strings, no booleans, no extra keys; finite numbers only.
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-Row = Annotated[list[float], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
+# The models compute in float32 (as scikit-learn's trees do): larger values would become inf.
+FLOAT32_MAX = 3.4028234e38
+Feature = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+Row = Annotated[list[Feature], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
 
 
 class PredictOne(BaseModel):

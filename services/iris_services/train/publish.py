@@ -65,11 +65,10 @@ def run(settings: TrainerSettings) -> Summary:
     champion = registry.get_champion(client, settings.model_name, settings.model_alias)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31 - 1)
 
-    with mlflow.start_run(
-        experiment_id=experiment.experiment_id, tags={"iris.trainer": "1"}
-    ) as active:
+    active = mlflow.start_run(experiment_id=experiment.experiment_id, tags={"iris.trainer": "1"})
+    run_id = active.info.run_id
+    try:
         # Everything from here on happens inside the run: any failure ends it FAILED.
-        run_id = active.info.run_id
         checkpoint("run_started")
         mlflow.log_param("seed", seed)
         result = pipeline.train(seed, settings.test_size)
@@ -86,6 +85,10 @@ def run(settings: TrainerSettings) -> Summary:
             mlflow.set_tag("registered_version", version)
         mlflow.set_tags({"gate": "promoted" if promote else "rejected", "gate.reason": reason})
         _log_accuracy_plot(experiment.experiment_id)
+    except BaseException:
+        _end_failed(client, run_id)
+        raise
+    mlflow.end_run("FINISHED")
 
     now = registry.get_champion(client, settings.model_name, settings.model_alias)
     return Summary(
@@ -99,6 +102,24 @@ def run(settings: TrainerSettings) -> Summary:
         champion_accuracy=now.accuracy if now else None,
         seed=seed,
     )
+
+
+def _end_failed(client: MlflowClient, run_id: str, attempts: int = 3) -> None:
+    """Mark the run FAILED, retrying on a fresh connection: the request that failed (an
+    artifact upload the server rejected mid-body) can leave the pooled connection reset."""
+    import mlflow
+
+    for attempt in range(attempts):
+        try:
+            if attempt == 0 and mlflow.active_run() is not None:
+                mlflow.end_run("FAILED")
+            else:
+                client.set_terminated(run_id, "FAILED")
+            return
+        except Exception as exc:
+            log.warning("could not mark run %s FAILED (%s); retrying", run_id, exc)
+            time.sleep(1.0)
+    log.warning("run %s stays RUNNING; the next training marks it FAILED", run_id)
 
 
 def _gate(
