@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint system-deps bench clean
+.PHONY: up test lint system-deps bench soak clean
 
 $(BIN)/irisctl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,3 +34,7 @@ clean:
 bench: $(BIN)/irisctl
 	@command -v wrk >/dev/null || ./scripts/install-system-deps wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The soak check (bench/soak.py): predictions under load while trainings promote new champions.
+soak: $(BIN)/irisctl
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)

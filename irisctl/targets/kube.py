@@ -45,7 +45,7 @@ IMAGES = {
 RESOURCES = {
     "minio": ("100m", "256Mi", "1", "1Gi"),
     "mlflow": ("200m", "512Mi", "1", "1536Mi"),
-    "api": ("200m", "512Mi", "2", "1Gi"),
+    "api": ("200m", "768Mi", "2", "1280Mi"),  # 2 workers + loader: ~750 MiB measured
     "monitor": ("50m", "256Mi", "500m", "512Mi"),
     "trainer": ("200m", "512Mi", "1", "1Gi"),
     "prometheus": ("100m", "256Mi", "1", "1Gi"),

@@ -24,6 +24,7 @@ from ..clients.supervisor import Supervisor
 from ..errors import BadInput, IrisctlError, NotUp
 from ..settings import Config
 from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
+from .mlflow_db import upgrade_if_needed
 
 if TYPE_CHECKING:
     from ..portforward import Forward
@@ -252,6 +253,7 @@ class LocalTarget:
                     progress(name, "restarted")
         else:
             self._check_ports()
+            upgrade_if_needed(self.data_dir / "mlflow.db", progress)
             self._write(files)
             progress("supervisord", "starting")
             self.supervisor.start()

@@ -61,6 +61,22 @@ def alive(pid: int) -> bool:
     return True
 
 
+def group_rss_mib(pid: int) -> float:
+    """Resident memory of every process in ``pid``'s process group (a service and its children)."""
+    group, total_kib = os.getpgid(pid), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != group:
+                continue
+            with open(f"/proc/{entry}/status") as fh:
+                total_kib += next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue  # the process ended, or is a kernel thread
+    return total_kib / 1024
+
+
 @pytest.fixture
 def cli(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e", numbered=True)
@@ -115,6 +131,16 @@ def test_e1_e2_e4_lifecycle(cli):
         30,
         what="the API to serve the new champion",
     )
+
+    # H2: each service's whole process group fits its Kubernetes limit with 30 % headroom.
+    from irisctl.targets.kube import RESOURCES
+
+    for service, key in (("mlflow", "mlflow"), ("model-api", "api"), ("monitor", "monitor")):
+        limit_mib = int(RESOURCES[key][3].removesuffix("Mi").removesuffix("Gi")) * (
+            1024 if RESOURCES[key][3].endswith("Gi") else 1
+        )
+        used = group_rss_mib(status["services"][service]["pid"])
+        assert used < 0.7 * limit_mib, f"{service}: {used:.0f} MiB of a {limit_mib} MiB limit"
 
     # The supervisor brings a killed API back.
     api_pid = status["services"]["model-api"]["pid"]

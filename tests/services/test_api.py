@@ -382,3 +382,12 @@ def test_first_load_gives_up_at_its_deadline(fake):
     started = time.monotonic()
     holder.first_load(1.0, threading.Event())
     assert holder.current is None and time.monotonic() - started < 3
+
+
+def test_g4_unexpected_methods_are_rejected(client, fake):
+    fake.promote("1")
+    refresh(client)
+    assert client.delete("/predict").status_code == 405
+    assert client.put("/model", json={}).status_code == 405
+    assert client.get("/predict").status_code == 405
+    assert client.post("/healthz").status_code == 405

@@ -154,6 +154,34 @@ def test_e7_mlflow_allows_in_cluster_host_names_and_proxies_artifacts(manifests)
     assert "--serve-artifacts" in args and "--artifacts-destination=s3://mlflow/artifacts" in args
 
 
+def test_e7_a_real_mlflow_with_the_rendered_hosts_answers_in_cluster_names_only(tmp_path):
+    """MLflow started here with the manifest's own --allowed-hosts (plus this test's port)."""
+    import httpx
+
+    from tests.conftest import MlflowServer, free_port
+
+    spec = next(
+        s for d, s in pod_specs(docs("minikube", tmp_path)) if d["metadata"]["name"] == "mlflow"
+    )
+    allowed = next(a for a in spec["containers"][0]["args"] if a.startswith("--allowed-hosts="))
+    port = free_port()
+    server = MlflowServer(tmp_path, port, extra_args=(f"{allowed},127.0.0.1:{port}",))
+    server.start()
+    try:
+        url = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+        for host in (
+            "mlflow-service:5000",
+            "mlflow-service.iris-mlops:5000",
+            "mlflow-service.iris-mlops.svc:5000",
+            "mlflow-service.iris-mlops.svc.cluster.local:5000",
+            "localhost:5000",
+        ):
+            assert httpx.get(url, headers={"Host": host}, timeout=10).status_code == 200, host
+        assert httpx.get(url, headers={"Host": "evil.example"}, timeout=10).status_code == 403
+    finally:
+        server.stop()
+
+
 def test_kubernetes_target_uses_the_registry_minikube_does_not(tmp_path):
     def image(target: str) -> str:
         d = docs(target, tmp_path, registry="registry.example.test/team")

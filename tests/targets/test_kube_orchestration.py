@@ -569,3 +569,34 @@ def test_minikube_docker_env_and_status_parsing(env):
     assert minikube.is_its_server("minikube", MINIKUBE_SERVER)
     assert not minikube.is_its_server("minikube", "https://10.20.30.40:6443")
     assert all(c.startswith("-p minikube ") for c in argv_log(env))
+
+
+def test_g1_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
+    """Not a cluster: a Secret holding a marker is seeded in the fake; every output is searched."""
+    marker = "MARKER-7f3a9c1e-not-a-real-password"
+    cluster = fake_cluster()
+    t = target(cluster=cluster)
+    cluster.dynamic.put(
+        t.secret_document(
+            {
+                "minio-root-user": "iris-user",
+                "minio-root-password": marker,
+                "mlflow-backend-store-uri": f"postgresql://mlflow:{marker}@db:5432/mlflow",
+            }
+        )
+    )
+    seen, progress = progress_recorder()
+    t.up(progress)
+    cluster.core.logs["mlflow-abc12"] = f"boto3 using {marker}\n"
+    outputs = [
+        " ".join(f"{a} {b}" for a, b in seen),
+        "".join(t.render().values()),
+        " ".join(s.detail for s in t.services()),
+        "\n".join(t.logs("mlflow", follow=False, tail=None)),
+        (env.home / "state.json").read_text(),
+        json.dumps([c[:3] for c in cluster.dynamic.calls]),
+        capsys.readouterr().out,
+    ]
+    assert all(marker not in out for out in outputs)
+    assert cluster.secret("iris-credentials")["minio-root-password"] == marker  # kept, not replaced
+    assert t.secrets()["minio-root-password"] == marker  # the one way to see it
