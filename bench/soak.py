@@ -8,7 +8,8 @@ training ties the champion and is promoted (a new version each time). Then, for 
 - ``--clients`` threads POST one-row predictions as fast as they can (httpx, keep-alive),
   recording status, served version and latency of every request;
 - every ``--train-every`` seconds, `irisctl train --now` runs and promotes a new version;
-- the model API's memory (its whole process group) is sampled every 5 s.
+- the model API's memory (its whole process group) is sampled every 5 s, and once more 20 s
+  after the load stops (a promotion's loader process is short-lived).
 
 It prints one table: requests, failures (must be 0), latency percentiles, versions served (they
 must never go back on one connection), promotions, and the API's memory at the start, middle and
@@ -141,6 +142,9 @@ def main() -> int:
         stop.set()
         for t in threads:
             t.join(15)
+        # Settle: a promotion's short-lived loader process belongs to the API's group; let the
+        # last one finish, then measure the steady state.
+        time.sleep(20)
         memory.append((time.monotonic() - started, group_rss_mib(api_pid)))
     finally:
         stop.set()
@@ -171,7 +175,7 @@ def main() -> int:
         ),
         ("older version after a newer (per connection)", f"{went_back}"),
         (
-            "API RSS start / middle / end",
+            "API RSS start / middle / end (settled)",
             f"{memory[0][1]:.0f} / {middle:.0f} / "
             f"{memory[-1][1]:.0f} MiB (growth {growth:+.0f} MiB)",
         ),

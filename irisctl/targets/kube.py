@@ -45,7 +45,7 @@ IMAGES = {
 RESOURCES = {
     "minio": ("100m", "256Mi", "1", "1Gi"),
     "mlflow": ("200m", "512Mi", "1", "1536Mi"),
-    "api": ("200m", "768Mi", "2", "1280Mi"),  # 2 workers + loader: ~750 MiB measured
+    "api": ("200m", "768Mi", "2", "1536Mi"),  # 2 workers: ~700 MiB, ~1.1 GiB while loading
     "monitor": ("50m", "256Mi", "500m", "512Mi"),
     "trainer": ("200m", "512Mi", "1", "1Gi"),
     "prometheus": ("100m", "256Mi", "1", "1Gi"),
@@ -377,7 +377,7 @@ class KubeTarget:
                     said[name] = now
             if not pending:
                 return
-            stuck = {n: why for n, why in pending.items() if why.split(":")[0] in STUCK}
+            stuck = {n: why for n, why in pending.items() if _reason(why) in STUCK}
             if stuck or time.monotonic() > deadline:
                 shown = stuck or pending
                 raise IrisctlError(
@@ -577,7 +577,7 @@ class KubeTarget:
         pods = cluster.find("v1", "Pod", PART_OF)
         forwarded = self._forwarder_alive()
         out = []
-        for name in (*WORKLOADS[:1], *WORKLOADS[1:]):
+        for name in WORKLOADS:
             d = deployments.get(name)
             url = f"http://127.0.0.1:{self._local_port(name)}" if name in FORWARDS else None
             if d is None:
@@ -590,26 +590,20 @@ class KubeTarget:
                 for cs in (p.get("status") or {}).get("containerStatuses") or []
             )
             status = d.get("status") or {}
-            ready, wanted = (
-                status.get("readyReplicas") or 0,
-                (d.get("spec") or {}).get("replicas", 1),
-            )
+            ready = status.get("readyReplicas") or 0
+            wanted = (d.get("spec") or {}).get("replicas", 1)
             detail = f"{ready}/{wanted} ready, {restarts} restarts"
             if _rolled_out(d):
-                state_ = "running"
+                condition = "running"
             else:
                 why = self._why(cluster, name, pods)
-                state_ = (
-                    "backoff"
-                    if why.split(":")[0].split(" ")[0]
-                    in {
-                        *STUCK,
-                        "CrashLoopBackOff",
-                    }
-                    else "starting"
+                condition = (
+                    "backoff" if _reason(why) in (*STUCK, "CrashLoopBackOff") else "starting"
                 )
                 detail += f"; {why}"
-            out.append(ServiceState(name, state_, url if forwarded else None, None, None, detail))
+            out.append(
+                ServiceState(name, condition, url if forwarded else None, None, None, detail)
+            )
         out.append(self._trainer_state(cluster))
         return out
 
@@ -728,7 +722,7 @@ class KubeTarget:
                 ):
                     return str(pod["metadata"]["name"])
                 why = self._why(cluster, "trainer", pods)
-                if why.split(":")[0] in STUCK:
+                if _reason(why) in STUCK:
                     raise IrisctlError(f"the training pod cannot start: {why}")
             else:
                 why = "waiting for its pod"
@@ -830,6 +824,11 @@ class KubeTarget:
 
 
 DEFAULT_BACKEND_URI = "sqlite:////data/mlflow.db"  # on the mlflow-data PVC
+
+
+def _reason(why: str) -> str:
+    """The Kubernetes reason a ``_why`` message starts with (``CrashLoopBackOff``, …)."""
+    return why.split(":")[0].split(" ")[0]
 
 
 def _name(obj: dict[str, Any]) -> str:

@@ -391,3 +391,59 @@ def test_g4_unexpected_methods_are_rejected(client, fake):
     assert client.put("/model", json={}).status_code == 405
     assert client.get("/predict").status_code == 405
     assert client.post("/healthz").status_code == 405
+
+
+def _rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS:")) / 1024
+
+
+def test_a6_huge_and_lying_bodies_over_real_http(fake):
+    """Real HTTP (uvicorn in this process): 100 MB streamed without a Content-Length, and
+    Content-Length headers that lie in both directions."""
+    import socket
+
+    fake.promote("1")
+    holder = ModelHolder(fake)
+    holder.refresh()
+    app = create_app(ApiSettings(), holder, poll=False)  # the default 1 MiB limit
+    with LiveServer(app) as url:
+        before = _rss_mib()
+
+        def hundred_mb():
+            yield b'{"features": ['
+            for _ in range(100):
+                yield b"1.0, " * 200_000  # 1 MB
+            yield b"1.0]}"
+
+        t0 = time.monotonic()
+        with httpx.Client(timeout=30) as http:
+            try:
+                status = http.post(f"{url}/predict", content=hundred_mb()).status_code
+            except httpx.HTTPError:  # the server answered 413 and closed mid-upload
+                status = 413
+            assert status == 413
+            assert time.monotonic() - t0 < 10
+            assert _rss_mib() - before < 50
+            assert http.post(f"{url}/predict", json={"features": SETOSA}).status_code == 200
+
+        host, port = url.removeprefix("http://").split(":")
+
+        def raw(request: bytes) -> bytes:
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(request)
+                return s.recv(4096)
+
+        # Claims 100 MB, sends a few bytes: refused on the header, before any body is read.
+        claimed = raw(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000\r\n\r\n{}"
+        )
+        assert claimed.startswith(b"HTTP/1.1 413")
+        # Claims fewer bytes than it sends: only the declared bytes are read, and they are not
+        # a valid body.
+        short = raw(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 10\r\nConnection: close\r\n\r\n{"features": [5.1, 3.5, 1.4, 0.2]}'
+        )
+        assert short.startswith(b"HTTP/1.1 422")
