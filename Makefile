@@ -16,8 +16,9 @@ $(BIN)/irisctl: pyproject.toml
 system-deps:
 	@command -v promtool >/dev/null && command -v amtool >/dev/null || ./scripts/install-system-deps
 
+# The quick start's target is the local one, even where minikube is installed.
 up: $(BIN)/irisctl
-	$(BIN)/irisctl up
+	$(BIN)/irisctl --target local up
 
 lint: $(BIN)/irisctl
 	$(BIN)/ruff check .
