@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from . import state, targets
 from .clients import prometheus, web
 from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
@@ -215,8 +217,30 @@ def port_forward(config: Config, on_error: Callable[[str], None]) -> list[Any]:
 
 
 def train(config: Config, on_line: Callable[[str], None]) -> TrainResult:
-    """Run one training job now on the running stack."""
-    return _train(_running(config), on_line)
+    """Run one training job now on the running stack; after a promotion, wait (bounded) until
+    the API serves the new champion, so a `predict` right after gets it."""
+    target = _running(config)
+    result = _train(target, on_line)
+    version = (result.summary or {}).get("version")
+    if result.ok and (result.summary or {}).get("promoted") and version:
+        _wait_serving(target.endpoint("model-api"), str(version), config["poll_seconds"] + 30)
+    return result
+
+
+def _wait_serving(api_url: str, version: str, timeout_s: float) -> bool:
+    """Until the API's ``/model`` is ``version``; False at the deadline, or at once when the API
+    does not answer at all (it is down: `status` says so; nothing to wait for)."""
+    deadline = time.monotonic() + timeout_s
+    unanswered = 0
+    while time.monotonic() < deadline and unanswered < 3:
+        try:
+            if str(web.get_json(f"{api_url}/model", 2.0).get("version")) == version:
+                return True
+            unanswered = 0
+        except (IrisctlError, httpx.HTTPError, ValueError, AttributeError):
+            unanswered += 1
+        time.sleep(0.3)
+    return False
 
 
 def _train(target: Target, on_line: Callable[[str], None], attach: bool = False) -> TrainResult:
