@@ -71,6 +71,7 @@ class StatusResult:
     alerts: list[dict[str, Any]] | None
     alerts_reason: str | None
     model_error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -95,6 +96,7 @@ class StatusResult:
             "alerts": self.alerts,
             "alerts_reason": self.alerts_reason,
             "model_error": self.model_error,
+            "notes": self.notes,
         }
 
 
@@ -319,15 +321,28 @@ def status(config: Config) -> StatusResult:
         services_f = pool.submit(target.services)
         champion_f = pool.submit(rest.champion, MODEL_NAME, MODEL_ALIAS)
         runs_f = pool.submit(rest.recent_runs, EXPERIMENT, 5)
+        latest_f = pool.submit(rest.latest_version, MODEL_NAME)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
         model_error = None
+        notes = []
         try:
-            champion, runs = champion_f.result(), runs_f.result()
+            champion, runs, latest = champion_f.result(), runs_f.result(), latest_f.result()
         except IrisctlError as exc:
-            champion, runs, model_error = None, [], exc.message
+            champion, runs, latest, model_error = None, [], None, exc.message
+        if latest and (champion is None or int(latest) > int(champion.version)):
+            # Versions are registered only to be promoted: a newer one means a training died
+            # between registering and moving the alias (RELIABILITY.md C4). It is never served.
+            notes.append(
+                f"version {latest} is registered but not {MODEL_ALIAS} (a training stopped "
+                f"before promoting it); the API serves "
+                f"{'version ' + champion.version if champion else 'nothing'}; the next "
+                "successful `irisctl train --now` moves the alias"
+            )
         alerts, alerts_reason = alerts_f.result()
-    return StatusResult(target.name, services, champion, runs, alerts, alerts_reason, model_error)
+    return StatusResult(
+        target.name, services, champion, runs, alerts, alerts_reason, model_error, notes
+    )
 
 
 def _alerts(

@@ -178,6 +178,8 @@ def status(result: StatusResult) -> None:
                 r.gate or "-",
             )
         console.print(runs)
+    for note in result.notes:
+        console.print(f"[yellow]Note:[/] {note}")
     if result.alerts is None:
         console.print(f"Alerts: [yellow]unavailable[/] ({result.alerts_reason})")
     else:

@@ -73,6 +73,16 @@ class MlflowRest:
             registered_at=int(mv["creation_timestamp"]) / 1000.0,
         )
 
+    def latest_version(self, name: str) -> str | None:
+        """The newest registered version of ``name`` (None: none yet)."""
+        data = self._call(
+            "GET",
+            "/api/2.0/mlflow/model-versions/search",
+            params={"filter": f"name='{name}'", "max_results": 1000},
+        )
+        found = [int(mv["version"]) for mv in (data or {}).get("model_versions", [])]
+        return str(max(found)) if found else None
+
     def recent_runs(self, experiment: str, limit: int = 5) -> list[RunInfo]:
         """The newest training runs of ``experiment``, newest first."""
         exp = self._call(

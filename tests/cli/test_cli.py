@@ -97,6 +97,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeTarget:
     state.write(home, {"target": "local", "up": True, "ports": {}})
     champion = ModelInfo("iris-classifier", "2", "champion", 0.97, 1_700_000_000.0)
     monkeypatch.setattr(MlflowRest, "champion", lambda self, name, alias: champion)
+    monkeypatch.setattr(MlflowRest, "latest_version", lambda self, name: "2")
     monkeypatch.setattr(
         MlflowRest,
         "recent_runs",
@@ -252,6 +253,14 @@ def test_status_with_mlflow_unreachable_still_reports(fake, monkeypatch):
     result = run("status", "--json")
     data = json.loads(result.output)
     assert data["model"] is None and "not reachable" in data["model_error"]
+
+
+def test_c4_status_notes_a_version_registered_but_never_promoted(fake, monkeypatch):
+    monkeypatch.setattr(MlflowRest, "latest_version", lambda self, name: "3")
+    data = json.loads(run("status", "--json").output)
+    assert data["model"]["version"] == "2"
+    assert data["notes"] and "version 3 is registered but not champion" in data["notes"][0]
+    assert "Note:" in run("status").output
 
 
 def test_train_requires_now(fake):

@@ -153,6 +153,11 @@ def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
         registry.configure(api_settings), name, api_settings.model_alias
     ).champion()
     assert champion is not None and champion.version == "1"
+    # `irisctl status` reads the same over REST and notes the stray version.
+    from irisctl.clients.mlflow import MlflowRest
+
+    rest = MlflowRest(mlflow_server.url)
+    assert rest.latest_version(name) == "2" and rest.champion(name, "champion").version == "1"
     # The next successful run moves the alias.
     summary = publish.run(TrainerSettings())
     assert summary.promoted and client.get_model_version_by_alias(name, "champion").version == "3"
