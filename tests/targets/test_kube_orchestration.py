@@ -33,6 +33,7 @@ from .fake_kube import (
 )
 
 MINIKUBE_SERVER = "https://192.168.49.2:8443"
+REAL_BUILD = kube.build_services_image  # the env fixture replaces it
 
 
 @pytest.fixture
@@ -600,3 +601,46 @@ def test_g1_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
     assert all(marker not in out for out in outputs)
     assert cluster.secret("iris-credentials")["minio-root-password"] == marker  # kept, not replaced
     assert t.secrets()["minio-root-password"] == marker  # the one way to see it
+
+
+class _FakeEngine:
+    """Not a Docker engine: records pushes and answers with the SDK's decoded stream."""
+
+    def __init__(self, error: str = "") -> None:
+        self.pushed: list[tuple[str, str]] = []
+        self.error = error
+        self.api = self
+
+    def push(self, repository, tag=None, stream=False, decode=False):
+        self.pushed.append((repository, tag))
+        yield {"status": "The push refers to repository [" + repository + "]"}
+        yield {"status": "Pushing", "id": "abc", "progress": "[==>  ]"}
+        if self.error:
+            yield {"error": self.error}
+        else:
+            yield {"status": f"{tag}: digest: sha256:0123 size: 1234"}
+
+
+def test_the_kubernetes_target_builds_here_and_pushes_to_its_registry(env, monkeypatch):
+    """Not a registry: the engine is a fake at the docker SDK boundary; `build` is replaced."""
+    engine = _FakeEngine()
+    monkeypatch.setattr(docker_client, "client", lambda environment=None: engine)
+    monkeypatch.setattr(
+        docker_client,
+        "build",
+        lambda e, files, tag, args, on_line: docker_client.Built(tag, True, 1),
+    )
+    config = settings.load({"target": "kubernetes", "registry": "registry.example/team/"})
+    lines = []
+    tag, where, _ = REAL_BUILD(config, "kubernetes", None, lines.append)
+    assert tag == f"registry.example/team/irisctl-services:{kube.services_image_tag()}"
+    assert engine.pushed == [("registry.example/team/irisctl-services", kube.services_image_tag())]
+    assert any("digest" in line for line in lines) and where == "the local Docker engine"
+
+
+def test_a_refused_push_is_a_clear_error(env, monkeypatch):
+    """Not a registry: the fake engine answers the push with the error a registry gives."""
+    engine = _FakeEngine(error="denied: requested access to the resource is denied")
+    with pytest.raises(IrisctlError) as err:
+        docker_client.push(engine, "registry.example/team/irisctl-services:abc", lambda line: None)
+    assert "denied" in err.value.message and "docker login" in err.value.hint
