@@ -266,6 +266,7 @@ def doctor(checks: list[Check]) -> None:
 
 
 def error(message: str, hint: str | None) -> None:
-    err_console.print(f"[red]Error:[/] {message}", highlight=False)
+    # soft_wrap: one line each, whatever the width, so logs and pipes keep them whole.
+    err_console.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
     if hint:
-        err_console.print(f"[dim]Hint:[/] {hint}", highlight=False)
+        err_console.print(f"[dim]Hint:[/] {hint}", highlight=False, soft_wrap=True)

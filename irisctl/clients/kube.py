@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,9 +107,11 @@ def _api_errors(what: str, server: str = "") -> Iterator[None]:
         )
         raise IrisctlError(f"Kubernetes API: {what} failed ({status} {reason})", hint) from None
     except (HTTPError, OSError) as exc:
+        text = str(exc)
+        errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)  # the socket's own words
         raise IrisctlError(
             f"the Kubernetes API server {server or ''} is not reachable while {what}: "
-            f"{str(exc).splitlines()[0][:200]}",
+            f"{errno.group(0).strip() if errno else text.splitlines()[0][:200]}",
             "is the cluster running? (`minikube status` for minikube)",
         ) from None
 

@@ -554,9 +554,11 @@ class KubeTarget:
         deadline = time.monotonic() + 20
         while not all(web.port_open(self._local_port(s)) for s in FORWARDS):
             if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (logs / "port-forward.log").read_text(errors="replace").splitlines()[-3:]
+                lines = (logs / "port-forward.log").read_text(errors="replace").splitlines()
+                said = [ln for ln in lines if ln.startswith(("Error:", "Hint:"))][-2:]
                 raise IrisctlError(
-                    "the port-forward did not start: " + (" | ".join(tail) or "no output"),
+                    "the port-forward did not start: "
+                    + (" ".join(said or lines[-3:]) or "no output"),
                     f"see {logs / 'port-forward.log'}",
                 )
             time.sleep(0.2)

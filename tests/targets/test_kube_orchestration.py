@@ -33,7 +33,8 @@ from .fake_kube import (
 )
 
 MINIKUBE_SERVER = "https://192.168.49.2:8443"
-REAL_BUILD = kube.build_services_image  # the env fixture replaces it
+REAL_BUILD = kube.build_services_image  # the env fixture replaces these two
+REAL_START_FORWARDER = KubeTarget.start_forwarder
 
 
 @pytest.fixture
@@ -644,3 +645,24 @@ def test_a_refused_push_is_a_clear_error(env, monkeypatch):
     with pytest.raises(IrisctlError) as err:
         docker_client.push(engine, "registry.example/team/irisctl-services:abc", lambda line: None)
     assert "denied" in err.value.message and "docker login" in err.value.hint
+
+
+def test_the_background_port_forward_reports_why_it_could_not_start(env, tmp_path):
+    """Not a cluster: the spawned `irisctl port-forward` meets an API server that refuses
+    connections (127.0.0.1:1), exits, and `up`'s caller gets its reason."""
+    from tests.conftest import free_port
+
+    kubeconfig = write_kubeconfig(tmp_path / "refusing", {"dev": "https://127.0.0.1:1"}, "dev")
+    ports = {f"{k}_port": free_port() for k in ("mlflow", "api", "monitor", "prometheus")}
+    t = KubeTarget(
+        settings.load(
+            {"target": "kubernetes", "context": "dev", "kubeconfig": str(kubeconfig), **ports}
+        ),
+        "kubernetes",
+    )
+    with pytest.raises(IrisctlError) as err:
+        REAL_START_FORWARDER(t)
+    assert "the port-forward did not start" in err.value.message
+    assert "not reachable" in err.value.message or "127.0.0.1:1" in err.value.message
+    pid = state.read(env.home)["forwarder_pid"]
+    assert isinstance(pid, int) and t._forwarder_pid() is None  # it exited; nothing left
