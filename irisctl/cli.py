@@ -260,7 +260,9 @@ def history(
 def logs(
     ctx: typer.Context,
     service: str = typer.Argument(
-        ..., help="mlflow, trainer, model-api, monitor, prometheus, alertmanager, scheduler."
+        ...,
+        help="mlflow, trainer, model-api, monitor, prometheus, alertmanager; scheduler (local), "
+        "minio (Kubernetes).",
     ),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
     tail: int = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
