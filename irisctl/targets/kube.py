@@ -738,7 +738,19 @@ class KubeTarget:
     def _wait_job(self, cluster: Cluster, job: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.config["rollout_timeout"] + 900
         while True:
-            found = cluster.get("batch/v1", "Job", job) or {}
+            found = cluster.get("batch/v1", "Job", job)
+            if found is None:  # deleted meanwhile (by hand, or its TTL): it will not finish
+                return {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Failed",
+                                "status": "True",
+                                "message": f"job {job} was deleted",
+                            }
+                        ]
+                    }
+                }
             if not _job_active(found) or time.monotonic() > deadline:
                 return found
             time.sleep(self.poll_s)

@@ -666,3 +666,20 @@ def test_the_background_port_forward_reports_why_it_could_not_start(env, tmp_pat
     assert "not reachable" in err.value.message or "127.0.0.1:1" in err.value.message
     pid = state.read(env.home)["forwarder_pid"]
     assert isinstance(pid, int) and t._forwarder_pid() is None  # it exited; nothing left
+
+
+def test_a_training_job_deleted_while_followed_ends_the_wait(env):
+    """Not a cluster: the fake's Job vanishes once its log has been streamed."""
+    t = _up(env)
+    fake = t.cluster().dynamic
+    fake.healthy = False
+
+    def control(obj):
+        if obj["kind"] == "Job":
+            name = obj["metadata"]["name"]
+            fake.put(pod(f"{name}-x1", {"job-name": name}, terminated=137))
+            fake.objects.pop(("Job", name))  # deleted: it will never complete
+
+    fake._control = control
+    outcome = t.train(lambda line: None)
+    assert outcome.exit_code == 137 and "was deleted" in outcome.error
