@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +32,10 @@ import time
 from pathlib import Path
 
 import httpx
+from run import free_port  # bench/run.py, beside this script
 
 BIN = Path(sys.executable).parent
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def group_rss_mib(pid: int) -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import IrisctlError
 
 if TYPE_CHECKING:
     from ..portforward import Forward
@@ -36,6 +39,39 @@ class TrainOutcome:
 
 
 Progress = Callable[[str, str], None]  # (step, state) → shows it to the user
+
+
+@dataclass
+class TrainerLog:
+    """What a training's JSON log lines said: its summary record and its failure, if any."""
+
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+    def read(self, line: str) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(record, dict):
+            return
+        if record.get("event") == "training.summary":
+            self.summary = record
+        elif record.get("event") == "training.failed":
+            self.error = str(record.get("error", record.get("msg")))
+
+
+def training_busy(who: str = "") -> IrisctlError:
+    """The refusal of a second training while one runs (``who``: its pid or Job)."""
+    return IrisctlError(
+        f"a training is already running{f' ({who})' if who else ''}",
+        "follow it with `irisctl logs trainer -f`, or wait for it to finish",
+    )
+
+
+def port_key(service: str) -> str:
+    """The settings' port name of a service (``model-api`` is ``api_port``)."""
+    return "api" if service == "model-api" else service
 
 
 def service_settings(config: Config, tracking_uri: str) -> dict[str, str]:

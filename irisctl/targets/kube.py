@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import os
 import secrets
 import signal
@@ -27,7 +26,16 @@ from ..clients.kube import Cluster
 from ..errors import BadInput, IrisctlError, NotUp
 from ..portforward import Forward
 from ..settings import RECORDED_PLACE, Config
-from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
+from .base import (
+    Progress,
+    ServiceState,
+    TrainerLog,
+    TrainOutcome,
+    port_key,
+    seed_settings,
+    service_settings,
+    training_busy,
+)
 
 if TYPE_CHECKING:
     from ..clients.docker import Built
@@ -451,10 +459,9 @@ class KubeTarget:
     # -- reaching the services -----------------------------------------------------------------
 
     def _local_port(self, service: str) -> int:
-        key = "api" if service == "model-api" else service
         if service not in FORWARDS:
             raise BadInput(f"{service} has no HTTP endpoint")
-        port: int = self.config.ports[key]
+        port: int = self.config.ports[port_key(service)]
         return port
 
     def urls(self) -> dict[str, str]:
@@ -499,7 +506,7 @@ class KubeTarget:
             raise IrisctlError(
                 f"cannot listen on 127.0.0.1 for {service}: {exc.strerror}",
                 "another process holds that port; pick another with "
-                f"IRISCTL_{'API' if service == 'model-api' else service.upper()}_PORT",
+                f"IRISCTL_{port_key(service).upper()}_PORT",
             ) from None
         return forwards
 
@@ -647,25 +654,17 @@ class KubeTarget:
         cluster = self.cluster()
         active = [j for j in cluster.find("batch/v1", "Job", TRAINER_SELECTOR) if _job_active(j)]
         if active and not attach:
-            raise IrisctlError(
-                f"a training is already running (job {_name(active[0])})",
-                "follow it with `irisctl logs trainer -f`, or wait for it to finish",
-            )
+            raise training_busy(f"job {_name(active[0])}")
         job = _name(active[0]) if active else self._create_job(cluster)
         pod = self._wait_pod(cluster, job, on_line)
-        summary: dict[str, Any] | None = None
-        error: str | None = None
+        said = TrainerLog()
         for line in cluster.follow_log(pod):
-            record = _json_record(line)
-            if record.get("event") == "training.summary":
-                summary = record
-            elif record.get("event") == "training.failed":
-                error = str(record.get("error", record.get("msg")))
+            said.read(line)
             on_line(line)
         finished = self._wait_job(cluster, job)
         status = finished.get("status") or {}
         if status.get("succeeded"):
-            return TrainOutcome(0, summary, None)
+            return TrainOutcome(0, said.summary, None)
         code = self._exit_code(cluster, job)
         reason = next(
             (
@@ -675,7 +674,7 @@ class KubeTarget:
             ),
             None,
         )
-        return TrainOutcome(code or 1, summary, error or reason or f"job {job} failed")
+        return TrainOutcome(code or 1, said.summary, said.error or reason or f"job {job} failed")
 
     def _create_job(self, cluster: Cluster) -> str:
         cron = cluster.get("batch/v1", "CronJob", CRONJOB)
@@ -885,11 +884,3 @@ def _job_active(job: dict[str, Any]) -> bool:
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-
-
-def _json_record(line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -7,7 +7,6 @@ runs in its own process group, which supervisord stops as a whole (RELIABILITY.m
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import sys
@@ -23,7 +22,16 @@ from ..clients import web
 from ..clients.supervisor import Supervisor
 from ..errors import BadInput, IrisctlError, NotUp
 from ..settings import Config
-from .base import Progress, ServiceState, TrainOutcome, seed_settings, service_settings
+from .base import (
+    Progress,
+    ServiceState,
+    TrainerLog,
+    TrainOutcome,
+    port_key,
+    seed_settings,
+    service_settings,
+    training_busy,
+)
 from .mlflow_db import upgrade_if_needed
 
 if TYPE_CHECKING:
@@ -269,7 +277,7 @@ class LocalTarget:
         )
 
     def _check_ports(self) -> None:
-        wanted = {_port_key(p.name) for p in self.programs()}
+        wanted = {port_key(p.name) for p in self.programs()}
         for key, port in self.config.ports.items():
             if key not in wanted:
                 continue
@@ -366,7 +374,7 @@ class LocalTarget:
     # -- reporting -----------------------------------------------------------------------------
 
     def endpoint(self, service: str) -> str:
-        key = _port_key(service)
+        key = port_key(service)
         if key not in self.config.ports:
             raise BadInput(f"{service} has no HTTP endpoint")
         return f"http://127.0.0.1:{self.config.ports[key]}"
@@ -425,13 +433,12 @@ class LocalTarget:
         info = self.supervisor.info("trainer")
         running = info["statename"] in ("RUNNING", "STARTING")
         if running and not attach:
-            raise _busy(info.get("pid"))
+            raise training_busy(f"pid {info['pid']}" if info.get("pid") else "")
         log = self.logs_dir / "trainer.log"
         offset = log.stat().st_size if log.exists() else 0
         if not running and not self.supervisor.start_process("trainer"):
-            raise _busy(None)
-        summary: dict[str, Any] | None = None
-        error: str | None = None
+            raise training_busy()
+        said = TrainerLog()
         finished = False
         while True:
             if finished:
@@ -440,19 +447,15 @@ class LocalTarget:
             finished = info["statename"] in _FINAL_STATES
             lines, offset = _read_new_lines(log, offset)
             for line in lines:
-                record = _json_record(line)
-                if record.get("event") == "training.summary":
-                    summary = record
-                elif record.get("event") == "training.failed":
-                    error = str(record.get("error", record.get("msg")))
+                said.read(line)
                 on_line(line)
             if finished and not lines:
                 break
             time.sleep(0.2)
         code = int(info.get("exitstatus", 1))
         if code == TRAINER_BUSY:
-            raise _busy(None)
-        return TrainOutcome(exit_code=code, summary=summary, error=error)
+            raise training_busy()
+        return TrainOutcome(exit_code=code, summary=said.summary, error=said.error)
 
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         path = self.logs_dir / f"{service}.log"
@@ -494,19 +497,6 @@ class LocalTarget:
         return "no log"
 
 
-def _port_key(service: str) -> str:
-    """The settings' port name of a service (``model-api`` is ``api_port``)."""
-    return "api" if service == "model-api" else service
-
-
-def _busy(pid: int | None) -> IrisctlError:
-    who = f" (pid {pid})" if pid else ""
-    return IrisctlError(
-        f"a training is already running{who}",
-        "follow it with `irisctl logs trainer -f`, or wait for it to finish",
-    )
-
-
 def _exit_detail(info: dict[str, Any]) -> str:
     if info["statename"] == "EXITED":
         return f"last run exited {info.get('exitstatus')}"
@@ -529,11 +519,3 @@ def _read_new_lines(path: Path, offset: int) -> tuple[list[str], int]:
     if end == 0:
         return [], offset
     return data[:end].decode(errors="replace").splitlines(), offset + end
-
-
-def _json_record(line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -143,6 +143,25 @@ class FakeDynamic:
             labels = {**(obj["spec"]["template"]["metadata"].get("labels") or {}), "job-name": name}
             self.put(pod(f"{name}-x1", labels, terminated=0))
 
+    def keep_unready(self, deployment: str, waiting: str, restarts: int = 0) -> str:
+        """From now on ``deployment`` rolls out with its pod stuck in ``waiting``; its pod name."""
+        healthy_control = self._control
+        name = f"{deployment}-1"
+
+        def control(obj: dict[str, Any]) -> None:
+            healthy_control(obj)
+            if obj["kind"] == "Deployment" and obj["metadata"]["name"] == deployment:
+                obj["status"]["readyReplicas"] = 0
+                self.objects.pop(("Pod", f"{deployment}-abc12"), None)
+                labels = {
+                    "app.kubernetes.io/name": deployment,
+                    "app.kubernetes.io/part-of": "irisctl",
+                }
+                self.put(pod(name, labels, waiting=waiting, restarts=restarts))
+
+        self._control = control  # type: ignore[method-assign]
+        return name
+
     def mutations(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         return [c for c in self.calls if c[0] in MUTATING]
 

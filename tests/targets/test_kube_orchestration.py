@@ -150,25 +150,8 @@ def test_up_starts_a_stopped_minikube_with_the_docker_driver(env):
 def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
     """Not a cluster: the fake keeps model-api unready with a crash-looping pod."""
     cluster = fake_cluster()
-    fake = cluster.dynamic
-    real_control = fake._control
-
-    def control(obj):
-        real_control(obj)
-        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "model-api":
-            obj["status"]["readyReplicas"] = 0
-            fake.objects.pop(("Pod", "model-api-abc12"))
-            fake.put(
-                pod(
-                    "model-api-1",
-                    {"app.kubernetes.io/name": "model-api", "app.kubernetes.io/part-of": "irisctl"},
-                    waiting="CrashLoopBackOff",
-                    restarts=4,
-                )
-            )
-
-    fake._control = control
-    cluster.core.previous["model-api-1"] = "starting\nValueError: MLFLOW_TRACKING_URI is bad\n"
+    crashing = cluster.dynamic.keep_unready("model-api", "CrashLoopBackOff", restarts=4)
+    cluster.core.previous[crashing] = "starting\nValueError: MLFLOW_TRACKING_URI is bad\n"
     seen, progress = progress_recorder()
     with pytest.raises(IrisctlError) as err:
         target(cluster=cluster, rollout_timeout=0.2).up(progress)
@@ -181,22 +164,7 @@ def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
 def test_up_stops_at_once_on_an_image_that_cannot_be_pulled(env):
     """Not a cluster: the fake's mlflow pod waits in ImagePullBackOff."""
     cluster = fake_cluster()
-    fake = cluster.dynamic
-    real_control = fake._control
-
-    def control(obj):
-        real_control(obj)
-        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "mlflow":
-            obj["status"]["readyReplicas"] = 0
-            fake.put(
-                pod(
-                    "mlflow-2",
-                    {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "irisctl"},
-                    waiting="ImagePullBackOff",
-                )
-            )
-
-    fake._control = control
+    cluster.dynamic.keep_unready("mlflow", "ImagePullBackOff")
     with pytest.raises(IrisctlError) as err:
         target(cluster=cluster, rollout_timeout=3600).up(lambda *a: None)
     assert "mlflow: ImagePullBackOff" in err.value.message and "after" not in err.value.message
