@@ -58,7 +58,9 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     target: str = typer.Option(
-        None, "--target", help="local, minikube or kubernetes (default: auto)."
+        None,
+        "--target",
+        help="Where the stack runs: local, minikube or Kubernetes (default: auto).",
     ),
     context: str = typer.Option(
         None, "--context", help="Kubernetes target: the kubeconfig context (always named)."

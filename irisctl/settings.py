@@ -104,6 +104,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
     if name in ("scrape_interval", "alert_for_max") and value and not _DURATION.fullmatch(value):
         raise BadInput(f"{name} from {source} must be a duration like 15s or 1m, not {value!r}")
+    if name == "target":
+        value = value.lower()  # `--target Kubernetes` names the same target as `kubernetes`
     if name == "namespace" and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
         raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
     if name == "backend_store_uri" and value and "://" not in value:

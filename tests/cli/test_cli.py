@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -393,6 +394,25 @@ def test_help_loads_no_heavy_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_the_importtime_check_prints_nothing():
+    """`python -X importtime -m irisctl --help 2>&1 | grep -E ...` prints nothing: the import
+    lines and the help text together."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "irisctl", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    both = out.stdout + out.stderr
+    assert not [ln for ln in both.splitlines() if re.search("mlflow|kubernetes|docker|sklearn", ln)]
+
+
+def test_target_names_are_case_insensitive(home):
+    from irisctl import settings
+
+    assert settings.load({"target": "Kubernetes"}, home=home)["target"] == "kubernetes"
 
 
 def test_ops_parse_features_accepts_plain_numbers():
