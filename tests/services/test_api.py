@@ -23,7 +23,7 @@ from iris_services.common import registry
 from iris_services.common.registry import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import pipeline, publish
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, http_ok, wait_until
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
@@ -336,6 +336,37 @@ def test_two_workers_serve_and_report_metrics_as_one_api(service_env):
             for _ in range(6):
                 with httpx.Client(timeout=10) as fresh:
                     assert _count_200(fresh, url) == before + n
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_b1_ready_means_every_worker_serves(service_env):
+    """Two workers start before any champion exists; once `/readyz` says ready (what `irisctl up`
+    waits for), every fresh connection, whichever worker takes it, gets a prediction."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "IRIS_API_WORKERS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iris_services.api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/healthz"), 90, 0.3, "the API to start")
+        publish.run(TrainerSettings())  # the first champion appears while both workers run
+        wait_until(lambda: _ready(url), 90, 0.1, "the API to report ready")
+        for _ in range(20):
+            with httpx.Client(timeout=10) as fresh:
+                answer = fresh.post(f"{url}/predict", json={"features": SETOSA})
+                assert answer.status_code == 200, answer.text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

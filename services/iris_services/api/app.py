@@ -88,6 +88,16 @@ class Metrics:
             multiprocess_mode="livemin",
         )
 
+    def every_worker_loaded(self) -> bool:
+        """Whether every live worker serves a model: the gauge's minimum over the workers.
+
+        One worker answers `/readyz`; without this a pod (or `irisctl up`) would be told
+        "ready" while a sibling worker still answers 503.
+        """
+        if not self.multiprocess:
+            return True
+        return self.registry.get_sample_value("iris_api_model_loaded") == 1.0
+
     def swapped(self, old: Loaded | None, new: Loaded) -> None:
         if old is not None:
             if self.multiprocess:  # samples live in files: a label cannot be removed
@@ -261,6 +271,8 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         """Readiness: 200 only while a model is loaded."""
         if holder.current is None:
             return _error(503, NO_MODEL_HINT)
+        if not metrics.every_worker_loaded():
+            return _error(503, "another API worker is still loading the model")
         return _json({"status": "ready", "version": holder.current.champion.version})
 
     @app.get("/model")
