@@ -197,7 +197,7 @@ def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
     files = {"Dockerfile": tmp_path / "Dockerfile", "iris_services/app.py": tmp_path / "app.py"}
     for f in files.values():
         f.write_text("one")
-    monkeypatch.setattr(kube, "build_context", lambda: files)
+    monkeypatch.setattr(kube.images, "build_context", lambda: files)
     first = kube.services_image_tag()
     assert kube.services_image_tag() == first
     files["iris_services/app.py"].write_text("two")

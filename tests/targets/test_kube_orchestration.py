@@ -56,7 +56,7 @@ def env(tmp_path, monkeypatch):
     builds = []
     monkeypatch.setattr(docker_client, "client", lambda environment=None: object())
     monkeypatch.setattr(
-        kube,
+        kube.images,
         "build_services_image",
         lambda config, target, base, on_line: (
             builds.append(target) or f"irisctl-services:{kube.services_image_tag()}",
@@ -547,12 +547,13 @@ def test_g1_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
     cluster = fake_cluster()
     t = target(cluster=cluster)
     cluster.dynamic.put(
-        t.secret_document(
+        kube.manifests.secret_document(
+            t.namespace,
             {
                 "minio-root-user": "iris-user",
                 "minio-root-password": marker,
                 "mlflow-backend-store-uri": f"postgresql://mlflow:{marker}@db:5432/mlflow",
-            }
+            },
         )
     )
     seen, progress = progress_recorder()
@@ -633,7 +634,7 @@ def test_the_background_port_forward_reports_why_it_could_not_start(env, tmp_pat
     assert "the port-forward did not start" in err.value.message
     assert "not reachable" in err.value.message or "127.0.0.1:1" in err.value.message
     pid = state.read(env.home)["forwarder_pid"]
-    assert isinstance(pid, int) and t._forwarder_pid() is None  # it exited; nothing left
+    assert isinstance(pid, int) and t.forwarder.pid() is None  # it exited; nothing left
 
 
 def test_a_training_job_deleted_while_followed_ends_the_wait(env):

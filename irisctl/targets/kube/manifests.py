@@ -1,0 +1,127 @@
+"""What ``up`` applies: ``templates/k8s/`` rendered for one target, and the generated Secret."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ... import render as templates
+from ...settings import Config
+from ..base import seed_settings, service_settings
+from .images import services_image_tag
+
+NAMESPACE = "iris-mlops"
+SECRET_NAME = "iris-credentials"
+BUCKET = "mlflow"
+DEFAULT_BACKEND_URI = "sqlite:////data/mlflow.db"  # on the mlflow-data PVC
+# Third-party images, pinned by version tag (override with IRISCTL_*_IMAGE to pin by digest).
+IMAGES = {
+    "minio": "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z",
+    "prometheus": "quay.io/prometheus/prometheus:v2.53.4",
+    "alertmanager": "quay.io/prometheus/alertmanager:v0.28.1",
+}
+# Requests and limits, sized from what the local target measured (MLflow lean: ~0.5 GiB).
+RESOURCES = {
+    "minio": ("100m", "256Mi", "1", "1Gi"),
+    "mlflow": ("200m", "512Mi", "1", "1536Mi"),
+    "api": ("200m", "768Mi", "2", "1536Mi"),  # 2 workers: ~700 MiB, ~1.1 GiB while loading
+    "monitor": ("50m", "256Mi", "500m", "512Mi"),
+    "trainer": ("200m", "512Mi", "1", "1Gi"),
+    "prometheus": ("100m", "256Mi", "1", "1Gi"),
+    "alertmanager": ("20m", "64Mi", "200m", "256Mi"),
+    "job": ("50m", "128Mi", "500m", "256Mi"),
+}
+MANIFESTS = (
+    "00-namespace",
+    "10-config",
+    "20-minio",
+    "30-mlflow",
+    "40-model-api",
+    "50-monitor",
+    "60-prometheus",
+    "70-trainer",
+)
+LABELS = {"app.kubernetes.io/part-of": "irisctl", "app.kubernetes.io/managed-by": "irisctl"}
+
+
+def images(config: Config, target: str) -> dict[str, str]:
+    registry = config["registry"].rstrip("/")
+    services = f"irisctl-services:{services_image_tag()}"
+    if target == "kubernetes" and registry:
+        services = f"{registry}/{services}"
+    return {"services": services, **IMAGES}
+
+
+def service_env(config: Config) -> dict[str, str]:
+    """The settings ConfigMap: the same names the local target's processes get."""
+    return {
+        **service_settings(config, "http://mlflow-service:5000"),
+        **seed_settings(config),
+    }
+
+
+def allowed_hosts(namespace: str) -> list[str]:
+    names = [
+        "mlflow-service",
+        f"mlflow-service.{namespace}",
+        f"mlflow-service.{namespace}.svc",
+        f"mlflow-service.{namespace}.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+    ]
+    return [h for n in names for h in (n, f"{n}:5000")]
+
+
+def render(config: Config, target: str) -> dict[str, str]:
+    """Every manifest ``up`` applies, one component per file (no Secret values)."""
+    c = config
+    context: dict[str, Any] = {
+        "namespace": c["namespace"],
+        "secret_name": SECRET_NAME,
+        "bucket": BUCKET,
+        "images": images(config, target),
+        "storage_class": "standard" if target == "minikube" else "",
+        "storage": {"minio": "5Gi", "mlflow": "1Gi", "prometheus": "2Gi"},
+        "prometheus_retention_size": "1536MB",
+        "res": {
+            k: dict(
+                zip(
+                    ("cpu_request", "memory_request", "cpu_limit", "memory_limit"),
+                    v,
+                    strict=True,
+                )
+            )
+            for k, v in RESOURCES.items()
+        },
+        "service_env": service_env(config),
+        "allowed_hosts": allowed_hosts(c["namespace"]),
+        "api_workers": 2,
+        "schedule": c["train_schedule"],
+        "prometheus_yml": templates.render(
+            "k8s/prometheus.yml.j2", scrape_interval=c["scrape_interval"]
+        ),
+        "rules_yml": templates.cap_for(templates.read("prometheus/alerts.yml"), c["alert_for_max"]),
+        "alertmanager_yml": templates.render(
+            "local/alertmanager.yml.j2", webhook_url=c["alert_webhook_url"]
+        ),
+    }
+    return {
+        f"{name}.yaml": templates.render(f"k8s/{name}.yaml.j2", **context) for name in MANIFESTS
+    }
+
+
+def documents(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    """The rendered manifests as objects, in apply order."""
+    import yaml
+
+    return [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
+
+
+def secret_document(namespace: str, values: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": SECRET_NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+    }

@@ -1,0 +1,103 @@
+"""Waiting for what ``up`` applied, and saying why anything is not ready yet."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...clients.kube import Cluster
+from ...errors import IrisctlError
+from ..base import Progress
+from .objects import PART_OF, label
+
+# Deployments irisctl waits for and reports, in the order they are applied.
+WORKLOADS = ("minio", "mlflow", "model-api", "monitor", "prometheus", "alertmanager")
+# Container waiting reasons that will not fix themselves while `up` waits.
+STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def reason(why: str) -> str:
+    """The Kubernetes reason a ``why`` message starts with (``CrashLoopBackOff``, …)."""
+    return why.split(":")[0].split(" ")[0]
+
+
+def rolled_out(d: dict[str, Any]) -> bool:
+    """Like `kubectl rollout status`: the newest generation observed, updated, ready, available."""
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return (
+        status.get("observedGeneration", 0) >= d["metadata"].get("generation", 1)
+        and (status.get("updatedReplicas") or 0) >= wanted
+        and (status.get("readyReplicas") or 0) >= wanted
+        and (status.get("availableReplicas") or 0) >= wanted
+    )
+
+
+def wait_ready(cluster: Cluster, progress: Progress, timeout_s: float, poll_s: float) -> None:
+    """Until every Deployment is rolled out and the bucket Job has succeeded, saying why not."""
+    deadline = time.monotonic() + timeout_s
+    said: dict[str, str] = {}
+    while True:
+        waiting = pending(cluster)
+        for name in (*WORKLOADS, "minio-create-bucket"):
+            now = waiting.get(name, "healthy")
+            if said.get(name) != now:
+                progress(name, now)
+                said[name] = now
+        if not waiting:
+            return
+        stuck = {n: why for n, why in waiting.items() if reason(why) in STUCK}
+        if stuck or time.monotonic() > deadline:
+            shown = stuck or waiting
+            raise IrisctlError(
+                "not ready"
+                + ("" if stuck else f" after {timeout_s:.0f}s")
+                + ": "
+                + "; ".join(f"{n}: {why}" for n, why in shown.items()),
+                f"`irisctl logs {next(iter(shown))}`; what was applied stays, "
+                "`irisctl up` again continues",
+            )
+        time.sleep(poll_s)
+
+
+def pending(cluster: Cluster) -> dict[str, str]:
+    """Workload → why it is not ready yet (absent: ready)."""
+    deployments = {d["metadata"]["name"]: d for d in cluster.find("apps/v1", "Deployment")}
+    pods = cluster.find("v1", "Pod", PART_OF)
+    out = {}
+    for name in WORKLOADS:
+        d = deployments.get(name)
+        if d is None:
+            out[name] = "not created yet"
+        elif not rolled_out(d):
+            out[name] = why(cluster, name, pods)
+    job = cluster.get("batch/v1", "Job", "minio-create-bucket")
+    status = (job or {}).get("status") or {}
+    if job is not None and not status.get("succeeded"):
+        out["minio-create-bucket"] = why(cluster, "minio-create-bucket", pods)
+    return out
+
+
+def why(cluster: Cluster, component: str, pods: list[dict[str, Any]]) -> str:
+    """The most telling reason a component's pods are not ready, with log lines on crashes."""
+    mine = [p for p in pods if label(p, "app.kubernetes.io/name") == component]
+    for pod in mine:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            said = waiting.get("reason")
+            if said == "CrashLoopBackOff":
+                last = [ln for ln in cluster.pod_log(name, tail=3, previous=True) if ln]
+                return f"CrashLoopBackOff (restarts {cs.get('restartCount', 0)}), last log: " + (
+                    " | ".join(last)[-300:] or "empty"
+                )
+            if said and said != "ContainerCreating":
+                return f"{said}: {waiting.get('message', '')}".strip(": ")[:300]
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}"[:300]
+    if not mine:
+        return "waiting for its pod"
+    phase = (mine[0].get("status") or {}).get("phase", "Pending")
+    return "starting" if phase == "Running" else phase.lower()

@@ -1,0 +1,339 @@
+"""The Kubernetes target itself: ``up``, reporting, training, logs and ``down``, composed from
+the rooms beside it (manifests, images, rollout, jobs, forwarding, teardown)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ... import state
+from ...clients import kube, minikube
+from ...clients.kube import Cluster
+from ...errors import BadInput, IrisctlError, NotUp
+from ...portforward import Forward
+from ...settings import RECORDED_PLACE, Config
+from ..base import Progress, ServiceState, TrainOutcome
+from . import images, jobs, manifests, rollout, teardown
+from .forwarding import FORWARDS, Forwarder
+from .manifests import DEFAULT_BACKEND_URI, SECRET_NAME
+from .objects import PART_OF, label, name, newest_first
+from .rollout import STUCK, WORKLOADS
+
+
+class KubeTarget:
+    """minikube (images built in its Docker) or any cluster (images pushed to ``--registry``).
+
+    Every call is pinned to one kubeconfig context (minikube's profile, or ``--context``),
+    never the current-context, and to one namespace.
+    """
+
+    poll_s = 2.0  # how often `up` and `train` look at the cluster
+
+    def __init__(self, config: Config, name: str, cluster: Cluster | None = None) -> None:
+        self.config = config
+        self.name = name
+        self.home = config.home
+        self.namespace = config["namespace"]
+        self.profile = config["minikube_profile"]
+        self._cluster = cluster  # tests pass one built on fakes of the kubernetes client
+        self.forwarder = Forwarder(config, name, self.cluster)
+
+    # -- what is applied -----------------------------------------------------------------------
+
+    def render(self) -> dict[str, str]:
+        """Every manifest ``up`` applies, one component per file (no Secret values)."""
+        return manifests.render(self.config, self.name)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The rendered manifests as objects, in apply order."""
+        return manifests.documents(self.render())
+
+    # -- the cluster, guarded ------------------------------------------------------------------
+
+    def context(self) -> kube.Context:
+        """The context this target names, checked before anything acts on it (F3)."""
+        kubeconfig = kube.kubeconfig_path(self.config["kubeconfig"])
+        if self.name == "minikube":
+            named = self.config["context"]
+            if named and named != self.profile:
+                raise BadInput(
+                    f"the minikube target acts on the context of its profile ({self.profile!r}), "
+                    f"not {named!r}",
+                    "use --target kubernetes --context NAME for another cluster, "
+                    "or IRISCTL_MINIKUBE_PROFILE for another minikube profile",
+                )
+            ctx = kube.resolve(kubeconfig, self.profile)
+            if not minikube.is_its_server(self.profile, ctx.server):
+                raise IrisctlError(
+                    f"kubeconfig context {ctx.name!r} points at {ctx.server}, which is not "
+                    f"minikube profile {self.profile!r}'s API server; refusing to act on it",
+                    f"`minikube -p {self.profile} update-context` repairs the context",
+                )
+            return ctx
+        return kube.resolve(kubeconfig, self.config["context"])
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster.connect(self.context(), self.namespace)
+        return self._cluster
+
+    # -- up ------------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """What must hold before anything changes (a clear error and its fix otherwise)."""
+        from ...clients import docker
+
+        if self.name == "minikube":
+            minikube.binary()
+            if not minikube.running(self.profile):
+                self._check_resources()
+        elif not self.config["registry"]:
+            raise BadInput(
+                "the kubernetes target needs --registry: the cluster pulls the services image "
+                "from there",
+                "irisctl --target kubernetes --context C --registry registry.example.com/team up",
+            )
+        else:
+            self.context()
+        docker.client()  # reachable, or a clear error
+
+    def _check_resources(self) -> None:
+        cpus, memory = self.config["minikube_cpus"], self.config["minikube_memory_mb"]
+        have_cpus = os.cpu_count() or 1
+        have_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        if have_cpus < cpus:
+            raise IrisctlError(
+                f"minikube is set to {cpus} CPUs, this machine has {have_cpus}",
+                "lower IRISCTL_MINIKUBE_CPUS (minikube needs at least 2)",
+            )
+        if have_mb < memory:
+            raise IrisctlError(
+                f"minikube is set to {memory} MB of memory, this machine has {have_mb} MB",
+                "lower IRISCTL_MINIKUBE_MEMORY_MB (the stack needs about 3000)",
+            )
+
+    def is_up(self) -> bool:
+        recorded = state.read(self.home) or {}
+        return bool(recorded.get("up")) and recorded.get("target") == self.name
+
+    def up(self, progress: Progress) -> None:
+        self.preflight()
+        if self.name == "minikube":
+            self._start_minikube(progress)
+        cluster = self.cluster()  # the context guard runs here, before the first change
+        progress("image", "building irisctl-services (skipped when the tag exists)")
+        tag, engine, built = images.build_services_image(
+            self.config, self.name, None, lambda line: progress("image", line)
+        )
+        progress("image", f"{tag} {'built' if built.built else 'present'} in {engine}")
+        self._record(up=False)  # from here on `down` can find what was applied
+        documents = self.documents()
+        for doc in documents:
+            if doc["kind"] == "Namespace":
+                cluster.apply(doc)
+                progress("namespace", doc["metadata"]["name"])
+        self._ensure_secret(cluster, progress)
+        for doc in documents:
+            if doc["kind"] != "Namespace":
+                self._apply(cluster, doc)
+        progress("manifests", f"applied {len(documents)} objects (server-side, irisctl)")
+        rollout.wait_ready(cluster, progress, self.config["rollout_timeout"], self.poll_s)
+        self._record(up=True)
+        self.start_forwarder()
+        progress("port-forward", ", ".join(f"{s} {u}" for s, u in self.urls().items()))
+
+    def _start_minikube(self, progress: Progress) -> None:
+        if minikube.running(self.profile):
+            progress("minikube", f"profile {self.profile} running")
+        else:
+            progress("minikube", f"starting profile {self.profile} (docker driver)")
+            minikube.start(
+                self.profile,
+                self.config["minikube_cpus"],
+                self.config["minikube_memory_mb"],
+                lambda line: progress("minikube", line),
+            )
+        minikube.enable_addons(self.profile, lambda line: progress("minikube", line))
+
+    def _ensure_secret(self, cluster: Cluster, progress: Progress) -> None:
+        """Generate the credentials once; later `up`s keep them (read first, create if absent)."""
+        existing = cluster.secret(SECRET_NAME)
+        wanted_uri = self.config["backend_store_uri"]
+        if existing is None:
+            values = {
+                "minio-root-user": f"iris-{secrets.token_hex(4)}",
+                "minio-root-password": secrets.token_urlsafe(32),
+                "mlflow-backend-store-uri": wanted_uri or DEFAULT_BACKEND_URI,
+            }
+            cluster.apply(manifests.secret_document(self.namespace, values))
+            progress("secret", f"generated {SECRET_NAME} (see `irisctl status --show-secrets`)")
+        elif wanted_uri and existing.get("mlflow-backend-store-uri") != wanted_uri:
+            cluster.apply(
+                manifests.secret_document(
+                    self.namespace, {**existing, "mlflow-backend-store-uri": wanted_uri}
+                )
+            )
+            progress("secret", f"{SECRET_NAME}: new MLflow backend store URI")
+        else:
+            progress("secret", f"{SECRET_NAME} kept")
+
+    def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
+        if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay
+            job = doc["metadata"]["name"]
+            current = cluster.get("batch/v1", "Job", job)
+            if current is not None:
+                if (current.get("status") or {}).get("succeeded"):
+                    return
+                cluster.delete("batch/v1", "Job", job)
+        cluster.apply(doc)
+
+    def _record(self, up: bool, **extra: Any) -> None:
+        c = self.config
+        previous = state.read(self.home) or {}
+        state.write(
+            self.home,
+            {
+                "target": self.name,
+                "up": up,
+                "ports": c.ports,
+                "place": {k: c[k] for k in RECORDED_PLACE},
+                "forwarder_pid": previous.get("forwarder_pid"),
+                "started_at": previous.get("started_at") or time.time(),
+                **extra,
+            },
+        )
+
+    # -- reaching the services -----------------------------------------------------------------
+
+    def urls(self) -> dict[str, str]:
+        return self.forwarder.urls()
+
+    def endpoint(self, service: str) -> str:
+        """A local URL, forwarded to the service's pod (the forwarder is started on demand)."""
+        url = f"http://127.0.0.1:{self.forwarder.local_port(service)}"
+        if not self.forwarder.alive():
+            self.start_forwarder()
+        return url
+
+    def opener(self, service: str) -> Callable[[], Any]:
+        """For the forwarder: a new stream to a ready pod of ``service`` per connection."""
+        return self.forwarder.opener(service)
+
+    def forward(self, on_error: Callable[[str], None]) -> list[Forward]:
+        """Start forwarding every service's local port (``irisctl port-forward``)."""
+        return self.forwarder.forward(on_error)
+
+    def start_forwarder(self) -> None:
+        """A background ``irisctl port-forward`` for this stack; its pid goes in the state file."""
+        self.forwarder.start()
+
+    def stop_forwarder(self) -> bool:
+        return self.forwarder.stop()
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def services(self) -> list[ServiceState]:
+        cluster = self.cluster()
+        deployments = {d["metadata"]["name"]: d for d in cluster.find("apps/v1", "Deployment")}
+        pods = cluster.find("v1", "Pod", PART_OF)
+        forwarded = self.forwarder.alive()
+        out = []
+        for workload in WORKLOADS:
+            d = deployments.get(workload)
+            url = self.forwarder.urls().get(workload)
+            if d is None:
+                out.append(ServiceState(workload, "absent", None, detail="no Deployment"))
+                continue
+            mine = [p for p in pods if label(p, "app.kubernetes.io/name") == workload]
+            restarts = sum(
+                cs.get("restartCount", 0)
+                for p in mine
+                for cs in (p.get("status") or {}).get("containerStatuses") or []
+            )
+            status = d.get("status") or {}
+            ready = status.get("readyReplicas") or 0
+            wanted = (d.get("spec") or {}).get("replicas", 1)
+            detail = f"{ready}/{wanted} ready, {restarts} restarts"
+            if rollout.rolled_out(d):
+                condition = "running"
+            else:
+                why = rollout.why(cluster, workload, pods)
+                condition = (
+                    "backoff" if rollout.reason(why) in (*STUCK, "CrashLoopBackOff") else "starting"
+                )
+                detail += f"; {why}"
+            out.append(
+                ServiceState(workload, condition, url if forwarded else None, None, None, detail)
+            )
+        out.append(jobs.trainer_state(cluster))
+        return out
+
+    def secrets(self) -> dict[str, str]:
+        found = self.cluster().secret(SECRET_NAME)
+        if found is None:
+            raise NotUp(f"no Secret {SECRET_NAME} in namespace {self.namespace}")
+        return found
+
+    # -- training and logs ---------------------------------------------------------------------
+
+    def train(self, on_line: Callable[[str], None], attach: bool = False) -> TrainOutcome:
+        """A Job from the CronJob's template (``kubectl create job --from=``), followed to its end.
+
+        Any active training Job, scheduled or manual, makes this refuse (or, with ``attach``,
+        follow it).
+        """
+        return jobs.train(
+            self.cluster(), on_line, attach, self.config["rollout_timeout"], self.poll_s
+        )
+
+    def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
+        """The newest pod's log (``trainer``: the newest training Job's), secrets redacted."""
+        if service == "scheduler":
+            raise BadInput(
+                f"on the {self.name} target the CronJob {jobs.CRONJOB} schedules training",
+                "`irisctl status` shows its last schedule; `irisctl logs trainer` the last run",
+            )
+        cluster = self.cluster()
+        if service == "trainer":
+            found = newest_first(cluster.find("batch/v1", "Job", jobs.TRAINER_SELECTOR))
+            if not found:
+                raise IrisctlError("no training has run yet", "irisctl train --now")
+            pods = jobs.job_pods(cluster, name(found[0]))
+        else:
+            pods = newest_first(cluster.find("v1", "Pod", f"app.kubernetes.io/name={service}"))
+        if not pods:
+            raise IrisctlError(f"no pod of {service} in namespace {self.namespace}", "irisctl up")
+        pod = name(pods[0])
+        hidden = [v for v in (cluster.secret(SECRET_NAME) or {}).values() if len(v) >= 4]
+        lines = cluster.follow_log(pod, tail) if follow else iter(cluster.pod_log(pod, tail))
+        for line in lines:
+            for value in hidden:
+                line = line.replace(value, "[redacted]")
+            yield line
+
+    # -- down ----------------------------------------------------------------------------------
+
+    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+        """Delete the workloads (keep PVCs and the Secret); ``purge``: the whole namespace."""
+        if cluster and self.name != "minikube":
+            raise BadInput("--cluster stops minikube; the kubernetes target's cluster is not ours")
+        done = teardown.delete(self.cluster(), self.documents(), purge, dry_run)
+        if cluster:
+            done.append(f"{'would stop' if dry_run else 'stopped'} minikube profile {self.profile}")
+        if dry_run:
+            return done
+        if self.stop_forwarder():
+            done.append("stopped the port-forward")
+        if cluster:
+            minikube.stop(self.profile)
+        if purge:
+            state.remove(self.home)
+        else:
+            self._record(up=False, forwarder_pid=None)
+        return done
+
+
+__all__ = ["FORWARDS", "KubeTarget"]
