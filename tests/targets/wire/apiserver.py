@@ -1,0 +1,1541 @@
+"""A Kubernetes API server stand-in that the real ``kubernetes`` client and ``kubectl`` reach
+over real HTTPS on 127.0.0.1.
+
+It is no kube-apiserver: it keeps objects in memory and runs a tiny controller loop. What it
+imitates, and where the real behaviour is documented:
+
+- **Discovery**: ``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``
+  (APIVersions, APIGroupList, APIResourceList incl. subresources such as ``pods/log``,
+  ``pods/portforward``) — https://kubernetes.io/docs/reference/using-api/api-concepts/
+  ("Discovery API"). ``/openapi/v3`` says only that PATCH takes ``fieldValidation``, so
+  kubectl leaves validation to the server; ``/openapi/v2`` is an empty document.
+- **Server-side apply**: ``PATCH`` with ``Content-Type: application/apply-patch+yaml`` and
+  ``fieldManager`` (required) / ``force``; creates the object when missing, else the applied
+  configuration replaces the fields irisctl (the only applier) owns, keeping ``status`` and
+  system metadata — https://kubernetes.io/docs/reference/using-api/server-side-apply/.
+  ``application/merge-patch+json`` and ``strategic-merge-patch+json`` are merged as RFC 7386.
+- **CRUD**: GET, LIST (``labelSelector`` with ``=``, ``==``, ``!=``, ``in``, ``notin``,
+  existence), POST (409 AlreadyExists), DELETE with ``propagationPolicy`` (a Job deleted without
+  one orphans its pods: the batch API's default, see kubernetes/kubernetes#71801 and
+  https://kubernetes.io/docs/concepts/architecture/garbage-collection/), ``dryRun=All``
+  (validated, not stored).
+- **Status objects** for every error: ``{"kind": "Status", "status": "Failure", "message",
+  "reason", "details", "code"}`` — https://kubernetes.io/docs/reference/using-api/api-concepts/
+  ("Responses"), the messages worded like the apiserver's (``deployments.apps "x" not found``).
+- **Namespaces**: creating in a missing namespace is 404 ``namespaces "x" not found``
+  (NamespaceLifecycle admission). Deleting a namespace leaves it ``Terminating`` for
+  ``terminate_s`` seconds, during which creating anything in it is 403 Forbidden "unable to
+  create new content in namespace X because it is being terminated" (the admission plugin's
+  words, plugin/pkg/admission/namespace/lifecycle/admission.go).
+- **A controller**: each Deployment gets a ReplicaSet per pod-template hash and
+  ``spec.replicas`` Pods; a Pod is Running at once and Ready when its readinessProbe's httpGet
+  answers 2xx/3xx from the REAL local server the test maps for it (``serve``), else not ready
+  with the probe's error as a condition message; old pods go once the new ones are ready
+  (RollingUpdate). Deployment status: observedGeneration, replicas, updatedReplicas,
+  readyReplicas, availableReplicas, unavailableReplicas, conditions Available / Progressing
+  (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#deployment-status).
+  A Job gets one Pod (labels ``job-name``, ``batch.kubernetes.io/job-name``,
+  ``controller-uid``) whose outcome ``job_outcome`` decides: status.succeeded/failed,
+  conditions Complete/Failed with ``BackoffLimitExceeded``, the pod's log and exit code.
+  CronJobs are stored only (no schedule runs).
+- **Pod logs**: ``GET .../pods/NAME/log`` with ``tailLines``, ``previous``, and
+  ``follow=true`` streaming chunked until the container ends.
+- **Port-forward**: ``GET/POST .../pods/NAME/portforward?ports=P`` upgraded to a websocket with
+  subprotocol ``v4.channel.k8s.io``: per port a data channel (2i) and an error channel (2i+1),
+  each first frame carrying the port as 2 bytes little-endian (the client's
+  kubernetes/stream/ws_client.py ``PortForward._proxy`` checks exactly that); bytes are piped
+  to the real local TCP server mapped for the pod's port; a refused dial is reported on the
+  error channel in the kubelet's words ("... dial tcp4 127.0.0.1:P: connect: connection
+  refused").
+
+Not covered: protobuf bodies (``kubectl create``/``run`` send them: 415 here; ``kubectl
+apply``/``get``/``delete`` speak JSON), watches, RBAC/authn, admission webhooks, quotas,
+scheduling, image pulls, restarts, multi-container pods, resourceVersion conflicts, managedFields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import datetime
+import hashlib
+import json
+import re
+import ssl
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import WSMsgType, web
+
+# (group, version) → [(plural, kind, namespaced, shortNames)]
+RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
+    ("", "v1"): [
+        ("namespaces", "Namespace", False, ["ns"]),
+        ("configmaps", "ConfigMap", True, ["cm"]),
+        ("secrets", "Secret", True, []),
+        ("services", "Service", True, ["svc"]),
+        ("pods", "Pod", True, ["po"]),
+        ("persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"]),
+        ("serviceaccounts", "ServiceAccount", True, ["sa"]),
+        ("events", "Event", True, ["ev"]),
+        ("endpoints", "Endpoints", True, ["ep"]),
+    ],
+    ("apps", "v1"): [
+        ("deployments", "Deployment", True, ["deploy"]),
+        ("replicasets", "ReplicaSet", True, ["rs"]),
+        ("statefulsets", "StatefulSet", True, ["sts"]),
+        ("daemonsets", "DaemonSet", True, ["ds"]),
+    ],
+    ("batch", "v1"): [
+        ("jobs", "Job", True, []),
+        ("cronjobs", "CronJob", True, ["cj"]),
+    ],
+    ("networking.k8s.io", "v1"): [("ingresses", "Ingress", True, ["ing"])],
+    ("rbac.authorization.k8s.io", "v1"): [
+        ("roles", "Role", True, []),
+        ("rolebindings", "RoleBinding", True, []),
+    ],
+    ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"])],
+}
+SUBRESOURCES = {
+    "pods": ["status", "log", "portforward", "exec"],
+    "deployments": ["status", "scale"],
+    "replicasets": ["status", "scale"],
+    "jobs": ["status"],
+    "cronjobs": ["status"],
+    "namespaces": ["status", "finalize"],
+}
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+PLURAL_OF = {kind: plural for rs in RESOURCES.values() for plural, kind, _, _ in rs}
+GV_OF = {kind: gv for gv, rs in RESOURCES.items() for _, kind, _, _ in rs}
+
+
+def _pb_string(field_no: int, text: str) -> bytes:
+    data = text.encode()
+    return bytes([field_no << 3 | 2, len(data)]) + data
+
+
+# An OpenAPI v2 document with no definitions, in gnostic's protobuf (openapi_v2.proto:
+# Document{swagger=1, info=2{title=1, version=2}}), the format kubectl asks for; kubectl's
+# client-side schema validation skips kinds it has no schema for, and its fieldValidation
+# check reads /openapi/v3.
+OPENAPI_V2_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+_INFO = _pb_string(1, "Kubernetes") + _pb_string(2, "v1.32.0")
+OPENAPI_V2 = _pb_string(1, "2.0") + bytes([2 << 3 | 2, len(_INFO)]) + _INFO
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+APP = "app.kubernetes.io/name"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def api_version(group: str, version: str) -> str:
+    return f"{group}/{version}" if group else version
+
+
+def qualified(plural: str, group: str) -> str:
+    """``deployments.apps`` as the apiserver names resources in messages (core: ``pods``)."""
+    return f"{plural}.{group}" if group else plural
+
+
+class ApiError(Exception):
+    """An error the API server answers with a Status object."""
+
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def match_selector(labels: dict[str, str], selector: str) -> bool:
+    """A label selector string as ``kubectl -l`` and ``labelSelector=`` take it."""
+    if not selector:
+        return True
+    for term in re.split(r",(?![^()]*\))", selector):
+        term = term.strip()
+        if not term:
+            continue
+        m = re.match(r"^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$", term)
+        if m:
+            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
+            if (op == "in") != (labels.get(key) in values):
+                return False
+            continue
+        m = re.match(r"^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$", term)
+        if m:
+            key, op, value = m.groups()
+            if (op == "!=") == (labels.get(key) == value):
+                return False
+            continue
+        if term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return format(int(digest[:8], 16) % 10**10, "x")[:10]
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:5]
+
+
+@dataclass
+class PodRuntime:
+    """What the emulator knows of a pod's container beyond its object: log and liveness."""
+
+    log: list[str] = field(default_factory=list)
+    previous_log: list[str] = field(default_factory=list)
+    ended: bool = False
+    changed: asyncio.Event | None = None
+
+
+class Emulator:
+    """The API server; ``start()`` it, point a kubeconfig at ``url`` (``write_kubeconfig``).
+
+    Test knobs (thread-safe to set before or while it runs):
+    - ``serve(app, container_port, host, port)``: pods labelled ``app.kubernetes.io/name=app``
+      have that container port answered by the real server at host:port (readiness probes and
+      port-forwards go there). ``pod_hook(pod)`` is called (in a thread) for every new pod, so
+      a test can start a real process and ``serve_pod`` it.
+    - ``job_outcome(job_name, pod) -> (exit_code, log_lines)`` decides a Job pod's end; return
+      None to end it later with ``end_pod``.
+    - ``terminate_s``: how long a deleted namespace stays Terminating.
+    - ``reject[(verb, kind, name)] = ApiError(...)``: the next such request fails so.
+    """
+
+    def __init__(self, tls_dir: Path, terminate_s: float = 1.0, probe_s: float = 0.2) -> None:
+        self.tls_dir = tls_dir
+        self.terminate_s = terminate_s
+        self.probe_s = probe_s
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, ns, name)
+        self.runtime: dict[tuple[str, str], PodRuntime] = {}
+        self.endpoints: dict[tuple[str, int], tuple[str, int]] = {}  # (app, port) → address
+        self.pod_endpoints: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self.pod_hook: Callable[[dict[str, Any]], None] | None = None
+        self.pod_deleted_hook: Callable[[dict[str, Any]], None] | None = None
+        self.job_outcome: Callable[[str, dict[str, Any]], tuple[int, list[str]] | None] = (
+            lambda job, pod: (0, [f"job {job} done"])
+        )
+        self.reject: dict[tuple[str, str, str], ApiError] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path?query) as received
+        self.forwards = 0  # port-forward websockets opened
+        self._rv = 0
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="apiserver")
+        self._ready = threading.Event()
+        self.port = 0
+        self.ca_pem = b""
+
+    # -- life ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> Emulator:
+        self._ssl = self._tls()
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("the API server emulator did not start")
+        return self
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self._prober_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober_task
+            await self._runner.cleanup()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def _tls(self) -> ssl.SSLContext:
+        from .certs import make_ca, make_leaf
+
+        ca_cert, ca_key = make_ca(self.tls_dir, "minikubeCA")
+        cert, key = make_leaf(self.tls_dir, "apiserver", ca_cert, ca_key, server=True)
+        make_leaf(self.tls_dir, "client", ca_cert, ca_key, server=False)
+        self.ca_pem = ca_cert.read_bytes()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self.loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl, backlog=128)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._http = None
+        self._prober_task = self.loop.create_task(self._prober())
+        self._ready.set()
+        self.loop.run_forever()
+
+    def write_kubeconfig(self, path: Path, context: str, namespace: str = "") -> Path:
+        """A kubeconfig like minikube writes: one cluster, user and context, named the profile."""
+        user_cert, user_key = self.tls_dir / "client.crt", self.tls_dir / "client.key"
+        ctx: dict[str, Any] = {"cluster": context, "user": context}
+        if namespace:
+            ctx["namespace"] = namespace
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": context,
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(self.ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": context,
+                    "user": {
+                        "client-certificate": str(user_cert),
+                        "client-key": str(user_key),
+                    },
+                }
+            ],
+            "contexts": [{"name": context, "context": ctx}],
+            "current-context": context,
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the emulator's loop (where all state lives) and return its result."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    # -- test knobs ----------------------------------------------------------------------------
+
+    def serve(self, app: str, container_port: int, host: str, port: int) -> None:
+        self.endpoints[(app, container_port)] = (host, port)
+        self.loop.call_soon_threadsafe(self._kick)
+
+    def serve_pod(self, namespace: str, pod: str, container_port: int, address: tuple) -> None:
+        self.pod_endpoints[(namespace, pod, container_port)] = address
+        self.loop.call_soon_threadsafe(self._kick)
+
+    def log(self, namespace: str, pod: str, line: str) -> None:
+        self.loop.call_soon_threadsafe(self._append_log, namespace, pod, [line])
+
+    def end_pod(self, namespace: str, pod: str, exit_code: int, lines: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.loop.call_soon_threadsafe(self._end_pod, namespace, pod, exit_code, list(lines))
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.call(lambda: copy.deepcopy(self.objects.get((kind, namespace, name))))
+
+    def list(self, kind: str, namespace: str = "", selector: str = "") -> list[dict[str, Any]]:
+        def pick() -> list[dict[str, Any]]:
+            return [
+                copy.deepcopy(o)
+                for (k, ns, _), o in sorted(self.objects.items())
+                if k == kind
+                and (not namespace or ns == namespace)
+                and match_selector(o["metadata"].get("labels") or {}, selector)
+            ]
+
+        return self.call(pick)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        try:
+            return await self._route(request)
+        except ApiError as exc:
+            return web.json_response(exc.status(), status=exc.code)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if request.path in ("/version", "/version/"):
+            return web.json_response(
+                {
+                    "major": "1",
+                    "minor": "32",
+                    "gitVersion": "v1.32.0",
+                    "platform": "linux/amd64",
+                    "goVersion": "go1.23.4",
+                    "compiler": "gc",
+                    "gitCommit": "emulator",
+                    "gitTreeState": "clean",
+                    "buildDate": "2024-12-11T00:00:00Z",
+                }
+            )
+        if parts == ["openapi", "v2"]:
+            return web.Response(body=OPENAPI_V2, headers={"Content-Type": OPENAPI_V2_TYPE})
+        if parts and parts[0] == "openapi":
+            return web.json_response(self._openapi(parts[1:]))
+        if request.path in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok")
+        if parts == ["api"]:
+            return web.json_response(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.port}"}
+                    ],
+                }
+            )
+        if parts == ["apis"]:
+            groups = []
+            for group, version in RESOURCES:
+                if not group:
+                    continue
+                gv = {"groupVersion": f"{group}/{version}", "version": version}
+                groups.append({"name": group, "versions": [gv], "preferredVersion": gv})
+            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if parts and parts[0] == "api" and len(parts) == 2:
+            return web.json_response(self._resource_list("", parts[1]))
+        if parts and parts[0] == "apis" and len(parts) == 2:
+            group = parts[1]
+            versions = [v for g, v in RESOURCES if g == group]
+            if not versions:
+                raise self._not_found_path(request)
+            gv = {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}
+            return web.json_response(
+                {
+                    "kind": "APIGroup",
+                    "apiVersion": "v1",
+                    "name": group,
+                    "versions": [gv],
+                    "preferredVersion": gv,
+                }
+            )
+        if parts and parts[0] == "apis" and len(parts) == 3:
+            return web.json_response(self._resource_list(parts[1], parts[2]))
+        # /api/v1/... or /apis/G/V/...
+        if parts and parts[0] == "api":
+            group, version, rest = "", parts[1] if len(parts) > 1 else "", parts[2:]
+        elif parts and parts[0] == "apis" and len(parts) > 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise self._not_found_path(request)
+        if (group, version) not in RESOURCES:
+            raise self._not_found_path(request)
+        namespace = ""
+        if rest and rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0] if rest else ""
+        entry = next((r for r in RESOURCES[(group, version)] if r[0] == plural), None)
+        if entry is None:
+            raise self._not_found_path(request)
+        _, kind, namespaced, _ = entry
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        gv = (group, version, plural, kind, namespaced)
+        return await self._resource(request, gv, namespace, name, sub)
+
+    def _openapi(self, parts: list[str]) -> dict[str, Any]:
+        """Just enough OpenAPI v3 for kubectl to see that PATCH takes ``fieldValidation`` and
+        so leave validation to the server (k8s.io/cli-runtime query_param_verifier_v3.go)."""
+        if parts[:1] != ["v3"]:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if len(parts) == 1:
+            return {
+                "paths": {
+                    ("api/" if not g else f"apis/{g}/") + v: {
+                        "serverRelativeURL": "/openapi/v3/"
+                        + ("api/" if not g else f"apis/{g}/")
+                        + f"{v}?hash=emulator"
+                    }
+                    for g, v in RESOURCES
+                }
+            }
+        rest = parts[1:]
+        group, version = ("", rest[1]) if rest[0] == "api" else (rest[1], rest[2])
+        if (group, version) not in RESOURCES:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        prefix = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+        paths = {}
+        for plural, kind, namespaced, _ in RESOURCES[(group, version)]:
+            path = (
+                f"{prefix}/namespaces/{{namespace}}/{plural}/{{name}}"
+                if namespaced
+                else f"{prefix}/{plural}/{{name}}"
+            )
+            gvk = {"group": group, "version": version, "kind": kind}
+            paths[path] = {
+                "patch": {
+                    "operationId": f"patch{kind}",
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "responses": {"200": {"description": "OK"}},
+                },
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("dryRun", "fieldManager", "fieldValidation", "force")
+                ],
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
+
+    def _not_found_path(self, request: web.Request) -> ApiError:
+        return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        if (group, version) not in RESOURCES:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        resources = []
+        for plural, kind, namespaced, short in RESOURCES[(group, version)]:
+            singular = kind.lower()
+            resources.append(
+                {
+                    "name": plural,
+                    "singularName": singular,
+                    "namespaced": namespaced,
+                    "kind": kind,
+                    "verbs": VERBS,
+                    **({"shortNames": short} if short else {}),
+                }
+            )
+            for sub in SUBRESOURCES.get(plural, []):
+                resources.append(
+                    {
+                        "name": f"{plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": namespaced,
+                        "kind": {"log": "Pod", "portforward": "PodPortForwardOptions"}.get(
+                            sub, "Scale" if sub == "scale" else kind
+                        ),
+                        "verbs": ["create", "get"]
+                        if sub in ("portforward", "exec")
+                        else ["get", "patch", "update"],
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": api_version(group, version),
+            "resources": resources,
+        }
+
+    async def _resource(
+        self, request: web.Request, gv: tuple, namespace: str, name: str, sub: str
+    ) -> web.StreamResponse:
+        _group, _version, plural, _kind, namespaced = gv
+        q = request.query
+        dry = q.get("dryRun") == "All"
+        if namespaced and not namespace and request.method == "POST":
+            raise ApiError(400, "BadRequest", "the server could not find the requested resource")
+        if sub == "log":
+            return await self._pod_log(request, namespace, name)
+        if sub == "portforward":
+            return await self._portforward(request, namespace, name)
+        if sub and sub not in ("status",):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        method = request.method
+        if method == "GET" and not name:
+            if q.get("watch") in ("1", "true"):
+                raise ApiError(405, "MethodNotAllowed", "watch is not supported by the emulator")
+            return web.json_response(self._list(gv, namespace, q.get("labelSelector", "")))
+        if method == "GET":
+            return web.json_response(self._get(gv, namespace, name))
+        if method == "POST" and not name:
+            body = await self._body(request)
+            return web.json_response(self._create(gv, namespace, body, dry), status=201)
+        if method == "PATCH" and name:
+            body = await self._body(request)
+            ctype = request.content_type
+            return web.json_response(self._patch(gv, namespace, name, body, ctype, q, dry))
+        if method == "PUT" and name:
+            body = await self._body(request)
+            return web.json_response(self._replace(gv, namespace, name, body, sub, dry))
+        if method == "DELETE" and name:
+            policy = q.get("propagationPolicy", "")
+            with contextlib.suppress(ValueError):
+                raw = await request.read()
+                if raw:
+                    policy = json.loads(raw).get("propagationPolicy") or policy
+            return web.json_response(self._delete(gv, namespace, name, policy, dry))
+        raise ApiError(
+            405, "MethodNotAllowed", f"the server does not allow this method on {plural}"
+        )
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if "protobuf" in request.content_type or "cbor" in request.content_type:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/json, application/yaml (not {request.content_type})",
+            )
+        raw = await request.read()
+        try:
+            body = yaml.safe_load(raw)  # JSON is YAML
+        except yaml.YAMLError as exc:
+            raise ApiError(400, "BadRequest", f"error decoding the body: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the body is not an object")
+        return body
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _check_reject(self, verb: str, kind: str, name: str) -> None:
+        err = self.reject.pop((verb, kind, name), None)
+        if err is not None:
+            raise err
+
+    def _not_found(self, plural: str, group: str, name: str) -> ApiError:
+        return ApiError(
+            404,
+            "NotFound",
+            f'{qualified(plural, group)} "{name}" not found',
+            {"name": name, "group": group, "kind": plural}
+            if group
+            else {"name": name, "kind": plural},
+        )
+
+    def _list(self, gv: tuple, namespace: str, selector: str) -> dict[str, Any]:
+        group, version, _plural, kind, _ = gv
+        self._check_reject("list", kind, "")
+        items = [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items())
+            if k == kind
+            and (not namespace or ns == namespace)
+            and match_selector(o["metadata"].get("labels") or {}, selector)
+        ]
+        for item in items:  # real list items carry no kind/apiVersion
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        return {
+            "kind": f"{kind}List",
+            "apiVersion": api_version(group, version),
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
+    def _get(self, gv: tuple, namespace: str, name: str) -> dict[str, Any]:
+        group, _, plural, kind, _ = gv
+        self._check_reject("get", kind, name)
+        found = self.objects.get((kind, namespace, name))
+        if found is None:
+            raise self._not_found(plural, group, name)
+        return copy.deepcopy(found)
+
+    def _admit(self, gv: tuple, namespace: str, name: str) -> None:
+        """NamespaceLifecycle admission: no new objects in a missing or terminating namespace."""
+        group, _, plural, _kind, namespaced = gv
+        if not namespaced:
+            return
+        ns = self.objects.get(("Namespace", "", namespace))
+        if ns is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                {"name": namespace, "kind": "namespaces"},
+            )
+        if ns.get("status", {}).get("phase") == "Terminating":
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{qualified(plural, group)} "{name}" is forbidden: unable to create new content '
+                f"in namespace {namespace} because it is being terminated",
+                {"name": name, "group": group, "kind": plural},
+            )
+
+    def _validate(self, gv: tuple, body: dict[str, Any], name: str) -> None:
+        group, _version, plural, kind, _ = gv
+        causes = []
+        if body.get("kind") and body["kind"] != kind:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the body of the request was in an unknown format: kind {body['kind']} "
+                f"sent to {plural}",
+            )
+        if not name:
+            causes.append(
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: name or generateName is required",
+                    "field": "metadata.name",
+                }
+            )
+        elif not NAME_RE.match(name) or len(name) > 253:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
+                    "must consist of lower case alphanumeric characters, '-' or '.'",
+                    "field": "metadata.name",
+                }
+            )
+        if kind == "Deployment":
+            spec = body.get("spec") or {}
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not selector:
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value",
+                        "field": "spec.selector",
+                    }
+                )
+            elif any(labels.get(k) != v for k, v in selector.items()):
+                causes.append(
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": "Invalid value: map[string]string{...}: `selector` does not "
+                        "match template `labels`",
+                        "field": "spec.template.metadata.labels",
+                    }
+                )
+        if kind in ("Deployment", "Job", "Pod"):
+            spec = body.get("spec") or {}
+            pod_spec = spec if kind == "Pod" else (spec.get("template") or {}).get("spec") or {}
+            for i, c in enumerate(pod_spec.get("containers") or []):
+                if not c.get("image"):
+                    causes.append(
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value",
+                            "field": f"spec.template.spec.containers[{i}].image",
+                        }
+                    )
+        if causes:
+            what = f"{kind}.{group}" if group else kind
+            text = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+            detail = f"[{text}]" if len(causes) > 1 else text
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{what} "{name}" is invalid: {detail}',
+                {"name": name, "group": group, "kind": kind, "causes": causes},
+            )
+
+    def _stamp(self, gv: tuple, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        group, version, _, kind, namespaced = gv
+        obj["apiVersion"] = api_version(group, version)
+        obj["kind"] = kind
+        meta = obj.setdefault("metadata", {})
+        if namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", now())
+        meta["resourceVersion"] = self._next_rv()
+        if kind in ("Deployment", "ReplicaSet", "Job", "CronJob", "StatefulSet", "DaemonSet"):
+            meta.setdefault("generation", 1)
+        if kind == "Namespace":
+            obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+            obj["status"] = obj.get("status") or {"phase": "Active"}
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        if kind == "Secret":
+            data = dict(obj.get("data") or {})
+            for k, v in (obj.pop("stringData", None) or {}).items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
+            obj.setdefault("type", "Opaque")
+        if kind == "PersistentVolumeClaim":
+            obj["status"] = {"phase": "Bound"}
+        if kind == "Service":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("type", "ClusterIP")
+            spec.setdefault("clusterIP", f"10.96.{self._rv % 250}.{(self._rv * 7) % 250 + 1}")
+        if kind == "Deployment":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("replicas", 1)
+            spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if kind == "Job":
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("backoffLimit", 6)
+            spec.setdefault("completions", 1)
+            spec.setdefault("parallelism", 1)
+            uid = meta["uid"]
+            labels = {
+                "controller-uid": uid,
+                "batch.kubernetes.io/controller-uid": uid,
+                "job-name": meta["name"],
+                "batch.kubernetes.io/job-name": meta["name"],
+            }
+            meta.setdefault("labels", {}).update(
+                {k: v for k, v in labels.items() if "job-name" in k}
+            )
+            tmeta = spec.setdefault("template", {}).setdefault("metadata", {})
+            tmeta.setdefault("labels", {}).update(labels)
+            spec.setdefault(
+                "selector", {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+            )
+        return obj
+
+    def _create(
+        self, gv: tuple, namespace: str, body: dict[str, Any], dry: bool = False
+    ) -> dict[str, Any]:
+        group, _, plural, kind, namespaced = gv
+        meta = body.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + suffix()
+        name = meta.get("name", "")
+        if namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request",
+            )
+        self._check_reject("create", kind, name)
+        self._validate(gv, body, name)
+        self._admit(gv, namespace, name)
+        if (kind, namespace if namespaced else "", name) in self.objects:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{qualified(plural, group)} "{name}" already exists',
+                {"name": name, "group": group, "kind": plural}
+                if group
+                else {"name": name, "kind": plural},
+            )
+        obj = copy.deepcopy(body)
+        obj.pop("status", None) if kind not in ("Pod",) else None
+        if dry:
+            return self._stamp(gv, namespace, obj)
+        obj = self._stamp(gv, namespace, obj)
+        self.objects[(kind, namespace if namespaced else "", name)] = obj
+        self._kick()
+        return copy.deepcopy(obj)
+
+    def _patch(
+        self,
+        gv: tuple,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        ctype: str,
+        q: Any,
+        dry: bool,
+    ) -> dict[str, Any]:
+        group, _, plural, kind, namespaced = gv
+        key = (kind, namespace if namespaced else "", name)
+        current = self.objects.get(key)
+        if ctype == "application/apply-patch+yaml":
+            if not q.get("fieldManager"):
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                    "is required for apply patch",
+                )
+            if body.get("metadata", {}).get("name", name) != name:
+                raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
+            if current is None:
+                return self._create(gv, namespace, body, dry)
+            self._check_reject("patch", kind, name)
+            self._validate(gv, body, name)
+            merged = copy.deepcopy(body)
+            meta = merged.setdefault("metadata", {})
+            for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+                if k in current["metadata"]:
+                    meta[k] = current["metadata"][k]
+            if kind == "Namespace" or "status" in current:
+                merged["status"] = current.get("status")
+            if kind == "Secret" and "data" not in body and "stringData" not in body:
+                merged["data"] = current.get("data")
+        elif ctype in (
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+        ):
+            if current is None:
+                raise self._not_found(plural, group, name)
+            self._check_reject("patch", kind, name)
+            merged = merge_patch(current, body)
+        else:
+            raise ApiError(
+                415, "UnsupportedMediaType", f"the media type {ctype!r} is not supported"
+            )
+        return self._update(gv, namespace, name, current, merged, dry)
+
+    def _replace(
+        self, gv: tuple, namespace: str, name: str, body: dict[str, Any], sub: str, dry: bool
+    ) -> dict[str, Any]:
+        group, _, plural, kind, namespaced = gv
+        current = self.objects.get((kind, namespace if namespaced else "", name))
+        if current is None:
+            raise self._not_found(plural, group, name)
+        if sub == "status":
+            merged = copy.deepcopy(current)
+            merged["status"] = body.get("status")
+        else:
+            merged = copy.deepcopy(body)
+            merged["status"] = current.get("status")
+            merged.setdefault("metadata", {})["uid"] = current["metadata"]["uid"]
+        return self._update(gv, namespace, name, current, merged, dry)
+
+    def _update(
+        self,
+        gv: tuple,
+        namespace: str,
+        name: str,
+        current: dict[str, Any],
+        merged: dict[str, Any],
+        dry: bool,
+    ) -> dict[str, Any]:
+        _, _, _, kind, namespaced = gv
+        merged = self._stamp(gv, namespace, merged)
+        if current.get("spec") != merged.get("spec") and "generation" in current["metadata"]:
+            merged["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        if dry:
+            return merged
+        self.objects[(kind, namespace if namespaced else "", name)] = merged
+        self._kick()
+        return copy.deepcopy(merged)
+
+    def _delete(
+        self, gv: tuple, namespace: str, name: str, policy: str, dry: bool
+    ) -> dict[str, Any]:
+        group, _, plural, kind, namespaced = gv
+        key = (kind, namespace if namespaced else "", name)
+        self._check_reject("delete", kind, name)
+        current = self.objects.get(key)
+        if current is None:
+            raise self._not_found(plural, group, name)
+        if dry:
+            return current
+        if kind == "Namespace":
+            if current["status"].get("phase") != "Terminating":
+                current["status"] = {"phase": "Terminating"}
+                current["metadata"]["deletionTimestamp"] = now()
+                current["metadata"]["resourceVersion"] = self._next_rv()
+                self.loop.call_later(self.terminate_s, self._finish_namespace, name)
+            return copy.deepcopy(current)
+        del self.objects[key]
+        if kind == "Pod":
+            self._pod_gone(current)
+        if kind == "Job" and not policy:
+            policy = "Orphan"  # the batch/v1 API's default (kubectl passes Background)
+        if policy != "Orphan":
+            self._delete_dependents(current)
+        self._kick()
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {
+                "name": name,
+                "group": group,
+                "kind": plural,
+                "uid": current["metadata"]["uid"],
+            },
+        }
+
+    def _delete_dependents(self, owner: dict[str, Any]) -> None:
+        uid = owner["metadata"]["uid"]
+        for key, obj in list(self.objects.items()):
+            refs = obj["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == uid for r in refs):
+                del self.objects[key]
+                if key[0] == "Pod":
+                    self._pod_gone(obj)
+                self._delete_dependents(obj)
+
+    def _finish_namespace(self, name: str) -> None:
+        for key, obj in list(self.objects.items()):
+            if key[1] == name:
+                del self.objects[key]
+                if key[0] == "Pod":
+                    self._pod_gone(obj)
+        self.objects.pop(("Namespace", "", name), None)
+
+    def _pod_gone(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        rt = self.runtime.get((meta["namespace"], meta["name"]))
+        if rt is not None:
+            rt.ended = True
+            if rt.changed:
+                rt.changed.set()
+        if self.pod_deleted_hook is not None:
+            self.loop.run_in_executor(None, self.pod_deleted_hook, copy.deepcopy(pod))
+
+    # -- controller ----------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Reconcile after every write: cheap, and no polling for anything but probes."""
+        if getattr(self, "_kicked", False):
+            return
+        self._kicked = True
+        self.loop.call_soon(self._reconcile)
+
+    def _reconcile(self) -> None:
+        self._kicked = False
+        for (kind, ns, _), obj in list(self.objects.items()):
+            if kind == "Deployment":
+                self._deployment(ns, obj)
+            elif kind == "Job":
+                self._job(ns, obj)
+
+    def _owned(self, kind: str, ns: str, uid: str) -> list[dict[str, Any]]:
+        return [
+            o
+            for (k, n, _), o in self.objects.items()
+            if k == kind
+            and n == ns
+            and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
+        ]
+
+    def _owner_ref(self, owner: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def _new_pod(
+        self, ns: str, name: str, template: dict[str, Any], owner: dict[str, Any]
+    ) -> dict[str, Any]:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                **copy.deepcopy(template.get("metadata") or {}),
+                "name": name,
+                "namespace": ns,
+                "ownerReferences": [self._owner_ref(owner)],
+            },
+            "spec": {**copy.deepcopy(template.get("spec") or {}), "nodeName": "irisctl-test"},
+        }
+        pod = self._stamp(("", "v1", "pods", "Pod", True), ns, pod)
+        containers = pod["spec"].get("containers") or []
+        pod["status"] = {
+            "phase": "Running",
+            "hostIP": "192.168.49.2",
+            "podIP": f"10.244.0.{self._rv % 250 + 2}",
+            "startTime": now(),
+            "qosClass": "Burstable",
+            "conditions": self._conditions(False),
+            "containerStatuses": [
+                {
+                    "name": c.get("name", "main"),
+                    "image": c.get("image", ""),
+                    "imageID": "docker://sha256:"
+                    + hashlib.sha256(c.get("image", "").encode()).hexdigest(),
+                    "containerID": "docker://" + uuid.uuid4().hex,
+                    "ready": False,
+                    "started": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": now()}},
+                }
+                for c in containers
+            ],
+        }
+        self.objects[("Pod", ns, name)] = pod
+        self.runtime[(ns, name)] = PodRuntime(changed=asyncio.Event())
+        if self.pod_hook is not None:
+            self.loop.run_in_executor(None, self.pod_hook, copy.deepcopy(pod))
+        return pod
+
+    @staticmethod
+    def _conditions(ready: bool, message: str = "") -> list[dict[str, Any]]:
+        t = now()
+        out = [
+            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": t},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": t},
+        ]
+        for kind in ("Ready", "ContainersReady"):
+            c = {"type": kind, "status": "True" if ready else "False", "lastTransitionTime": t}
+            if not ready:
+                c["reason"] = "ContainersNotReady"
+                c["message"] = message or "containers with unready status: [main]"
+            out.append(c)
+        out.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": t})
+        return out
+
+    def _deployment(self, ns: str, d: dict[str, Any]) -> None:
+        spec = d["spec"]
+        want = int(spec.get("replicas", 1))
+        template = spec.get("template") or {}
+        h = template_hash(template)
+        uid = d["metadata"]["uid"]
+        sets = self._owned("ReplicaSet", ns, uid)
+        current = next(
+            (rs for rs in sets if rs["metadata"]["labels"].get("pod-template-hash") == h), None
+        )
+        name = d["metadata"]["name"]
+        if current is None:
+            labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": h}
+            rs_template = copy.deepcopy(template)
+            rs_template.setdefault("metadata", {})["labels"] = labels
+            current = self._stamp(
+                ("apps", "v1", "replicasets", "ReplicaSet", True),
+                ns,
+                {
+                    "metadata": {
+                        "name": f"{name}-{h}",
+                        "labels": labels,
+                        "ownerReferences": [self._owner_ref(d)],
+                    },
+                    "spec": {
+                        "replicas": want,
+                        "selector": {
+                            "matchLabels": {
+                                **spec["selector"]["matchLabels"],
+                                "pod-template-hash": h,
+                            }
+                        },
+                        "template": rs_template,
+                    },
+                },
+            )
+            self.objects[("ReplicaSet", ns, current["metadata"]["name"])] = current
+        rs_uid = current["metadata"]["uid"]
+        pods = self._owned("Pod", ns, rs_uid)
+        for _ in range(want - len(pods)):
+            pods.append(
+                self._new_pod(
+                    ns,
+                    f"{current['metadata']['name']}-{suffix()}",
+                    current["spec"]["template"],
+                    current,
+                )
+            )
+        for extra in pods[want:]:
+            self._remove_pod(ns, extra)
+        pods = pods[:want]
+        ready = [p for p in pods if _ready(p)]
+        old = [rs for rs in sets if rs is not current]
+        old_pods = [p for rs in old for p in self._owned("Pod", ns, rs["metadata"]["uid"])]
+        if len(ready) >= want or spec.get("strategy", {}).get("type") == "Recreate":
+            for p in old_pods:
+                self._remove_pod(ns, p)
+            for rs in old:
+                rs["spec"]["replicas"] = 0
+            old_pods = []
+        old_ready = [p for p in old_pods if _ready(p)]
+        total_ready = len(ready) + len(old_ready)
+        current["status"] = {
+            "replicas": len(pods),
+            "readyReplicas": len(ready),
+            "availableReplicas": len(ready),
+            "fullyLabeledReplicas": len(pods),
+            "observedGeneration": current["metadata"].get("generation", 1),
+        }
+        available = total_ready >= want
+        t = now()
+        status = {
+            "observedGeneration": d["metadata"].get("generation", 1),
+            "replicas": len(pods) + len(old_pods),
+            "updatedReplicas": len(pods),
+            "readyReplicas": total_ready,
+            "availableReplicas": total_ready,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True" if available else "False",
+                    "reason": "MinimumReplicasAvailable"
+                    if available
+                    else "MinimumReplicasUnavailable",
+                    "message": "Deployment has minimum availability."
+                    if available
+                    else "Deployment does not have minimum availability.",
+                    "lastUpdateTime": t,
+                    "lastTransitionTime": t,
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable"
+                    if len(ready) >= want
+                    else "ReplicaSetUpdated",
+                    "message": f'ReplicaSet "{current["metadata"]["name"]}" '
+                    + ("has successfully progressed." if len(ready) >= want else "is progressing."),
+                    "lastUpdateTime": t,
+                    "lastTransitionTime": t,
+                },
+            ],
+        }
+        if status["replicas"] - total_ready:
+            status["unavailableReplicas"] = status["replicas"] - total_ready
+        for k in ("readyReplicas", "availableReplicas"):
+            if not status[k]:
+                del status[k]  # omitempty, as the real API serializes zero counts
+        if d.get("status") != status:
+            old_conds = {c["type"]: c for c in (d.get("status") or {}).get("conditions", [])}
+            for c in status["conditions"]:
+                prev = old_conds.get(c["type"])
+                if prev and prev["status"] == c["status"]:
+                    c["lastTransitionTime"] = prev["lastTransitionTime"]
+            d["status"] = status
+
+    def _remove_pod(self, ns: str, pod: dict[str, Any]) -> None:
+        if self.objects.pop(("Pod", ns, pod["metadata"]["name"]), None) is not None:
+            self._pod_gone(pod)
+
+    def _job(self, ns: str, job: dict[str, Any]) -> None:
+        if job.get("status", {}).get("conditions"):
+            done = [c for c in job["status"]["conditions"] if c["type"] in ("Complete", "Failed")]
+            if done:
+                return
+        uid = job["metadata"]["uid"]
+        pods = self._owned("Pod", ns, uid)
+        name = job["metadata"]["name"]
+        if not pods and not job.get("status", {}).get("startTime"):
+            pod = self._new_pod(ns, f"{name}-{suffix()}", job["spec"]["template"], job)
+            job["status"] = {
+                "startTime": now(),
+                "active": 1,
+                "ready": 0,
+                "terminating": 0,
+                "uncountedTerminatedPods": {},
+            }
+            outcome = self.job_outcome(name, copy.deepcopy(pod))
+            if outcome is not None:
+                code, lines = outcome
+                self.loop.call_later(0.05, self._end_pod, ns, pod["metadata"]["name"], code, lines)
+            return
+        ended = [p for p in pods if p["status"]["phase"] in ("Succeeded", "Failed")]
+        if not ended:
+            return
+        pod = ended[0]
+        t = now()
+        ok = pod["status"]["phase"] == "Succeeded"
+        st = job["status"]
+        st.pop("active", None)
+        st["ready"] = 0
+        if ok:
+            st["succeeded"] = 1
+            st["completionTime"] = t
+            st["conditions"] = [
+                {
+                    "type": "SuccessCriteriaMet",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                    "lastProbeTime": t,
+                    "lastTransitionTime": t,
+                },
+                {
+                    "type": "Complete",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                    "lastProbeTime": t,
+                    "lastTransitionTime": t,
+                },
+            ]
+        else:
+            st["failed"] = 1
+            st["conditions"] = [
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastProbeTime": t,
+                    "lastTransitionTime": t,
+                },
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastProbeTime": t,
+                    "lastTransitionTime": t,
+                },
+            ]
+        job["metadata"]["resourceVersion"] = self._next_rv()
+
+    def _append_log(self, ns: str, pod: str, lines: list[str]) -> None:
+        rt = self.runtime.setdefault((ns, pod), PodRuntime(changed=asyncio.Event()))
+        rt.log.extend(lines)
+        if rt.changed:
+            rt.changed.set()
+
+    def _end_pod(self, ns: str, name: str, code: int, lines: list[str]) -> None:
+        self._append_log(ns, name, lines)
+        rt = self.runtime[(ns, name)]
+        rt.ended = True
+        if rt.changed:
+            rt.changed.set()
+        pod = self.objects.get(("Pod", ns, name))
+        if pod is None:
+            return
+        t = now()
+        pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
+        pod["status"]["conditions"] = self._conditions(False, "")
+        for c in pod["status"]["conditions"]:
+            if c["type"] in ("Ready", "ContainersReady"):
+                c["reason"] = "PodCompleted"
+                c.pop("message", None)
+        for cs in pod["status"]["containerStatuses"]:
+            cs["ready"] = False
+            cs["started"] = False
+            cs["state"] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": cs["state"].get("running", {}).get("startedAt", t),
+                    "finishedAt": t,
+                    "containerID": cs["containerID"],
+                }
+            }
+        pod["metadata"]["resourceVersion"] = self._next_rv()
+        self._kick()
+
+    async def _prober(self) -> None:
+        """readinessProbe.httpGet against each pod's mapped real server, every ``probe_s``."""
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                changed = False
+                for (kind, ns, _name), pod in list(self.objects.items()):
+                    if kind != "Pod" or pod["status"]["phase"] != "Running":
+                        continue
+                    ready, message = await self._probe(session, ns, pod)
+                    was = _ready(pod)
+                    if ready != was or (not ready and message != _ready_message(pod)):
+                        pod["status"]["conditions"] = self._conditions(ready, message)
+                        for cs in pod["status"]["containerStatuses"]:
+                            cs["ready"] = ready
+                        pod["metadata"]["resourceVersion"] = self._next_rv()
+                        changed = True
+                if changed:
+                    self._reconcile()
+                await asyncio.sleep(self.probe_s)
+
+    def address(self, ns: str, pod: dict[str, Any], port: int | str) -> tuple[str, int] | None:
+        """The real local server that answers ``port`` (number or name) of this pod."""
+        containers = pod["spec"].get("containers") or []
+        number = None
+        for c in containers:
+            for p in c.get("ports") or []:
+                if port in (p.get("name"), p.get("containerPort")):
+                    number = p["containerPort"]
+        if number is None and isinstance(port, int):
+            number = port
+        if number is None:
+            return None
+        name = pod["metadata"]["name"]
+        found = self.pod_endpoints.get((ns, name, number))
+        if found is None:
+            app = (pod["metadata"].get("labels") or {}).get(APP, "")
+            found = self.endpoints.get((app, number))
+        return found
+
+    async def _probe(self, session: Any, ns: str, pod: dict[str, Any]) -> tuple[bool, str]:
+        import aiohttp
+
+        container = (pod["spec"].get("containers") or [{}])[0]
+        probe = container.get("readinessProbe")
+        if not probe:
+            return True, ""
+        http = probe.get("httpGet")
+        if not http:
+            return True, ""  # exec/tcp probes: taken as passing
+        address = self.address(ns, pod, http.get("port"))
+        if address is None:
+            return False, (
+                f'Readiness probe failed: Get "http://{pod["status"]["podIP"]}:{http.get("port")}'
+                f'{http.get("path", "/")}": dial tcp: connect: connection refused'
+            )
+        url = f"http://{address[0]}:{address[1]}{http.get('path', '/')}"
+        try:
+            async with session.get(url) as resp:
+                if 200 <= resp.status < 400:
+                    return True, ""
+                return (
+                    False,
+                    f"Readiness probe failed: HTTP probe failed with statuscode: {resp.status}",
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return False, f'Readiness probe failed: Get "{url}": {exc}'
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def _pod_log(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        pod = self.objects.get(("Pod", ns, name))
+        if pod is None:
+            raise self._not_found("pods", "", name)
+        rt = self.runtime.setdefault((ns, name), PodRuntime(changed=asyncio.Event()))
+        q = request.query
+        if q.get("previous") in ("true", "1"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'previous terminated container "{pod["spec"]["containers"][0]["name"]}" in pod '
+                f'"{name}" not found',
+            )
+        lines = list(rt.log)
+        if q.get("tailLines"):
+            lines = lines[-int(q["tailLines"]) :] if int(q["tailLines"]) else []
+        if q.get("follow") not in ("true", "1"):
+            text = "".join(line + "\n" for line in lines)
+            return web.Response(text=text, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        sent = len(rt.log)
+        for line in lines:
+            await resp.write(line.encode() + b"\n")
+        assert rt.changed is not None
+        while True:
+            while sent < len(rt.log):
+                await resp.write(rt.log[sent].encode() + b"\n")
+                sent += 1
+            if rt.ended or ("Pod", ns, name) not in self.objects:
+                break
+            rt.changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(rt.changed.wait(), 1.0)
+        await resp.write_eof()
+        return resp
+
+    # -- port-forward --------------------------------------------------------------------------
+
+    async def _portforward(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        pod = self.objects.get(("Pod", ns, name))
+        if pod is None:
+            raise self._not_found("pods", "", name)
+        ports = [int(p) for p in request.query.get("ports", "").split(",") if p]
+        if not ports:
+            raise ApiError(400, "BadRequest", 'query parameter "port" is required')
+        if pod["status"]["phase"] != "Running":
+            raise ApiError(
+                400, "BadRequest", f"pod {name} is not running (phase {pod['status']['phase']})"
+            )
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",), autoping=True, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            raise ApiError(400, "BadRequest", "Upgrade request required")
+        await ws.prepare(request)
+        self.forwards += 1
+        writers: dict[int, asyncio.StreamWriter] = {}
+        tasks = []
+        for i, port in enumerate(ports):
+            for ch in (2 * i, 2 * i + 1):
+                await ws.send_bytes(bytes([ch]) + port.to_bytes(2, "little"))
+            address = self.address(ns, pod, port)
+            try:
+                if address is None:
+                    raise ConnectionRefusedError("connection refused")
+                reader, writer = await asyncio.open_connection(*address)
+            except OSError:
+                uid = pod["metadata"]["uid"]
+                await ws.send_bytes(
+                    bytes([2 * i + 1])
+                    + (
+                        f"error forwarding port {port} to pod {uid}, uid : failed to execute "
+                        f'portforward in network namespace "/var/run/netns/cni-{uid[:8]}": '
+                        f"failed to connect to localhost:{port} inside namespace "
+                        f'"{uid[:12]}", IPv4: dial tcp4 127.0.0.1:{port}: connect: '
+                        "connection refused IPv6 dial tcp6: address localhost: no suitable "
+                        "address found "
+                    ).encode()
+                )
+                continue
+            writers[2 * i] = writer
+            tasks.append(asyncio.create_task(self._pump_out(ws, reader, 2 * i)))
+        if not writers:
+            await ws.close()
+            return ws
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY and msg.data:
+                    writer = writers.get(msg.data[0])
+                    if writer is not None:
+                        writer.write(msg.data[1:])
+                        await writer.drain()
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            for writer in writers.values():
+                writer.close()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    async def _pump_out(ws: web.WebSocketResponse, reader: asyncio.StreamReader, ch: int) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await ws.send_bytes(bytes([ch]) + data)
+        except (ConnectionError, OSError):
+            pass
+        await ws.close()
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def _ready_message(pod: dict[str, Any]) -> str:
+    for c in pod.get("status", {}).get("conditions") or []:
+        if c["type"] == "Ready":
+            return str(c.get("message", ""))
+    return ""

@@ -1,0 +1,75 @@
+"""Fixtures that start the wire stand-ins: the API-server emulator (``apiserver``), a kubeconfig
+naming it like a minikube profile (``kubeconfig``), and helpers for real local servers."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .apiserver import Emulator
+
+PROFILE = "irisctl-test"
+
+
+@pytest.fixture
+def apiserver(tmp_path: Path) -> Iterator[Emulator]:
+    """The API-server emulator on a free 127.0.0.1 port (https, its own CA)."""
+    emu = Emulator(tmp_path / "apiserver-tls", terminate_s=1.0).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def kubeconfig(apiserver: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubeconfig with one context named like the minikube profile; KUBECONFIG points at it."""
+    path = apiserver.write_kubeconfig(tmp_path / "kubeconfig", PROFILE)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        code = self.server.status_for.get(self.path, 200)  # type: ignore[attr-defined]
+        body = f"{self.path} {code} from {self.server.server_address[1]}\n".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class HttpServer:
+    """A real HTTP server on a free port; ``status_for[path] = code`` changes its answers."""
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.status_for = {}  # type: ignore[attr-defined]
+        self.status_for: dict[str, int] = self.server.status_for  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[HttpServer]:
+    server = HttpServer()
+    try:
+        yield server
+    finally:
+        server.close()
