@@ -4,13 +4,16 @@ naming it like a minikube profile (``kubeconfig``), and helpers for real local s
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from . import minikube_stub as minikube_stub_module
 from .apiserver import Emulator
+from .dockerd_tls import DOCKER_SOCKET, TlsDocker
 
 PROFILE = "irisctl-test"
 
@@ -73,3 +76,39 @@ def http_server() -> Iterator[HttpServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def tls_docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsDocker]:
+    """minikube's dockerd stand-in: TLS with client certificates before the real engine."""
+    if not Path(DOCKER_SOCKET).exists():
+        pytest.skip("no Docker engine on this machine")
+    docker = TlsDocker(tmp_path_factory.mktemp("minikube-certs")).start()
+    try:
+        yield docker
+    finally:
+        docker.stop()
+
+
+@pytest.fixture
+def minikube_stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Path:
+    """``minikube`` on PATH (profile ``irisctl-test`` running); returns its state directory.
+
+    docker-env points at the TLS Docker endpoint when the test also uses ``tls_docker``.
+    """
+    env = (
+        request.getfixturevalue("tls_docker").env()
+        if "tls_docker" in request.fixturenames
+        else {
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_HOST": "tcp://192.168.49.2:2376",
+            "DOCKER_CERT_PATH": str(tmp_path / "certs"),
+        }
+    )
+    state_dir = tmp_path / "minikube-state"
+    bin_dir = tmp_path / "bin"
+    minikube_stub_module.install(
+        bin_dir, state_dir, minikube_stub_module.default_state(PROFILE, env, ip="127.0.0.1")
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return state_dir
