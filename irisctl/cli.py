@@ -350,8 +350,9 @@ def render(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     if json_out:
         output.print_json(files)
         return
-    for name, text in files.items():
-        print(f"# --- {name} ---\n{text}")
+    from .render import stream
+
+    print(stream(files), end="")
 
 
 @app.command()

@@ -153,6 +153,8 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
     trained = None
     if champion is None:
+        # The API is not ready before its first model (readiness is /readyz), only alive.
+        _wait_ready(target.endpoint("model-api"), 60, "/healthz", "answer its liveness check")
         progress("trainer", "training a first model")
         t0 = time.monotonic()
         # attach: an `up` killed mid-training left that training running; follow it to its end.
@@ -187,12 +189,14 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     return UpResult(target.name, reason, urls, champion, trained, warnings, timings)
 
 
-def _wait_ready(api_url: str, timeout_s: float) -> None:
+def _wait_ready(
+    api_url: str, timeout_s: float, path: str = "/readyz", what: str = "load the champion"
+) -> None:
     deadline = time.monotonic() + timeout_s
-    while not web.healthy(f"{api_url}/readyz", 2.0):
+    while not web.healthy(f"{api_url}{path}", 2.0):
         if time.monotonic() > deadline:
             raise IrisctlError(
-                f"the model API did not load the champion within {timeout_s:.0f}s",
+                f"the model API did not {what} within {timeout_s:.0f}s",
                 "see `irisctl logs model-api`",
             )
         time.sleep(0.3)

@@ -79,6 +79,9 @@ class Forward:
             for s in (conn, remote):
                 with contextlib.suppress(OSError):
                     s.close()
+        said = getattr(remote, "error", lambda: None)()
+        if said:  # the kubelet's words, e.g. "… connect: connection refused" (like kubectl)
+            self.on_error(f"port {self.port}: the pod's side said: {said.strip()}")
 
 
 def pump(a: Any, b: Any, stopped: threading.Event) -> None:

@@ -71,6 +71,18 @@ def cap_for(rules_text: str, cap: str) -> str:
     return header + yaml.safe_dump(rules, sort_keys=False, width=100)
 
 
+def stream(files: dict[str, str]) -> str:
+    """Rendered files as one YAML stream, like ``helm template``: each file starts a document
+    (``---``) under a ``# Source:`` comment, so ``render | kubectl apply -f -`` sees exactly the
+    documents the files hold (a file's own ``---`` separators are kept)."""
+    parts = []
+    for name, text in files.items():
+        parts.append(f"---\n# Source: {name}\n{text}")
+        if not text.endswith("\n"):
+            parts.append("\n")
+    return "".join(parts)
+
+
 def read(name: str) -> str:
     """A shipped file, verbatim."""
     return (templates_dir() / name).read_text()

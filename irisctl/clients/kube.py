@@ -119,11 +119,20 @@ def _api_errors(what: str, server: str = "") -> Iterator[None]:
 class Cluster:
     """One namespace of one cluster. Built by ``connect``; tests pass fakes of the client."""
 
-    def __init__(self, dynamic: Any, core: Any, namespace: str, server: str = "") -> None:
+    def __init__(
+        self,
+        dynamic: Any,
+        core: Any,
+        namespace: str,
+        server: str = "",
+        configuration: Any = None,
+    ) -> None:
         self.dynamic = dynamic
         self.core = core
         self.namespace = namespace
         self.server = server
+        # For a fresh ApiClient per port-forward stream (see open_port); None: use ``core``.
+        self.configuration = configuration
 
     @classmethod
     def connect(cls, context: Context, namespace: str) -> Cluster:
@@ -134,7 +143,13 @@ class Cluster:
             api = config.new_client_from_config(
                 config_file=context.kubeconfig, context=context.name
             )
-            return cls(DynamicClient(api), client.CoreV1Api(api), namespace, context.server)
+            return cls(
+                DynamicClient(api),
+                client.CoreV1Api(api),
+                namespace,
+                context.server,
+                api.configuration,
+            )
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
@@ -245,15 +260,52 @@ class Cluster:
             finally:
                 response.release_conn()
 
-    def open_port(self, pod: str, port: int) -> Any:
-        """A socket-like connection to ``port`` of ``pod`` (the API server's port-forward)."""
+    def open_port(self, pod: str, port: int) -> PortStream:
+        """A socket-like connection to ``port`` of ``pod`` (the API server's port-forward).
+
+        Each stream gets its own ApiClient: ``kubernetes.stream`` swaps the client's
+        ``call_api`` while it opens the websocket, which is not thread-safe
+        (kubernetes-client/python#928); a shared client breaks concurrent connections and the
+        REST calls made meanwhile on other threads.
+        """
+        from kubernetes import client
         from kubernetes.stream import portforward
 
+        core = self.core
+        if self.configuration is not None:
+            core = client.CoreV1Api(client.ApiClient(self.configuration))
         with _api_errors(f"port-forwarding to pod {pod}", self.server):
             forward = portforward(
-                self.core.connect_get_namespaced_pod_portforward,
+                core.connect_get_namespaced_pod_portforward,
                 pod,
                 self.namespace,
                 ports=str(port),
             )
-            return forward.socket(port)
+            return PortStream(forward, port)
+
+
+class PortStream:
+    """One port-forward stream as a socket, plus what the kubelet said on its error channel
+    (e.g. "connection refused" when nothing listens on the container port)."""
+
+    def __init__(self, forward: Any, port: int) -> None:
+        self.forward = forward
+        self.port = port
+        self.sock = forward.socket(port)
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def recv(self, size: int) -> bytes:
+        data: bytes = self.sock.recv(size)
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def error(self) -> str | None:
+        said: str | None = self.forward.error(self.port)
+        return said

@@ -134,8 +134,12 @@ def is_its_server(profile: str, server: str) -> bool:
 
 
 def docker_env(profile: str) -> dict[str, str]:
-    """``minikube docker-env -o json``: the environment that points Docker at minikube's engine."""
-    proc = _run(profile, "docker-env", "-o", "json")
+    """The environment that points Docker at minikube's engine.
+
+    minikube reads ``-o json`` only with ``--shell none`` (cmd/minikube/cmd/docker-env.go);
+    without it, it prints shell ``export`` lines whatever ``-o`` says.
+    """
+    proc = _run(profile, "docker-env", "--shell", "none", "-o", "json")
     if proc.returncode != 0:
         reason = (proc.stderr or proc.stdout).strip().splitlines()
         raise IrisctlError(

@@ -158,7 +158,8 @@ def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
     assert "model-api: CrashLoopBackOff (restarts 4)" in err.value.message
     assert "MLFLOW_TRACKING_URI is bad" in err.value.message
     assert any(step == "model-api" and "CrashLoopBackOff" in s for step, s in seen)
-    assert not state.read(env.home)["up"]  # recorded as applied-but-not-up: `down` finds it
+    # Recorded as up once applied: `train --now`, `status` and `down` act on it (issue 11).
+    assert state.read(env.home)["up"]
 
 
 def test_up_stops_at_once_on_an_image_that_cannot_be_pulled(env):

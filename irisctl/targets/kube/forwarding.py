@@ -23,7 +23,7 @@ from ...errors import BadInput, IrisctlError
 from ...portforward import Forward
 from ...settings import RECORDED_PLACE, Config
 from ..base import port_key
-from .objects import pod_ready
+from .objects import name, newest_first, pod_ready
 
 # service → (pod label app.kubernetes.io/name, container port); local port from the settings.
 FORWARDS = {
@@ -56,25 +56,27 @@ class Forwarder:
     # -- inside `irisctl port-forward` ---------------------------------------------------------
 
     def opener(self, service: str) -> Callable[[], Any]:
-        """A new stream to a ready pod of ``service`` per connection."""
+        """A new stream per connection: to the newest ready pod of ``service``, else (like
+        ``kubectl port-forward``, which ignores readiness) to its newest running pod: the model
+        API is not ready before the first model, yet ``up`` checks it is alive through here."""
         component, port = FORWARDS[service]
 
         def open_remote() -> Any:
             cluster = self.cluster()
-            pods = cluster.find("v1", "Pod", f"app.kubernetes.io/name={component}")
-            ready = sorted(
-                (p for p in pods if pod_ready(p)),
-                key=lambda p: p["metadata"].get("creationTimestamp", ""),
-            )
-            if not ready:
-                raise IrisctlError(f"no ready pod of {service}")
-            return cluster.open_port(ready[-1]["metadata"]["name"], port)
+            pods = newest_first(cluster.find("v1", "Pod", f"app.kubernetes.io/name={component}"))
+            ready = [p for p in pods if pod_ready(p)]
+            running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+            if not ready and not running:
+                raise IrisctlError(f"no running pod of {service}")
+            return cluster.open_port(name((ready or running)[0]), port)
 
         return open_remote
 
     def forward(self, on_error: Callable[[str], None]) -> list[Forward]:
         """Start forwarding every service's local port."""
-        self.cluster()  # the context guard, before listening
+        # The context guard, and the client's API discovery done once here, not by the first
+        # burst of connections at the same time.
+        self.cluster().find("v1", "Pod", "app.kubernetes.io/part-of=irisctl")
         forwards = []
         try:
             for service in FORWARDS:
@@ -151,10 +153,31 @@ class Forwarder:
                 )
             time.sleep(0.2)
 
-    def stop(self) -> bool:
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """SIGTERM the background forwarder and wait (bounded) until it has exited, so its
+        ports are free when this returns (``up`` on a running stack starts a new one)."""
         pid = self.pid()
         if pid is None:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)  # its own session: pgid == pid
+        deadline = time.monotonic() + timeout_s
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         return True
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child not yet reaped holds no port)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS)
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -61,15 +61,28 @@ def service_env(config: Config) -> dict[str, str]:
 
 
 def allowed_hosts(namespace: str) -> list[str]:
+    """MLflow's ``--allowed-hosts``: the Service's names in the cluster, and this machine.
+
+    The port-forward passes the client's Host header, which carries the *local* port (any,
+    ``--mlflow-port``); MLflow matches entries with ``*`` by fnmatch, others exactly
+    (mlflow/server/security_utils.py ``is_allowed_host_header``).
+    """
     names = [
         "mlflow-service",
         f"mlflow-service.{namespace}",
         f"mlflow-service.{namespace}.svc",
         f"mlflow-service.{namespace}.svc.cluster.local",
-        "localhost",
-        "127.0.0.1",
     ]
-    return [h for n in names for h in (n, f"{n}:5000")]
+    here = [h for n in ("localhost", "127.0.0.1") for h in (n, f"{n}:*")]
+    return [h for n in names for h in (n, f"{n}:5000")] + here
+
+
+def api_workers(config: Config) -> int:
+    """The model API's worker processes in a pod: the setting when given, else 2.
+
+    The default setting follows this machine's CPUs; the pod's resources are sized for 2.
+    """
+    return 2 if config.source("api_workers") == "default" else int(config["api_workers"])
 
 
 def render(config: Config, target: str) -> dict[str, str]:
@@ -95,7 +108,7 @@ def render(config: Config, target: str) -> dict[str, str]:
         },
         "service_env": service_env(config),
         "allowed_hosts": allowed_hosts(c["namespace"]),
-        "api_workers": 2,
+        "api_workers": api_workers(config),
         "schedule": c["train_schedule"],
         "prometheus_yml": templates.render(
             "k8s/prometheus.yml.j2", scrape_interval=c["scrape_interval"]

@@ -12,6 +12,9 @@ from .objects import PART_OF, label
 
 # Deployments irisctl waits for and reports, in the order they are applied.
 WORKLOADS = ("minio", "mlflow", "model-api", "monitor", "prometheus", "alertmanager")
+# Ready only once a champion exists (readinessProbe /readyz): `up` waits until it is alive, the
+# first training runs, and then ops.up waits for /readyz (issue 11: the first `up` deadlocked).
+ALIVE_IS_ENOUGH = ("model-api",)
 # Container waiting reasons that will not fix themselves while `up` waits.
 STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
 
@@ -33,8 +36,26 @@ def rolled_out(d: dict[str, Any]) -> bool:
     )
 
 
+def alive(pods: list[dict[str, Any]]) -> bool:
+    """Some pod runs with every container started (its readiness aside), not being deleted."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        if (
+            status.get("phase") == "Running"
+            and not pod["metadata"].get("deletionTimestamp")
+            and statuses
+            and all(
+                "running" in (cs.get("state") or {}) and cs.get("started", True) for cs in statuses
+            )
+        ):
+            return True
+    return False
+
+
 def wait_ready(cluster: Cluster, progress: Progress, timeout_s: float, poll_s: float) -> None:
-    """Until every Deployment is rolled out and the bucket Job has succeeded, saying why not."""
+    """Until every Deployment is rolled out (``ALIVE_IS_ENOUGH``: alive) and the bucket Job has
+    succeeded, saying why not."""
     deadline = time.monotonic() + timeout_s
     said: dict[str, str] = {}
     while True:
@@ -67,9 +88,12 @@ def pending(cluster: Cluster) -> dict[str, str]:
     out = {}
     for name in WORKLOADS:
         d = deployments.get(name)
+        mine = [p for p in pods if label(p, "app.kubernetes.io/name") == name]
         if d is None:
             out[name] = "not created yet"
-        elif not rolled_out(d):
+        elif rolled_out(d) or (name in ALIVE_IS_ENOUGH and alive(mine)):
+            continue
+        else:
             out[name] = why(cluster, name, pods)
     job = cluster.get("batch/v1", "Job", "minio-create-bucket")
     status = (job or {}).get("status") or {}

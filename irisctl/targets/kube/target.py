@@ -140,8 +140,10 @@ class KubeTarget:
             if doc["kind"] != "Namespace":
                 self._apply(cluster, doc)
         progress("manifests", f"applied {len(documents)} objects (server-side, irisctl)")
-        rollout.wait_ready(cluster, progress, self.config["rollout_timeout"], self.poll_s)
+        # Up once applied: after a failed or interrupted wait, `train --now`, `status` and
+        # `down` still act on it (and `up` again continues).
         self._record(up=True)
+        rollout.wait_ready(cluster, progress, self.config["rollout_timeout"], self.poll_s)
         self.start_forwarder()
         progress("port-forward", ", ".join(f"{s} {u}" for s, u in self.urls().items()))
 

@@ -32,6 +32,9 @@ def build_app() -> FastAPI:
     return create_app(settings, holder)
 
 
+PARENT_PID = "IRIS_API_PARENT_PID"
+
+
 def _die_with_parent() -> None:
     """A worker gets SIGTERM when uvicorn's parent process dies, even by SIGKILL (Linux).
 
@@ -45,14 +48,24 @@ def _die_with_parent() -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if _parent_gone(os.environ.get(PARENT_PID)):  # it died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _parent_gone(recorded: str | None) -> bool:
+    """True when this worker's parent is no longer the process that started the workers.
+
+    Not ``getppid() == 1``: in a container (or ``docker run`` without an init) uvicorn's parent
+    *is* PID 1, and every worker would stop right after it starts.
+    """
+    return bool(recorded) and str(os.getppid()) != recorded
 
 
 def main() -> int:
     settings = ApiSettings()
     logs.setup()
     metrics_dir = None
+    os.environ[PARENT_PID] = str(os.getpid())  # the workers' parent, for _die_with_parent
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers inherit this before they import prometheus_client (see app.Metrics).
         metrics_dir = tempfile.mkdtemp(prefix="iris-api-metrics-")
