@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,10 @@ def client(environment: dict[str, str] | None = None) -> Any:
     from docker.errors import DockerException
 
     try:
-        c = docker.from_env(environment=environment, timeout=30)
+        with _engine_ca_only(environment) as tls:
+            c = docker.from_env(environment=environment, timeout=30)
+        if tls:
+            c.api.trust_env = False  # later calls too: the engine's CA, not the environment's
         c.ping()
     except DockerException as exc:
         raise IrisctlError(
@@ -35,6 +40,28 @@ def client(environment: dict[str, str] | None = None) -> Any:
             "start Docker (Debian: sudo apt-get install docker.io && sudo dockerd &)",
         ) from None
     return c
+
+
+@contextlib.contextmanager
+def _engine_ca_only(environment: dict[str, str] | None) -> Iterator[bool]:
+    """With TLS (minikube's dockerd), trust only ``DOCKER_CERT_PATH/ca.pem``.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's ``verify``
+    (psf/requests#3829), so behind a corporate proxy the engine's certificate "fails"; the SDK
+    calls the engine already while it is built, hence the variables are hidden until then, and
+    its session ignores the environment afterwards (True: TLS).
+    """
+    env = os.environ if environment is None else environment
+    if not env.get("DOCKER_TLS_VERIFY") and not env.get("DOCKER_CERT_PATH"):
+        yield False
+        return
+    hidden = {
+        k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ
+    }
+    try:
+        yield True
+    finally:
+        os.environ.update(hidden)
 
 
 def build(

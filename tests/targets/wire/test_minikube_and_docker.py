@@ -86,11 +86,6 @@ def test_the_tls_docker_endpoint_needs_a_client_certificate(tls_docker, monkeypa
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="irisctl/clients/docker.py: client() must keep REQUESTS_CA_BUNDLE from replacing "
-    "DOCKER_CERT_PATH/ca.pem (fix owned by 11a)",
-)
 def test_irisctl_reaches_minikubes_docker_despite_a_ca_bundle_in_the_environment(
     tls_docker, monkeypatch
 ):
