@@ -34,9 +34,11 @@ imitates, and where the real behaviour is documented:
   (RollingUpdate). Deployment status: observedGeneration, replicas, updatedReplicas,
   readyReplicas, availableReplicas, unavailableReplicas, conditions Available / Progressing
   (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#deployment-status).
-  A Job gets one Pod (labels ``job-name``, ``batch.kubernetes.io/job-name``,
-  ``controller-uid``) whose outcome ``job_outcome`` decides: status.succeeded/failed,
-  conditions Complete/Failed with ``BackoffLimitExceeded``, the pod's log and exit code.
+  A Job gets a Pod (labels ``job-name``, ``batch.kubernetes.io/job-name``,
+  ``controller-uid``) whose outcome ``job_outcome`` decides; a failed pod is replaced until
+  ``backoffLimit`` failures (https://kubernetes.io/docs/concepts/workloads/controllers/job/
+  #pod-backoff-failure-policy), then status.failed and conditions FailureTarget/Failed with
+  ``BackoffLimitExceeded``; success: status.succeeded, SuccessCriteriaMet/Complete.
   CronJobs are stored only (no schedule runs).
 - **Pod logs**: ``GET .../pods/NAME/log`` with ``tailLines``, ``previous``, and
   ``follow=true`` streaming chunked until the container ends.
@@ -1236,24 +1238,26 @@ class Emulator:
         uid = job["metadata"]["uid"]
         pods = self._owned("Pod", ns, uid)
         name = job["metadata"]["name"]
-        if not pods and not job.get("status", {}).get("startTime"):
+        st = job.setdefault("status", {})
+        failed = [p for p in pods if p["status"]["phase"] == "Failed"]
+        succeeded = [p for p in pods if p["status"]["phase"] == "Succeeded"]
+        running = [p for p in pods if p["status"]["phase"] not in ("Succeeded", "Failed")]
+        if failed:
+            st["failed"] = len(failed)
+        backoff_left = len(failed) <= int(job["spec"].get("backoffLimit", 6))
+        if not running and not succeeded and backoff_left:  # start (or retry, backoffLimit)
             pod = self._new_pod(ns, f"{name}-{suffix()}", job["spec"]["template"], job)
-            job["status"] = {
-                "startTime": now(),
-                "active": 1,
-                "ready": 0,
-                "terminating": 0,
-                "uncountedTerminatedPods": {},
-            }
+            st.setdefault("startTime", now())
+            st.update({"active": 1, "ready": 0, "terminating": 0})
+            st.setdefault("uncountedTerminatedPods", {})
             outcome = self.job_outcome(name, copy.deepcopy(pod))
             if outcome is not None:
                 code, lines = outcome
                 self.loop.call_later(0.05, self._end_pod, ns, pod["metadata"]["name"], code, lines)
             return
-        ended = [p for p in pods if p["status"]["phase"] in ("Succeeded", "Failed")]
-        if not ended:
+        if running:
             return
-        pod = ended[0]
+        pod = (succeeded or failed)[-1]
         t = now()
         ok = pod["status"]["phase"] == "Succeeded"
         st = job["status"]
@@ -1261,6 +1265,7 @@ class Emulator:
         st["ready"] = 0
         if ok:
             st["succeeded"] = 1
+            st.pop("failed", None) if not failed else None
             st["completionTime"] = t
             st["conditions"] = [
                 {
@@ -1281,7 +1286,6 @@ class Emulator:
                 },
             ]
         else:
-            st["failed"] = 1
             st["conditions"] = [
                 {
                     "type": "FailureTarget",

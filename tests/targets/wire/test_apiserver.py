@@ -155,18 +155,18 @@ def test_jobs_succeed_or_fail_with_conditions_and_logs(apiserver, clients):
     apiserver.job_outcome = lambda job, pod: (0, ["trained"]) if job == "good" else (1, ["boom"])
     jobs = dyn.resources.get(api_version="batch/v1", kind="Job")
     for name in ("good", "bad"):
-        body = deployment(name)
         body = {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {"name": name, "namespace": NS},
             "spec": {
+                "backoffLimit": 1,
                 "template": {
                     "spec": {
                         "restartPolicy": "Never",
                         "containers": [{"name": "trainer", "image": "irisctl-services:test"}],
                     }
-                }
+                },
             },
         }
         dyn.create(jobs, body=body, namespace=NS)
@@ -178,7 +178,9 @@ def test_jobs_succeed_or_fail_with_conditions_and_logs(apiserver, clients):
     wait_until(
         lambda: condition("good") == ["Complete"] and condition("bad") == ["Failed"], timeout_s=5
     )
-    assert apiserver.get("Job", NS, "bad")["status"]["failed"] == 1
+    assert apiserver.get("Job", NS, "bad")["status"]["failed"] == 2  # backoffLimit 1: 2 pods
+    assert len(apiserver.list("Pod", NS, "job-name=bad")) == 2
+    assert apiserver.get("Job", NS, "good")["status"]["succeeded"] == 1
     pod = apiserver.list("Pod", NS, "job-name=bad")[0]
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
     assert core.read_namespaced_pod_log(pod["metadata"]["name"], NS) == "boom\n"
