@@ -308,7 +308,7 @@ def down(
             raise BadInput(
                 "--purge deletes every model, run and metric; without a terminal it needs --yes"
             )
-        typer.confirm(f"Delete all irisctl data under {config.home}?", abort=True)
+        typer.confirm(ops.purge_question(config), abort=True)
     for line in ops.down(config, purge, cluster=cluster) or ["nothing was running"]:
         output.console.print(line)
 

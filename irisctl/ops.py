@@ -208,6 +208,13 @@ def down(config: Config, purge: bool, dry_run: bool = False, cluster: bool = Fal
     return target.down(purge, dry_run=dry_run, cluster=cluster)
 
 
+def purge_question(config: Config) -> str:
+    """The confirmation ``down --purge`` asks: what the chosen target would delete."""
+    target, _ = _current(config)
+    scope = getattr(target, "purge_scope", None)  # Kubernetes: the namespace and its context
+    return f"Delete {scope() if scope else f'all irisctl data under {config.home}'}?"
+
+
 def secrets(config: Config) -> dict[str, str]:
     """The credentials the running stack's target generated."""
     return _running(config).secrets()

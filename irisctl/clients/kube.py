@@ -99,21 +99,66 @@ def _api_errors(what: str, server: str = "") -> Iterator[None]:
         yield
     except (ApiException, DynamicApiError) as exc:
         status = getattr(exc, "status", "?")
-        reason = getattr(exc, "reason", "") or str(exc).splitlines()[0]
+        said = status_message(getattr(exc, "body", None))
+        reason = said.get("reason") or getattr(exc, "reason", "") or str(exc).splitlines()[0]
+        message = said.get("message", "")
+        causes = "; ".join(
+            f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
+            for c in said.get("causes") or []
+        )
         hint = (
             "your kubeconfig user may lack RBAC rights in this namespace"
-            if status == 403
-            else "see the message above"
+            if status == 403 and "being terminated" not in message
+            else "the API server's message says what it refused"
+            if message
+            else "see `kubectl get events -n NAMESPACE`"
         )
-        raise IrisctlError(f"Kubernetes API: {what} failed ({status} {reason})", hint) from None
+        text = f"Kubernetes API: {what} failed ({status} {reason})"
+        if message:
+            text += f": {message}"
+        if causes and causes not in message:
+            text += f" [{causes}]"
+        raise IrisctlError(text, hint) from None
     except (HTTPError, OSError) as exc:
-        text = str(exc)
-        errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)  # the socket's own words
         raise IrisctlError(
             f"the Kubernetes API server {server or ''} is not reachable while {what}: "
-            f"{errno.group(0).strip() if errno else text.splitlines()[0][:200]}",
+            f"{transport_cause(exc)}",
             "is the cluster running? (`minikube status` for minikube)",
         ) from None
+
+
+def status_message(body: Any) -> dict[str, Any]:
+    """The API server's Status object (message, reason, details.causes) from an error body."""
+    import json
+
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    try:
+        status = json.loads(body) if isinstance(body, str) and body else {}
+    except ValueError:
+        return {"message": str(body).strip()} if body else {}
+    if not isinstance(status, dict):
+        return {}
+    return {
+        "message": str(status.get("message") or ""),
+        "reason": str(status.get("reason") or ""),
+        "causes": (status.get("details") or {}).get("causes") or [],
+    }
+
+
+def transport_cause(exc: BaseException) -> str:
+    """The whole innermost cause of a transport error (urllib3 wraps it in MaxRetryError),
+    never cut: an expired certificate must not end at "certificate verify failed: "."""
+    inner: BaseException = exc
+    while True:
+        nxt = getattr(inner, "reason", None)
+        if isinstance(nxt, BaseException) and nxt is not inner:
+            inner = nxt
+            continue
+        break
+    text = str(inner).strip() or type(inner).__name__
+    errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)  # the socket's own words
+    return errno.group(0).strip() if errno else text
 
 
 class Cluster:

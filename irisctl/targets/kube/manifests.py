@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from typing import Any
 
 from ... import render as templates
@@ -118,9 +120,43 @@ def render(config: Config, target: str) -> dict[str, str]:
             "local/alertmanager.yml.j2", webhook_url=c["alert_webhook_url"]
         ),
     }
+    context["checksums"] = checksums(context, c["backend_store_uri"])
     return {
         f"{name}.yaml": templates.render(f"k8s/{name}.yaml.j2", **context) for name in MANIFESTS
     }
+
+
+def checksums(context: dict[str, Any], backend_store_uri: str) -> dict[str, str]:
+    """Workload → a hash of the configuration its pods read only at start (envFrom, mounted
+    config files, the Secret's backend URI): in the pod template, a change rolls the pods."""
+
+    def digest(*parts: Any) -> str:
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    settings = context["service_env"]
+    return {
+        "mlflow": digest(backend_store_uri),
+        "model-api": digest(settings),
+        "monitor": digest(settings),
+        "prometheus": digest(context["prometheus_yml"], context["rules_yml"]),
+        "alertmanager": digest(context["alertmanager_yml"]),
+    }
+
+
+CHECKSUM = "checksum/config"
+
+
+def pod_checksums(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """Deployment → the checksum annotation of its pod template (as applied or as found)."""
+    out = {}
+    for d in objs:
+        if d.get("kind", "Deployment") == "Deployment":
+            template = (d.get("spec") or {}).get("template") or {}
+            annotations = (template.get("metadata") or {}).get("annotations") or {}
+            if CHECKSUM in annotations:
+                out[d["metadata"]["name"]] = str(annotations[CHECKSUM])
+    return out
 
 
 def documents(rendered: dict[str, str]) -> list[dict[str, Any]]:

@@ -131,6 +131,14 @@ class KubeTarget:
         progress("image", f"{tag} {'built' if built.built else 'present'} in {engine}")
         self._record(up=False)  # from here on `down` can find what was applied
         documents = self.documents()
+        if teardown.terminating(cluster.get("v1", "Namespace", self.namespace)):
+            progress(
+                "namespace",
+                f"{self.namespace} is still being deleted (Terminating, e.g. after "
+                "`down --purge`); waiting until it is gone",
+            )
+            teardown.wait_gone(cluster, self.config["rollout_timeout"], self.poll_s, progress)
+        before = manifests.pod_checksums(cluster.find("apps/v1", "Deployment"))
         for doc in documents:
             if doc["kind"] == "Namespace":
                 cluster.apply(doc)
@@ -140,6 +148,10 @@ class KubeTarget:
             if doc["kind"] != "Namespace":
                 self._apply(cluster, doc)
         progress("manifests", f"applied {len(documents)} objects (server-side, irisctl)")
+        after = manifests.pod_checksums(documents)
+        rolled = [n for n, c in after.items() if before.get(n) not in (None, c)]
+        if rolled:
+            progress("settings", f"changed: restarting {', '.join(rolled)} to read them")
         # Up once applied: after a failed or interrupted wait, `train --now`, `status` and
         # `down` still act on it (and `up` again continues).
         self._record(up=True)
@@ -318,11 +330,22 @@ class KubeTarget:
 
     # -- down ----------------------------------------------------------------------------------
 
+    def purge_scope(self) -> str:
+        """What ``down --purge`` deletes, for its confirmation."""
+        where = f"context {self.config['context'] or self.profile}"
+        return f"namespace {self.namespace} in {where} (every model, run and metric in it)"
+
     def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
         """Delete the workloads (keep PVCs and the Secret); ``purge``: the whole namespace."""
         if cluster and self.name != "minikube":
             raise BadInput("--cluster stops minikube; the kubernetes target's cluster is not ours")
-        done = teardown.delete(self.cluster(), self.documents(), purge, dry_run)
+        kube_ = self.cluster()
+        if purge and self.name == "kubernetes":
+            teardown.check_managed(kube_, self.config["context"])
+        done = teardown.delete(kube_, self.documents(), purge, dry_run)
+        if purge and not dry_run and done:
+            waited = teardown.wait_gone(kube_, self.config["rollout_timeout"], self.poll_s)
+            done.append(f"namespace {self.namespace} is gone ({waited:.0f}s)")
         if cluster:
             done.append(f"{'would stop' if dry_run else 'stopped'} minikube profile {self.profile}")
         if dry_run:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ...clients.kube import Cluster
+from ...errors import IrisctlError
 from .jobs import TRAINER_SELECTOR
 from .manifests import SECRET_NAME
-from .objects import name
+from .objects import label, name
 
 KEPT = {"Namespace", "PersistentVolumeClaim", "Secret"}
 
@@ -47,3 +49,53 @@ def delete(
             "(runs, models, metrics, credentials); `down --purge` deletes them"
         )
     return done
+
+
+def terminating(namespace: dict[str, Any] | None) -> bool:
+    """The namespace is being deleted: the API server refuses new objects in it (403)."""
+    if namespace is None:
+        return False
+    phase = (namespace.get("status") or {}).get("phase")
+    return phase == "Terminating" or bool(namespace["metadata"].get("deletionTimestamp"))
+
+
+def wait_gone(cluster: Cluster, timeout_s: float, poll_s: float, progress: Any = None) -> float:
+    """Until the namespace no longer exists (its finalizers done); seconds waited.
+
+    A deleted namespace stays ``Terminating`` while its objects go; until then `up` could not
+    create anything in it ("… because it is being terminated").
+    """
+    started = time.monotonic()
+    said = 0.0
+    while True:
+        found = cluster.get("v1", "Namespace", cluster.namespace)
+        waited = time.monotonic() - started
+        if found is None:
+            return waited
+        if waited > timeout_s:
+            raise IrisctlError(
+                f"namespace {cluster.namespace} is still terminating after {timeout_s:.0f}s",
+                f"`kubectl get all -n {cluster.namespace}` shows what holds it; "
+                "run the command again to keep waiting",
+            )
+        if progress is not None and waited - said >= 5:
+            progress("namespace", f"{cluster.namespace} terminating ({waited:.0f}s)")
+            said = waited
+        time.sleep(poll_s)
+
+
+def check_managed(cluster: Cluster, context: str) -> None:
+    """Refuse to purge a namespace irisctl did not create (the label ``up`` sets)."""
+    found = cluster.get("v1", "Namespace", cluster.namespace)
+    if found is None:
+        return
+    if "irisctl" not in (
+        label(found, "app.kubernetes.io/managed-by"),
+        label(found, "app.kubernetes.io/part-of"),
+    ):
+        raise IrisctlError(
+            f"namespace {cluster.namespace} in context {context} is not managed by irisctl "
+            "(no label app.kubernetes.io/managed-by=irisctl); refusing to delete it",
+            "`irisctl down` without --purge deletes only irisctl's objects; "
+            "choose the namespace irisctl created with --namespace",
+        )
