@@ -49,6 +49,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "minikube_profile": ("minikube", str),
     "minikube_cpus": (2, int),
     "minikube_memory_mb": (4096, int),
+    "minikube_addons": ("", str),  # comma-separated, e.g. "metrics-server"; the stack needs none
     # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
     "backend_store_uri": ("", str),
     "rollout_timeout": (600.0, float),  # seconds `up` waits for every workload to be ready

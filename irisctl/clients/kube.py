@@ -230,15 +230,20 @@ class Cluster:
         result: dict[str, Any] = found.to_dict()
         return result
 
-    def find(self, api_version: str, kind: str, selector: str = "") -> list[dict[str, Any]]:
+    def find(
+        self, api_version: str, kind: str, selector: str = "", fields: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in the namespace, by label (and field) selector."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         with _api_errors(f"listing {kind}", self.server):
             try:
+                extra = {"field_selector": fields} if fields else {}
                 found = self.dynamic.get(
                     self._resource(api_version, kind),
                     namespace=self.namespace,
                     label_selector=selector or None,
+                    **extra,
                 )
             except NotFoundError:  # the namespace is gone
                 return []
@@ -281,11 +286,18 @@ class Cluster:
     # -- pods ----------------------------------------------------------------------------------
 
     def pod_log(self, pod: str, tail: int | None = None, previous: bool = False) -> list[str]:
+        """The log's lines as the container wrote them: raw bytes, not the client's
+        deserialised body (some client versions turn a one-line JSON log into a Python repr)."""
         with _api_errors(f"reading the log of pod {pod}", self.server):
-            text = self.core.read_namespaced_pod_log(
-                pod, self.namespace, tail_lines=tail, previous=previous
+            response = self.core.read_namespaced_pod_log(
+                pod, self.namespace, tail_lines=tail, previous=previous, _preload_content=False
             )
-        return str(text).splitlines()
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return text.splitlines()
 
     def follow_log(self, pod: str, tail: int | None = None) -> Iterator[str]:
         """A pod's log lines as they are written, until the container ends."""

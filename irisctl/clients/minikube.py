@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 from ..errors import IrisctlError
 
 INSTALL_HINT = "install minikube: https://minikube.sigs.k8s.io/docs/start/"
-ADDONS = ("ingress", "metrics-server")
 # minikube's reason codes (its `--output json` and plain output carry them) → what to do.
 REASONS = {
     "PROVIDER_DOCKER_NOT_RUNNING": "Docker is not running: start Docker, then retry",
@@ -94,14 +93,16 @@ def start(profile: str, cpus: int, memory_mb: int, on_line: Callable[[str], None
         raise _failure("minikube start", profile, "".join(seen))
 
 
-def enable_addons(profile: str, on_line: Callable[[str], None]) -> None:
-    """Enable ingress and metrics-server unless they are on already."""
+def enable_addons(profile: str, addons: list[str], on_line: Callable[[str], None]) -> None:
+    """Enable ``addons`` unless they are on already (none by default: the stack needs none)."""
+    if not addons:
+        return
     proc = _run(profile, "addons", "list", "-o", "json", timeout=60)
     try:
         listed = json.loads(proc.stdout) if proc.returncode == 0 else {}
     except ValueError:
         listed = {}
-    for addon in ADDONS:
+    for addon in addons:
         if (listed.get(addon) or {}).get("Status") == "enabled":
             continue
         on_line(f"enabling the {addon} addon")

@@ -203,6 +203,10 @@ class _Stream:
         for i in range(0, len(data), 7):  # odd chunks: lines split across reads
             yield data[i : i + 7]
 
+    @property
+    def data(self) -> bytes:
+        return self.text.encode()
+
     def release_conn(self) -> None:
         self.released = True
 
@@ -220,7 +224,7 @@ class FakeCore:
         text = (self.previous if kwargs.get("previous") else self.logs).get(name, "")
         if kwargs.get("tail_lines") is not None:
             text = "\n".join(text.splitlines()[-kwargs["tail_lines"] :])
-        if kwargs.get("follow"):
+        if kwargs.get("follow") or kwargs.get("_preload_content") is False:
             return _Stream(text)
         return text
 

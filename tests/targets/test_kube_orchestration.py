@@ -103,11 +103,10 @@ def test_g1_up_applies_every_manifest_server_side_in_order(env):
     assert recorded["up"] and recorded["target"] == "minikube"
     assert recorded["place"]["minikube_profile"] == "minikube"
     assert ("model-api", "healthy") in seen and ("minio-create-bucket", "healthy") in seen
-    # minikube was running: no start, and only the addon that was off got enabled.
+    # minikube was running: no start; no addon is enabled unless asked (the stack needs none).
     calls = argv_log(env)
     assert not any(" start" in c for c in calls)
-    assert "-p minikube addons enable ingress" in calls
-    assert not any("enable metrics-server" in c for c in calls)
+    assert not any("addons" in c for c in calls)
 
 
 def test_g1_g2_up_generates_strong_credentials_once_and_never_prints_them(env):

@@ -75,6 +75,9 @@ def create_job(cluster: Cluster) -> str:
                         "kind": "CronJob",
                         "name": CRONJOB,
                         "uid": cron["metadata"]["uid"],
+                        # As `kubectl create job --from=cronjob/…` sets them.
+                        "controller": True,
+                        "blockOwnerDeletion": True,
                     }
                 ],
             },

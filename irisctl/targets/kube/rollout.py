@@ -15,8 +15,9 @@ WORKLOADS = ("minio", "mlflow", "model-api", "monitor", "prometheus", "alertmana
 # Ready only once a champion exists (readinessProbe /readyz): `up` waits until it is alive, the
 # first training runs, and then ops.up waits for /readyz (issue 11: the first `up` deadlocked).
 ALIVE_IS_ENOUGH = ("model-api",)
-# Container waiting reasons that will not fix themselves while `up` waits.
-STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
+# Container waiting reasons that will not fix themselves while `up` waits. Not ErrImagePull:
+# the kubelet retries a pull; only when it keeps failing does the pod show ImagePullBackOff.
+STUCK = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 
 
 def reason(why: str) -> str:
@@ -122,6 +123,41 @@ def why(cluster: Cluster, component: str, pods: list[dict[str, Any]]) -> str:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 return f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}"[:300]
     if not mine:
-        return "waiting for its pod"
+        return not_created(cluster, component) or "waiting for its pod"
     phase = (mine[0].get("status") or {}).get("phase", "Pending")
-    return "starting" if phase == "Running" else phase.lower()
+    if phase == "Running":
+        probe = probe_failure(cluster, mine[0])
+        return f"not ready: {probe}" if probe else "starting"
+    return phase.lower()
+
+
+def not_created(cluster: Cluster, component: str) -> str:
+    """Why a workload has no pod: its Deployment's or ReplicaSets' ``ReplicaFailure`` condition
+    (quota, LimitRange, an admission webhook: reason ``FailedCreate``)."""
+    owners = [
+        *cluster.find("apps/v1", "Deployment", f"app.kubernetes.io/name={component}"),
+        *cluster.find("apps/v1", "ReplicaSet", f"app.kubernetes.io/name={component}"),
+        *cluster.find("batch/v1", "Job", f"app.kubernetes.io/name={component}"),
+    ]
+    for owner in owners:
+        for cond in (owner.get("status") or {}).get("conditions") or []:
+            if cond.get("status") != "True":
+                continue
+            if cond.get("type") == "ReplicaFailure" or cond.get("reason") == "FailedCreate":
+                return f"{cond.get('reason') or 'FailedCreate'}: {cond.get('message', '')}"
+    return ""
+
+
+def probe_failure(cluster: Cluster, pod: dict[str, Any]) -> str:
+    """The newest failing probe's message for a running, unready pod (the kubelet reports it
+    as an ``Unhealthy`` Event; the Ready condition only says which containers are unready)."""
+    events = cluster.find("v1", "Event", fields=f"involvedObject.name={pod['metadata']['name']}")
+    unhealthy = [e for e in events if e.get("reason") == "Unhealthy" and e.get("message")]
+    if unhealthy:
+        newest = max(unhealthy, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return str(newest["message"])
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        said = str(cond.get("message") or "")
+        if cond.get("type") == "Ready" and "probe failed" in said:
+            return said
+    return ""

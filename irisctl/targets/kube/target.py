@@ -98,7 +98,9 @@ class KubeTarget:
             )
         else:
             self.context()
-        docker.client()  # reachable, or a clear error
+            docker.client()  # this machine's Docker builds and pushes: reachable, or clear
+        # minikube: no ping of this machine's Docker here. `minikube start` reports a stopped
+        # Docker as PROVIDER_DOCKER_NOT_RUNNING (mapped to its fix); images go to its own.
 
     def _check_resources(self) -> None:
         cpus, memory = self.config["minikube_cpus"], self.config["minikube_memory_mb"]
@@ -170,7 +172,8 @@ class KubeTarget:
                 self.config["minikube_memory_mb"],
                 lambda line: progress("minikube", line),
             )
-        minikube.enable_addons(self.profile, lambda line: progress("minikube", line))
+        addons = [a.strip() for a in self.config["minikube_addons"].split(",") if a.strip()]
+        minikube.enable_addons(self.profile, addons, lambda line: progress("minikube", line))
 
     def _ensure_secret(self, cluster: Cluster, progress: Progress) -> None:
         """Generate the credentials once; later `up`s keep them (read first, create if absent)."""
