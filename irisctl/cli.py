@@ -323,6 +323,7 @@ def port_forward(ctx: typer.Context) -> None:
     """
     import signal
     import threading
+    import time
 
     from . import ops
 
@@ -332,7 +333,10 @@ def port_forward(ctx: typer.Context) -> None:
     for f in forwards:
         output.console.print(f"forwarding 127.0.0.1:{f.port}")
     try:
-        stop.wait()
+        # Not stop.wait(): SIGTERM delivered to another thread does not wake a lock wait in
+        # this one, so the forwarder outlived `up`'s stop now and then (held its ports).
+        while not stop.is_set():
+            time.sleep(0.2)
     finally:
         for f in forwards:
             f.stop()
