@@ -1,4 +1,5 @@
-"""The Kubernetes targets' orchestration, tested at the kubernetes-client and subprocess boundary.
+"""The Kubernetes targets' orchestration at the kubernetes-client and subprocess boundary, for
+what the wire stand-ins (tests/targets/wire/) cannot yet show: crash loops, image pulls, restarts.
 
 None of these tests talks to a cluster (none can run here, see DESIGN.md): the kubernetes
 client is replaced by the recording fakes in ``fake_kube`` and ``minikube`` by a shell stub on
@@ -85,57 +86,6 @@ def progress_recorder():
 
 
 # -- up ----------------------------------------------------------------------------------------
-
-
-def test_g1_up_applies_every_manifest_server_side_in_order(env):
-    """Not a cluster: the fake records the applies; the order is namespace, Secret, the rest."""
-    t = target()
-    seen, progress = progress_recorder()
-    t.up(progress)
-    applies = [c for c in t.cluster().dynamic.calls if c[0] == "server_side_apply"]
-    kinds = [kind for _, kind, _, _ in applies]
-    assert kinds[0] == "Namespace" and kinds[1] == "Secret" and kinds[-1] == "CronJob"
-    assert all(c[3]["field_manager"] == "irisctl" and c[3]["force_conflicts"] for c in applies)
-    assert {n for _, k, n, _ in applies if k == "Deployment"} == set(kube.WORKLOADS)
-    assert all(c[3]["namespace"] == "iris-mlops" for c in applies if c[1] != "Namespace")
-    assert env.builds == ["minikube"]
-    recorded = state.read(env.home)
-    assert recorded["up"] and recorded["target"] == "minikube"
-    assert recorded["place"]["minikube_profile"] == "minikube"
-    assert ("model-api", "healthy") in seen and ("minio-create-bucket", "healthy") in seen
-    # minikube was running: no start; no addon is enabled unless asked (the stack needs none).
-    calls = argv_log(env)
-    assert not any(" start" in c for c in calls)
-    assert not any("addons" in c for c in calls)
-
-
-def test_g1_g2_up_generates_strong_credentials_once_and_never_prints_them(env):
-    """Not a cluster: the Secret lives in the fake's store between the two `up`s."""
-    cluster = fake_cluster()
-    seen, progress = progress_recorder()
-    target(cluster=cluster).up(progress)
-    first = cluster.secret("iris-credentials")
-    assert set(first) == {"minio-root-user", "minio-root-password", "mlflow-backend-store-uri"}
-    assert len(first["minio-root-password"]) >= 32
-    assert first["minio-root-password"] not in ("minio123", "minioadmin")
-    assert first["mlflow-backend-store-uri"] == "sqlite:////data/mlflow.db"
-    target(cluster=cluster).up(progress)
-    assert cluster.secret("iris-credentials") == first  # read first, kept
-    secret_applies = [c for c in cluster.dynamic.calls if c[:2] == ("server_side_apply", "Secret")]
-    assert len(secret_applies) == 1
-    shown = " ".join(f"{a} {b}" for a, b in seen)
-    assert first["minio-root-password"] not in shown and first["minio-root-user"] not in shown
-    rendered = "".join(target().render().values())
-    assert first["minio-root-password"] not in rendered
-
-
-def test_g1_a_postgres_backend_store_goes_into_the_secret_only(env):
-    """Not a cluster: the URI (with its password) is in the Secret, not in argv or manifests."""
-    uri = "postgresql://mlflow:s3cret-pw@db.example:5432/mlflow"
-    t = target(backend_store_uri=uri)
-    t.up(lambda *a: None)
-    assert t.cluster().secret("iris-credentials")["mlflow-backend-store-uri"] == uri
-    assert "s3cret-pw" not in "".join(t.render().values())
 
 
 def test_up_starts_a_stopped_minikube_with_the_docker_driver(env):
@@ -261,87 +211,6 @@ def _up(env, **flags):
     return t
 
 
-def test_train_creates_a_job_from_the_cronjob_and_streams_its_log(env):
-    """Not a cluster: the fake's controller runs the Job's pod at once; its log is canned."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    summary = {"event": "training.summary", "promoted": True, "version": "1", "accuracy": 0.97}
-    real_control = fake._control
-
-    def control(obj):
-        real_control(obj)
-        if obj["kind"] == "Job":
-            t.cluster().core.logs[f"{obj['metadata']['name']}-x1"] = (
-                '{"event": "training.start"}\nplain line\n' + json.dumps(summary) + "\n"
-            )
-
-    fake._control = control
-    lines = []
-    outcome = t.train(lines.append)
-    assert outcome.exit_code == 0 and outcome.summary["version"] == "1"
-    assert lines[-1] == json.dumps(summary) and "plain line" in lines
-    created = [c for c in fake.calls if c[:2] == ("create", "Job")]
-    assert len(created) == 1
-    job = fake.objects[("Job", created[0][2])]
-    cron = fake.objects[("CronJob", "ml-model-training")]
-    assert job["spec"] == cron["spec"]["jobTemplate"]["spec"]
-    assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
-    owner = job["metadata"]["ownerReferences"][0]
-    assert owner["kind"] == "CronJob" and owner["uid"] == cron["metadata"]["uid"]
-    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "trainer"
-
-
-def test_c7_train_refuses_while_any_training_job_is_active(env):
-    """Not a cluster: a running (scheduled) training Job is seeded in the fake."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    fake.healthy = False  # the seeded Job stays active
-    fake.put(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": "ml-model-training-29000000",
-                "labels": {"app.kubernetes.io/name": "trainer"},
-            },
-            "spec": {},
-            "status": {"active": 1},
-        }
-    )
-    with pytest.raises(IrisctlError) as err:
-        t.train(lambda line: None)
-    assert (
-        "already running" in err.value.message and "ml-model-training-29000000" in err.value.message
-    )
-    assert not [c for c in fake.calls if c[:2] == ("create", "Job")]
-
-
-def test_a_failed_training_job_reports_its_exit_code_and_reason(env):
-    """Not a cluster: the fake marks the Job Failed and its pod terminated with exit 1."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-
-    def control(obj):
-        if obj["kind"] == "Job":
-            name = obj["metadata"]["name"]
-            obj["status"] = {
-                "failed": 3,
-                "conditions": [
-                    {
-                        "type": "Failed",
-                        "status": "True",
-                        "reason": "BackoffLimitExceeded",
-                        "message": "Job has reached the specified backoff limit",
-                    }
-                ],
-            }
-            fake.put(pod(f"{name}-x1", {"job-name": name}, terminated=1))
-
-    fake._control = control
-    outcome = t.train(lambda line: None)
-    assert outcome.exit_code == 1 and "backoff limit" in outcome.error
-
-
 # -- status, logs, secrets ---------------------------------------------------------------------
 
 
@@ -392,29 +261,6 @@ def test_show_secrets_reads_the_secret(env):
 
 
 # -- down --------------------------------------------------------------------------------------
-
-
-def test_down_deletes_workloads_and_keeps_volumes_and_the_secret(env):
-    """Not a cluster: what remains is what the fake still stores."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    done = t.down(purge=False)
-    left = {kind for kind, _ in fake.objects if kind != "Pod"}
-    assert left == {"Namespace", "PersistentVolumeClaim", "Secret"}
-    assert any("kept the PersistentVolumeClaims" in d for d in done)
-    assert all(c[3]["propagation_policy"] == "Background" for c in fake.calls if c[0] == "delete")
-    assert state.read(env.home)["up"] is False
-
-
-def test_down_dry_run_lists_and_changes_nothing(env):
-    """Not a cluster."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    before = dict(fake.objects)
-    done = t.down(purge=True, dry_run=True, cluster=True)
-    assert done == ["would delete Namespace/iris-mlops", "would stop minikube profile minikube"]
-    assert fake.objects == before and not any(" stop" in c for c in argv_log(env))
-    assert state.read(env.home)["up"] is True
 
 
 def test_down_purge_deletes_the_namespace_and_cluster_stops_minikube(env):
