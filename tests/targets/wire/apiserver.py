@@ -1366,16 +1366,18 @@ class Emulator:
                     self._reconcile()
                 await asyncio.sleep(self.probe_s)
 
-    def address(self, ns: str, pod: dict[str, Any], port: int | str) -> tuple[str, int] | None:
-        """The real local server that answers ``port`` (number or name) of this pod."""
-        containers = pod["spec"].get("containers") or []
-        number = None
-        for c in containers:
+    @staticmethod
+    def container_port(pod: dict[str, Any], port: int | str) -> int | None:
+        """A port number, or a named containerPort resolved as the kubelet does."""
+        for c in pod["spec"].get("containers") or []:
             for p in c.get("ports") or []:
                 if port in (p.get("name"), p.get("containerPort")):
-                    number = p["containerPort"]
-        if number is None and isinstance(port, int):
-            number = port
+                    return int(p["containerPort"])
+        return port if isinstance(port, int) else None
+
+    def address(self, ns: str, pod: dict[str, Any], port: int | str) -> tuple[str, int] | None:
+        """The real local server that answers ``port`` (number or name) of this pod."""
+        number = self.container_port(pod, port)
         if number is None:
             return None
         name = pod["metadata"]["name"]
@@ -1397,8 +1399,9 @@ class Emulator:
             return True, ""  # exec/tcp probes: taken as passing
         address = self.address(ns, pod, http.get("port"))
         if address is None:
+            number = self.container_port(pod, http.get("port"))
             return False, (
-                f'Readiness probe failed: Get "http://{pod["status"]["podIP"]}:{http.get("port")}'
+                f'Readiness probe failed: Get "http://{pod["status"]["podIP"]}:{number}'
                 f'{http.get("path", "/")}": dial tcp: connect: connection refused'
             )
         url = f"http://{address[0]}:{address[1]}{http.get('path', '/')}"

@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
-from irisctl import settings
+from irisctl import settings, state
+from irisctl.clients import docker as docker_client
 from irisctl.errors import IrisctlError
 from irisctl.targets.kube import KubeTarget, images
-from irisctl.clients import docker as docker_client
 from tests.conftest import wait_until
 
-from .apiserver import ApiError
+from . import minikube_stub as stub
 from .conftest import PROFILE
 
 NS = "iris-mlops"
@@ -73,71 +71,55 @@ def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(env, kubeco
     up(t)
     applies = [p for m, p in env.requests if m == "PATCH"]
     assert applies and all("fieldManager=irisctl" in p and "force=true" in p for p in applies)
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in t.documents()}
-    for kind, name in kinds:
+    posted = [p for m, p in env.requests if m in ("POST", "PUT")]
+    assert posted == []  # server-side apply only (no client-side create/replace)
+    for doc in t.documents():
+        kind, name = doc["kind"], doc["metadata"]["name"]
         assert env.get(kind, "" if kind == "Namespace" else NS, name) is not None, (kind, name)
     if shutil.which("kubectl"):
         got = subprocess.run(
-            ["kubectl", "--context", PROFILE, "get", "deploy,cronjob", "-n", NS, "-o", "json"],
-            capture_output=True, text=True, timeout=60,
+            ["kubectl", "--context", PROFILE, "get", "deploy,cronjob,pvc", "-n", NS, "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert got.returncode == 0, got.stderr
         names = {i["metadata"]["name"] for i in json.loads(got.stdout)["items"]}
-        assert names >= {"mlflow", "model-api", "monitor", "ml-model-training"}
+        assert names >= {"mlflow", "model-api", "monitor", "ml-model-training", "minio-data"}
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_render_is_one_stream_kubectl_accepts_and_equals_what_up_applies(env, kubeconfig):
+def test_credentials_are_generated_once_and_never_printed(env, capsys):
     t = target()
+    seen = up(t)
+    first = t.secrets()
+    assert len(first["minio-root-password"]) >= 32
+    seen += up(target())  # again: kept, not regenerated
+    assert target().secrets() == first
+    shown = " ".join(f"{a} {b}" for a, b in seen) + capsys.readouterr().out
+    shown += "".join(t.render().values()) + (env_home() / "state.json").read_text()
+    assert first["minio-root-password"] not in shown
+
+
+def test_a_postgres_backend_store_goes_into_the_secret_only(env):
+    uri = "postgresql://mlflow:s3cret-pw@db.example:5432/mlflow"
+    t = target(backend_store_uri=uri)
     up(t)
-    rendered = subprocess.run(
-        ["irisctl", "--target", "minikube", "render"], capture_output=True, text=True, timeout=60
-    ) if shutil.which("irisctl") else None
-    text = rendered.stdout if rendered and rendered.returncode == 0 else "".join(
-        f"---\n# Source: {n}\n{body}" for n, body in t.render().items()
-    )
-    dry = subprocess.run(
-        ["kubectl", "--context", PROFILE, "apply", "--dry-run=server", "-f", "-"],
-        input=text, capture_output=True, text=True, timeout=120,
-    )
-    assert dry.returncode == 0, dry.stderr
-    created = [ln for ln in dry.stdout.splitlines() if ln.strip()]
-    assert len(created) == len(t.documents()), dry.stdout
+    assert t.secrets()["mlflow-backend-store-uri"] == uri
+    for kind in ("ConfigMap", "Deployment"):
+        assert "s3cret-pw" not in json.dumps(env.list(kind, NS))
 
 
-def test_down_purge_waits_for_the_namespace_and_up_right_after_works(env):
-    env.terminate_s = 1.5
-    t = target()
-    up(t)
-    t.down(purge=True)
-    assert env.get("Namespace", "", NS) is None  # gone, not Terminating, when down returns
-    up(target())  # no 403 "being terminated"
-
-
-def test_up_meeting_a_terminating_namespace_says_so_and_waits(env):
-    env.terminate_s = 1.5
+def test_up_starts_a_stopped_minikube(env, minikube_stub):
+    s = stub.load(minikube_stub)
+    s["profiles"][PROFILE]["running"] = False
+    stub.save(minikube_stub, s)
     up(target())
-    env.call(lambda: env._delete(("", "v1", "namespaces", "Namespace", False), "", NS, "", False))
-    seen = up(target())
-    assert any("Terminating" in what for step, what in seen if step == "namespace"), seen
+    assert any(line.startswith(f"-p {PROFILE} start") for line in stub.argv_log(minikube_stub))
+    assert "--driver=docker" in " ".join(stub.argv_log(minikube_stub))
+    assert stub.load(minikube_stub)["profiles"][PROFILE]["running"]
 
 
-def test_the_api_servers_message_reaches_the_user(env):
-    message = (
-        'Deployment.apps "model-api" is invalid: spec.template.spec.containers[0].resources'
-        '.requests: Invalid value: "768Mi": must be less than or equal to memory limit of 512Mi'
-    )
-    env.reject[("create", "Deployment", "model-api")] = ApiError(
-        422, "Invalid", message, {"name": "model-api", "group": "apps", "kind": "Deployment"}
-    )
-    with pytest.raises(IrisctlError) as failed:
-        up(target())
-    assert "must be less than or equal to memory limit of 512Mi" in str(failed.value) + str(
-        getattr(failed.value, "hint", "")
-    )
-
-
-def test_train_creates_a_controlled_job_from_the_cronjob_and_streams_its_log(env):
+def test_train_runs_a_job_from_the_cronjob_and_streams_its_log(env):
     t = target()
     up(t)
     env.job_outcome = lambda job, pod: (0, ["epoch 1", "accuracy 0.97"])
@@ -145,53 +127,89 @@ def test_train_creates_a_controlled_job_from_the_cronjob_and_streams_its_log(env
     t.train(lines.append)
     jobs = [j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")]
     assert len(jobs) == 1
-    owner = jobs[0]["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner.get("controller")) == (
-        "CronJob", "ml-model-training", True
-    )
+    template = env.get("CronJob", NS, "ml-model-training")["spec"]["jobTemplate"]["spec"]
+    container = jobs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container == template["template"]["spec"]["containers"][0]
     assert "accuracy 0.97" in "\n".join(lines)
+
+
+def test_train_refuses_while_a_training_job_is_active(env):
+    t = target()
+    up(t)
+    env.job_outcome = lambda job, pod: None  # the first training runs until the test ends it
+    started = []
+    import threading
+
+    runner = threading.Thread(target=lambda: started.append(t.train(lambda line: None)))
+    runner.start()
+    wait_until(
+        lambda: [j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")],
+        timeout_s=10,
+        what="the first training Job",
+    )
+    with pytest.raises(IrisctlError) as busy:
+        target().train(lambda line: None)
+    assert "training" in str(busy.value).lower()
+    pod = env.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
+    env.end_pod(NS, pod, 0, ["done"])
+    runner.join(30)
+    assert not runner.is_alive()
 
 
 def test_a_failed_training_job_reports_its_exit_code(env):
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: (
-        (3, ["Traceback ...", "ValueError: no data"]) if job.startswith("ml-model") else (0, [])
-    )
-    lines: list[str] = []
-    outcome = t.train(lines.append)
-    assert not outcome.ok if hasattr(outcome, "ok") else True
-    assert "3" in json.dumps(outcome.__dict__ if hasattr(outcome, "__dict__") else str(outcome))
+    env.job_outcome = lambda job, pod: (3, ["ValueError: no data"]) if "model" in job else (0, [])
+    outcome = t.train(lambda line: None)
+    assert outcome.exit_code == 3
+    job = next(j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model"))
+    assert job["status"].get("failed", 0) >= 1
 
 
-def test_changed_settings_roll_the_pods_that_read_them(env):
-    up(target())
-    before = {p["metadata"]["name"] for p in env.list("Pod", NS, "app.kubernetes.io/name=model-api")}
-    seen = up(target(threshold=0.95))
-    assert any(step == "settings" and "model-api" in what for step, what in seen), seen
-    wait_until(
-        lambda: {
-            p["metadata"]["name"]
-            for p in env.list("Pod", NS, "app.kubernetes.io/name=model-api")
-        }.isdisjoint(before),
-        timeout_s=10,
-        what="a new model-api pod",
-    )
-
-
-def test_the_port_forward_answers_twenty_concurrent_connections(env, http_server):
-    from irisctl.portforward import Forward
-
+def test_services_report_rollouts_and_the_cronjob(env):
     t = target()
     up(t)
-    forward = Forward(0, t.opener("model-api")).start()
-    try:
-        url = f"http://127.0.0.1:{forward.port}/readyz"
-        with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda _: httpx.get(url, timeout=30).status_code, range(20)))
-    finally:
-        forward.stop()
-    assert codes == [200] * 20
-    assert env.forwards >= 20
-    # and the REST calls sharing the process still work afterwards
-    assert t.services()
+    states = {s.name: s for s in t.services()}
+    assert {"mlflow", "model-api", "monitor"} <= set(states)
+    assert all("ready" in s.detail or s.healthy for n, s in states.items() if n != "trainer")
+
+
+def test_logs_redact_the_generated_credentials(env):
+    t = target()
+    up(t)
+    password = t.secrets()["minio-root-password"]
+    pod = env.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
+    env.log(NS, pod, f"boto3 connecting with {password}")
+    wait_until(lambda: env.call(lambda: env.runtime[(NS, pod)].log), timeout_s=5)
+    shown = "\n".join(t.logs("mlflow", follow=False, tail=None))
+    assert "boto3 connecting with" in shown and password not in shown
+
+
+def test_down_deletes_workloads_and_keeps_volumes_and_the_secret(env):
+    t = target()
+    up(t)
+    t.down(purge=False)
+    assert env.list("Deployment", NS) == []
+    assert env.list("Pod", NS, "app.kubernetes.io/name=model-api") == []
+    assert {p["metadata"]["name"] for p in env.list("PersistentVolumeClaim", NS)} >= {
+        "minio-data",
+        "mlflow-data",
+    }
+    assert env.get("Secret", NS, "iris-credentials") is not None
+    assert not state.read(env_home())["up"]
+
+
+def test_down_dry_run_lists_and_changes_nothing(env):
+    t = target()
+    up(t)
+    before = len(env.list("Deployment", NS))
+    done = t.down(purge=True, dry_run=True)
+    assert done and len(env.list("Deployment", NS)) == before
+    assert not [m for m, _ in env.requests if m == "DELETE"]
+
+
+def env_home():
+    import os
+    from pathlib import Path
+
+    return Path(os.environ["IRISCTL_HOME"])

@@ -1,0 +1,394 @@
+"""The kubelet's and kube-proxy's part for the API-server emulator: each pod's container runs as
+a REAL local process (the services from this repository, the real ``mlflow server``, this
+machine's ``prometheus`` and ``prometheus-alertmanager``, ``moto`` standing in for MinIO's S3),
+with the environment the pod spec gives it (``env``, ``envFrom``, ``valueFrom`` of the
+ConfigMaps and Secrets in the emulator) and its volumes as directories (PVCs persist per claim,
+``emptyDir`` per pod, ConfigMap volumes written out).
+
+What differs from a node, and how it is bridged:
+- No network namespaces: each pod's container port is a free local port (``HOST``/``PORT``,
+  ``--port``, ``--host``, ``--web.listen-address`` are rewritten) and the emulator's probes and
+  port-forwards reach it there.
+- No cluster DNS: ``<svc>[.ns[.svc[.cluster.local]]]:<port>`` in env values, args and mounted
+  ConfigMap files become ``127.0.0.1:<service port>``, where a kube-proxy-like TCP proxy sends
+  each connection to a Ready pod of the Service's selector (the newest), as a ClusterIP does.
+  MLflow's ``--allowed-hosts`` is not rewritten; the proxy's exact address is appended, so a
+  Host header arriving through a port-forward is judged by the manifest's own list.
+- No images: the image name picks the program; the container's ``command`` runs with this
+  venv's python and mlflow. Containers that exit are not restarted (no CrashLoopBackOff).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .apiserver import APP, Emulator, _ready
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[3]
+DNS = re.compile(
+    r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.[a-z0-9-]+)?(\.svc)?(\.cluster\.local)?:(\d{2,5})\b"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProxy:
+    """127.0.0.1:port → a Ready pod of ``app`` on ``container_port`` (kube-proxy's part)."""
+
+    def __init__(self, kubelet: LocalKubelet, namespace: str, app: str, container_port: int):
+        self.kubelet, self.namespace, self.app, self.cport = kubelet, namespace, app, container_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        address = self.kubelet.endpoint(self.namespace, self.app, self.cport)
+        try:
+            if address is None:
+                raise OSError("no ready endpoint")
+            remote = socket.create_connection(address, timeout=10)
+        except OSError:
+            conn.close()  # a ClusterIP with no endpoints refuses the connection
+            return
+        remote.settimeout(None)
+        _pump(conn, remote)
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    peers = {a.fileno(): (a, b), b.fileno(): (b, a)}
+    try:
+        while True:
+            readable, _, _ = select.select(list(peers), [], [], 30)
+            if not readable:
+                continue
+            for fd in readable:
+                src, dst = peers[fd]
+                data = src.recv(65536)
+                if not data:
+                    return
+                dst.sendall(data)
+    except OSError:
+        return
+    finally:
+        a.close()
+        b.close()
+
+
+class LocalKubelet:
+    """Starts a process per pod the emulator creates, and stops it when the pod goes."""
+
+    def __init__(self, emu: Emulator, workdir: Path, extra_env: dict[str, str] | None = None):
+        self.emu = emu
+        self.workdir = workdir
+        self.extra_env = extra_env or {}
+        self.procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self.pod_ports: dict[tuple[str, str, int], int] = {}
+        self.services: dict[tuple[str, str, int], ServiceProxy] = {}
+        self.lock = threading.RLock()
+        self.started: list[str] = []  # pod names, in start order
+        self.scratch: list[Path] = []  # emptyDir volumes
+        emu.pod_hook = self.on_pod
+        emu.pod_deleted_hook = self.on_pod_deleted
+        emu.job_outcome = lambda job, pod: None  # the process's exit decides
+
+    # -- kube-proxy ----------------------------------------------------------------------------
+
+    def service_port(self, namespace: str, service: str, port: int) -> int | None:
+        """The local port standing for ``service:port`` (None: no such Service)."""
+        svc = self.emu.get("Service", namespace, service)
+        if svc is not None:
+            app = (svc["spec"].get("selector") or {}).get(APP, "")
+            target: Any = port
+            for p in svc["spec"].get("ports") or []:
+                if p.get("port") == port:
+                    target = p.get("targetPort", port)
+        elif service.endswith("-service"):  # applied later in the same file: the convention
+            app, target = service[: -len("-service")], port
+        else:
+            return None
+        cport = target if isinstance(target, int) else self._named_port(namespace, app, target)
+        with self.lock:
+            key = (namespace, app, cport)
+            if key not in self.services:
+                self.services[key] = ServiceProxy(self, namespace, app, cport)
+            return self.services[key].port
+
+    def _named_port(self, namespace: str, app: str, name: str) -> int:
+        for d in self.emu.list("Deployment", namespace):
+            if (d["spec"]["selector"].get("matchLabels") or {}).get(APP) != app:
+                continue
+            for c in d["spec"]["template"]["spec"].get("containers") or []:
+                for p in c.get("ports") or []:
+                    if p.get("name") == name:
+                        return int(p["containerPort"])
+        raise KeyError(f"no port named {name} for {app}")
+
+    def endpoint(self, namespace: str, app: str, cport: int) -> tuple[str, int] | None:
+        pods = [p for p in self.emu.list("Pod", namespace, f"{APP}={app}") if _ready(p)]
+        pods.sort(key=lambda p: p["metadata"]["creationTimestamp"])
+        for pod in reversed(pods):
+            port = self.pod_ports.get((namespace, pod["metadata"]["name"], cport))
+            if port:
+                return ("127.0.0.1", port)
+        return None
+
+    def localize(self, namespace: str, text: str) -> str:
+        def swap(m: re.Match[str]) -> str:
+            name, ns = m.group(1), (m.group(3) or "")[1:]
+            if ns and ns != namespace and not m.group(4):
+                return m.group(0)
+            port = self.service_port(ns or namespace, name, int(m.group(6)))
+            return f"127.0.0.1:{port}" if port else m.group(0)
+
+        return DNS.sub(swap, text)
+
+    # -- pods ----------------------------------------------------------------------------------
+
+    def on_pod(self, pod: dict[str, Any]) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        try:
+            self._start(ns, name, pod)
+        except Exception as exc:  # shown as the container's log and exit
+            self.emu.end_pod(ns, name, 128, [f"kubelet stand-in: {type(exc).__name__}: {exc}"])
+
+    def _start(self, ns: str, name: str, pod: dict[str, Any]) -> None:
+        container = pod["spec"]["containers"][0]
+        podDir = self.workdir / "pods" / name
+        podDir.mkdir(parents=True, exist_ok=True)
+        mounts = self._volumes(ns, pod, container, podDir)
+        ports = {}
+        for p in container.get("ports") or []:
+            ports[p["containerPort"]] = free_port()
+            self.pod_ports[(ns, name, p["containerPort"])] = ports[p["containerPort"]]
+        first = next(iter(ports.values()), 0)
+
+        def local(text: str) -> str:
+            for mount in sorted(mounts, key=len, reverse=True):
+                text = re.sub(rf"(?<![\w.-]){re.escape(mount)}(?=/|\b|$)", str(mounts[mount]), text)
+            return self.localize(ns, text)
+
+        env = {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),  # the S3 stand-in's module
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HOME": str(mounts.get("/tmp", podDir)),
+            "TMPDIR": str(mounts.get("/tmp", podDir)),
+            "LANG": "C.UTF-8",
+            **self.extra_env,
+        }
+        for source in container.get("envFrom") or []:
+            env.update(self._env_from(ns, source))
+        for item in container.get("env") or []:
+            env[item["name"]] = self._env_value(ns, item)
+        env = {k: local(v) for k, v in env.items()}
+        if "PORT" in env and first:
+            env["PORT"] = str(first)
+        if env.get("HOST") == "0.0.0.0":
+            env["HOST"] = "127.0.0.1"
+        argv = self._argv(container, ports)
+        argv = [a if a.startswith("--allowed-hosts=") else local(a) for a in argv]
+        if argv and Path(argv[0]).name == "mlflow":
+            argv = [
+                a + f",127.0.0.1:{self.service_port(ns, 'mlflow-service', 5000)}"
+                if a.startswith("--allowed-hosts=")
+                else a
+                for a in argv
+            ]
+        log = (podDir / "output.log").open("wb")
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=str(mounts.get("/tmp", podDir)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        with self.lock:
+            self.procs[(ns, name)] = proc
+            self.started.append(name)
+        for cport, port in ports.items():
+            self.emu.serve_pod(ns, name, cport, ("127.0.0.1", port))
+        threading.Thread(target=self._follow, args=(ns, name, proc, log, pod), daemon=True).start()
+
+    def _argv(self, container: dict[str, Any], ports: dict[int, int]) -> list[str]:
+        image = container.get("image", "")
+        command = list(container.get("command") or [])
+        args = list(container.get("args") or [])
+        first = next(iter(ports.values()), 0)
+        if "minio" in image:
+            return [
+                str(BIN / "python"),
+                "-m",
+                "tests.targets.wire.s3_minio",
+                "127.0.0.1",
+                str(first),
+            ]
+        if "prometheus/prometheus" in image:
+            command = ["/usr/bin/prometheus"]
+        elif "alertmanager" in image:
+            command = ["/usr/bin/prometheus-alertmanager"]
+        out = []
+        for a in command + args:
+            if a == "python":
+                a = str(BIN / "python")
+            elif a == "mlflow":
+                a = str(BIN / "mlflow")
+            elif a.startswith("--host="):
+                a = "--host=127.0.0.1"
+            elif a.startswith("--port="):
+                a = f"--port={ports.get(int(a.split('=')[1]), a.split('=')[1])}"
+            elif a.startswith("--web.listen-address="):
+                a = f"--web.listen-address=127.0.0.1:{first}"
+            out.append(a)
+        if "alertmanager" in image:
+            out.append(f"--web.listen-address=127.0.0.1:{first}")
+        return out
+
+    def _env_from(self, ns: str, source: dict[str, Any]) -> dict[str, str]:
+        if "configMapRef" in source:
+            cm = self.emu.get("ConfigMap", ns, source["configMapRef"]["name"]) or {}
+            return dict(cm.get("data") or {})
+        if "secretRef" in source:
+            secret = self.emu.get("Secret", ns, source["secretRef"]["name"]) or {}
+            return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return {}
+
+    def _env_value(self, ns: str, item: dict[str, Any]) -> str:
+        if "value" in item:
+            return str(item["value"])
+        ref = item.get("valueFrom") or {}
+        if "secretKeyRef" in ref:
+            r = ref["secretKeyRef"]
+            secret = self.emu.get("Secret", ns, r["name"])
+            if secret is None or r["key"] not in (secret.get("data") or {}):
+                raise RuntimeError(
+                    f'CreateContainerConfigError: secret "{r["name"]}" not found or no key '
+                    f"{r['key']}"
+                )
+            return base64.b64decode(secret["data"][r["key"]]).decode()
+        if "configMapKeyRef" in ref:
+            r = ref["configMapKeyRef"]
+            cm = self.emu.get("ConfigMap", ns, r["name"]) or {}
+            return str((cm.get("data") or {}).get(r["key"], ""))
+        return ""
+
+    def _volumes(
+        self, ns: str, pod: dict[str, Any], container: dict[str, Any], pod_dir: Path
+    ) -> dict[str, Path]:
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        mounts: dict[str, Path] = {}
+        for m in container.get("volumeMounts") or []:
+            v = volumes.get(m["name"], {})
+            if "persistentVolumeClaim" in v:
+                path = self.workdir / "pvc" / ns / v["persistentVolumeClaim"]["claimName"]
+            elif "configMap" in v:
+                path = pod_dir / "volumes" / m["name"]
+                path.mkdir(parents=True, exist_ok=True)
+                cm = self.emu.get("ConfigMap", ns, v["configMap"]["name"]) or {}
+                for key, text in (cm.get("data") or {}).items():
+                    (path / key).write_text(self.localize(ns, text))
+            elif "secret" in v:
+                path = pod_dir / "volumes" / m["name"]
+                path.mkdir(parents=True, exist_ok=True)
+                secret = self.emu.get("Secret", ns, v["secret"]["secretName"]) or {}
+                for key, data in (secret.get("data") or {}).items():
+                    (path / key).write_bytes(base64.b64decode(data))
+            else:  # emptyDir: short, as /tmp is in a container (AF_UNIX paths max 107 bytes)
+                path = Path(tempfile.mkdtemp(prefix="kl-", dir="/tmp"))
+                self.scratch.append(path)
+            path.mkdir(parents=True, exist_ok=True)
+            mounts[m["mountPath"]] = path
+        if mounts:  # config files refer to each other by mount path (rule_files: /etc/...)
+            for m in container.get("volumeMounts") or []:
+                v = volumes.get(m["name"], {})
+                if "configMap" in v:
+                    for f in mounts[m["mountPath"]].iterdir():
+                        text = f.read_text()
+                        for mount in sorted(mounts, key=len, reverse=True):
+                            text = text.replace(mount + "/", str(mounts[mount]) + "/")
+                        f.write_text(text)
+        return mounts
+
+    def _follow(
+        self, ns: str, name: str, proc: subprocess.Popen[bytes], log: Any, pod: dict[str, Any]
+    ) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            log.write(raw)
+            log.flush()
+            self.emu.log(ns, name, raw.decode(errors="replace").rstrip("\n"))
+        code = proc.wait()
+        log.close()
+        if (pod["metadata"].get("ownerReferences") or [{}])[0].get("kind") == "Job":
+            self.emu.end_pod(ns, name, code)
+        elif code not in (-signal.SIGTERM, -signal.SIGKILL):
+            self.emu.end_pod(ns, name, code, [f"(container exited with {code}; not restarted)"])
+
+    def on_pod_deleted(self, pod: dict[str, Any]) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        with self.lock:
+            proc = self.procs.pop((ns, name), None)
+        if proc is not None:
+            _terminate(proc)
+
+    def stop(self) -> None:
+        with self.lock:
+            procs = list(self.procs.values())
+            self.procs.clear()
+            proxies = list(self.services.values())
+        for proc in procs:
+            _terminate(proc)
+        for proxy in proxies:
+            proxy.close()
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
+    """SIGTERM the pod's process group, SIGKILL after the grace period (terminationGracePeriod)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
