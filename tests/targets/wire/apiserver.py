@@ -30,7 +30,11 @@ imitates, and where the real behaviour is documented:
 - **A controller**: each Deployment gets a ReplicaSet per pod-template hash and
   ``spec.replicas`` Pods; a Pod is Running at once and Ready when its readinessProbe's httpGet
   answers 2xx/3xx from the REAL local server the test maps for it (``serve``), else not ready
-  with the probe's error as a condition message; old pods go once the new ones are ready
+  ("containers with unready status") and a Warning Event ``Unhealthy`` with the probe's
+  error, as the kubelet records it (LIST events with ``fieldSelector=involvedObject.name=P``);
+  ``pod_create_error`` refuses a Deployment's pods as admission does: ReplicaFailure/
+  FailedCreate on the ReplicaSet and Deployment, and a FailedCreate Event; old pods go once
+  the new ones are ready
   (RollingUpdate). Deployment status: observedGeneration, replicas, updatedReplicas,
   readyReplicas, availableReplicas, unavailableReplicas, conditions Available / Progressing
   (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#deployment-status).
@@ -200,6 +204,21 @@ def match_selector(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def match_fields(obj: dict[str, Any], selector: str) -> bool:
+    """A field selector (``involvedObject.name=x,reason=Unhealthy``; ``=``, ``==``, ``!=``)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        m = re.match(r"^([\w.]+)\s*(==|=|!=)\s*(.*)$", term)
+        if not m:
+            raise ApiError(400, "BadRequest", f'invalid field selector "{term}"')
+        path, op, value = m.groups()
+        found: Any = obj
+        for part in path.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if (op == "!=") == (str(found if found is not None else "") == value):
+            return False
+    return True
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -260,6 +279,9 @@ class Emulator:
             lambda job, pod: (0, [f"job {job} done"])
         )
         self.reject: dict[tuple[str, str, str], ApiError] = {}
+        # (namespace, app) → why pod creation is refused ("exceeded quota: ..."): the
+        # ReplicaSet and Deployment get ReplicaFailure/FailedCreate, and an Event.
+        self.pod_create_error: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path?query) as received
         self.forwards = 0  # port-forward websockets opened
         self._rv = 0
@@ -587,7 +609,9 @@ class Emulator:
         if method == "GET" and not name:
             if q.get("watch") in ("1", "true"):
                 raise ApiError(405, "MethodNotAllowed", "watch is not supported by the emulator")
-            return web.json_response(self._list(gv, namespace, q.get("labelSelector", "")))
+            return web.json_response(
+                self._list(gv, namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+            )
         if method == "GET":
             return web.json_response(self._get(gv, namespace, name))
         if method == "POST" and not name:
@@ -649,7 +673,7 @@ class Emulator:
             else {"name": name, "kind": plural},
         )
 
-    def _list(self, gv: tuple, namespace: str, selector: str) -> dict[str, Any]:
+    def _list(self, gv: tuple, namespace: str, selector: str, fields: str = "") -> dict[str, Any]:
         group, version, _plural, kind, _ = gv
         self._check_reject("list", kind, "")
         items = [
@@ -658,6 +682,7 @@ class Emulator:
             if k == kind
             and (not namespace or ns == namespace)
             and match_selector(o["metadata"].get("labels") or {}, selector)
+            and match_fields(o, fields)
         ]
         for item in items:  # real list items carry no kind/apiVersion
             item.pop("kind", None)
@@ -1149,7 +1174,22 @@ class Emulator:
             self.objects[("ReplicaSet", ns, current["metadata"]["name"])] = current
         rs_uid = current["metadata"]["uid"]
         pods = self._owned("Pod", ns, rs_uid)
-        for _ in range(want - len(pods)):
+        refused = self.pod_create_error.get(
+            (ns, (template.get("metadata") or {}).get("labels", {}).get(APP, ""))
+        )
+        failure = None
+        if refused and len(pods) < want:  # admission (quota, LimitRange, webhook) said no
+            rs_name = current["metadata"]["name"]
+            text = f'pods "{rs_name}-{suffix()}" is forbidden: {refused}'
+            self.event(current, "FailedCreate", f"Error creating: {text}")
+            failure = {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": "FailedCreate",
+                "message": text,
+                "lastTransitionTime": now(),
+            }
+        for _ in range(0 if refused else want - len(pods)):
             pods.append(
                 self._new_pod(
                     ns,
@@ -1179,6 +1219,8 @@ class Emulator:
             "fullyLabeledReplicas": len(pods),
             "observedGeneration": current["metadata"].get("generation", 1),
         }
+        if failure:
+            current["status"]["conditions"] = [failure]
         available = total_ready >= want
         t = now()
         status = {
@@ -1213,6 +1255,10 @@ class Emulator:
                 },
             ],
         }
+        if failure:
+            status["conditions"].append(
+                {**failure, "lastUpdateTime": failure["lastTransitionTime"]}
+            )
         if status["replicas"] - total_ready:
             status["unavailableReplicas"] = status["replicas"] - total_ready
         for k in ("readyReplicas", "availableReplicas"):
@@ -1225,6 +1271,45 @@ class Emulator:
                 if prev and prev["status"] == c["status"]:
                     c["lastTransitionTime"] = prev["lastTransitionTime"]
             d["status"] = status
+
+    def event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Warning") -> None:
+        """Record an Event as the kubelet or a controller does (repeats bump ``count``)."""
+        meta = obj["metadata"]
+        ns = meta.get("namespace", "")
+        name = f"{meta['name']}.{hashlib.sha256(reason.encode()).hexdigest()[:16]}"
+        t = now()
+        found = self.objects.get(("Event", ns, name))
+        if found is not None:
+            found["count"] += 1
+            found["lastTimestamp"] = t
+            found["message"] = message
+            found["metadata"]["resourceVersion"] = self._next_rv()
+            return
+        source = (
+            "kubelet" if obj.get("kind") == "Pod" else f"{obj.get('kind', '').lower()}-controller"
+        )
+        self.objects[("Event", ns, name)] = self._stamp(
+            ("", "v1", "events", "Event", True),
+            ns,
+            {
+                "metadata": {"name": name},
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion", "v1"),
+                    "kind": obj.get("kind", ""),
+                    "name": meta["name"],
+                    "namespace": ns,
+                    "uid": meta.get("uid", ""),
+                },
+                "reason": reason,
+                "message": message,
+                "type": kind,
+                "count": 1,
+                "firstTimestamp": t,
+                "lastTimestamp": t,
+                "source": {"component": source},
+                "reportingComponent": source,
+            },
+        )
 
     def _remove_pod(self, ns: str, pod: dict[str, Any]) -> None:
         if self.objects.pop(("Pod", ns, pod["metadata"]["name"]), None) is not None:
@@ -1355,9 +1440,10 @@ class Emulator:
                     if kind != "Pod" or pod["status"]["phase"] != "Running":
                         continue
                     ready, message = await self._probe(session, ns, pod)
-                    was = _ready(pod)
-                    if ready != was or (not ready and message != _ready_message(pod)):
-                        pod["status"]["conditions"] = self._conditions(ready, message)
+                    if not ready:
+                        self.event(pod, "Unhealthy", message)
+                    if ready != _ready(pod):
+                        pod["status"]["conditions"] = self._conditions(ready)
                         for cs in pod["status"]["containerStatuses"]:
                             cs["ready"] = ready
                         pod["metadata"]["resourceVersion"] = self._next_rv()

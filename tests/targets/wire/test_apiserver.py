@@ -134,9 +134,11 @@ def test_pods_follow_their_readiness_probe_against_a_real_server(apiserver, clie
     assert not pods()[0]["status"]["containerStatuses"][0]["ready"]
     http_server.status_for["/readyz"] = 503
     apiserver.serve("web", 8080, "127.0.0.1", http_server.port)
-    wait_until(
-        lambda: "statuscode: 503" in json.dumps(pods()[0]["status"]["conditions"]), timeout_s=5
-    )
+    events = lambda: apiserver.list("Event", NS)  # noqa: E731
+    wait_until(lambda: "statuscode: 503" in json.dumps(events()), timeout_s=5)
+    (event,) = [e for e in events() if e["involvedObject"]["name"] == pods()[0]["metadata"]["name"]]
+    assert (event["reason"], event["type"]) == ("Unhealthy", "Warning")
+    assert "statuscode: 503" not in json.dumps(pods()[0]["status"]["conditions"])
     http_server.status_for["/readyz"] = 200
     wait_until(lambda: pods()[0]["status"]["containerStatuses"][0]["ready"], timeout_s=5)
     d = apiserver.get("Deployment", NS, "web")
@@ -296,3 +298,23 @@ def test_kubectl_applies_dry_run_and_gets(apiserver, kubeconfig, tmp_path):
     got = run("get", "deployments", "-n", NS, "-o", "json")
     assert got.returncode == 0, got.stderr
     assert [d["metadata"]["name"] for d in json.loads(got.stdout)["items"]] == ["web"]
+
+
+def test_refused_pods_show_as_replica_failure_and_events_select_by_field(apiserver, clients):
+    dyn, core = clients
+    apply(dyn, ns_doc())
+    apiserver.pod_create_error[(NS, "web")] = "exceeded quota: compute, requested: memory=768Mi"
+    apply(dyn, deployment())
+    wait_until(lambda: apiserver.list("ReplicaSet", NS), timeout_s=5)
+    rs = apiserver.list("ReplicaSet", NS)[0]
+    (cond,) = rs["status"]["conditions"]
+    assert (cond["type"], cond["reason"]) == ("ReplicaFailure", "FailedCreate")
+    assert "is forbidden: exceeded quota" in cond["message"]
+    d = apiserver.get("Deployment", NS, "web")
+    assert "ReplicaFailure" in [c["type"] for c in d["status"]["conditions"]]
+    assert apiserver.list("Pod", NS) == []
+    events = core.list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={rs['metadata']['name']}"
+    ).items
+    assert [e.reason for e in events] == ["FailedCreate"]
+    assert core.list_namespaced_event(NS, field_selector="involvedObject.name=nope").items == []
