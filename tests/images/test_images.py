@@ -119,6 +119,23 @@ def test_g1_g3_image_runs_as_non_root_and_carries_no_credentials(image):
     assert config.get("User") == "10001:10001"
 
 
+def manifest_api_workers() -> str:
+    """IRIS_API_WORKERS of the model-api Deployment that `up` applies."""
+    from irisctl import settings
+    from irisctl.targets.kube import KubeTarget
+
+    config = settings.load({"target": "minikube"}, recorded=None)
+    api = next(
+        d
+        for d in KubeTarget(config, "minikube").documents()
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "model-api"
+    )
+    env = api["spec"]["template"]["spec"]["containers"][0]["env"]
+    workers = next(e["value"] for e in env if e["name"] == "IRIS_API_WORKERS")
+    assert int(workers) > 1  # the case that broke: several workers under PID 1
+    return str(workers)
+
+
 def test_model_api_container_serves_the_champion(image, service_env):
     publish.run(TrainerSettings())
     port = free_port()
@@ -126,6 +143,8 @@ def test_model_api_container_serves_the_champion(image, service_env):
         **{k: v for k, v in service_env.items() if k != "IRIS_SEED"},
         "PORT": str(port),
         "HOST": "127.0.0.1",
+        # As many workers as the manifests run, without an init: uvicorn's parent is PID 1.
+        "IRIS_API_WORKERS": manifest_api_workers(),
     }
     cid = docker(
         "run", "-d", "--rm", *run_args(image, env), "python", "-m", "iris_services.api"
