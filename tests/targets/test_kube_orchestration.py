@@ -88,14 +88,6 @@ def progress_recorder():
 # -- up ----------------------------------------------------------------------------------------
 
 
-def test_up_starts_a_stopped_minikube_with_the_docker_driver(env):
-    """Not a cluster: `minikube` is a stub that logs argv."""
-    stub_minikube(env.bin, running=False)
-    target(minikube_cpus=2, minikube_memory_mb=1024).up(lambda *a: None)
-    start = next(c for c in argv_log(env) if " start" in c)
-    assert start == "-p minikube start --driver=docker --cpus=2 --memory=1024mb"
-
-
 def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
     """Not a cluster: the fake keeps model-api unready with a crash-looping pod."""
     cluster = fake_cluster()
@@ -212,43 +204,6 @@ def _up(env, **flags):
 
 
 # -- status, logs, secrets ---------------------------------------------------------------------
-
-
-def test_services_report_rollouts_restarts_and_the_cronjob(env):
-    """Not a cluster: statuses come from the fake's objects."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    fake.objects[("CronJob", "ml-model-training")]["status"] = {
-        "lastScheduleTime": "2026-11-26T03:00:00Z",
-        "lastSuccessfulTime": "2026-11-26T03:00:12Z",
-    }
-    fake.objects[("Deployment", "monitor")]["status"]["readyReplicas"] = 0
-    fake.put(
-        pod(
-            "monitor-9",
-            {"app.kubernetes.io/name": "monitor", "app.kubernetes.io/part-of": "irisctl"},
-            waiting="CrashLoopBackOff",
-            restarts=2,
-        )
-    )
-    states = {s.name: s for s in t.services()}
-    assert states["mlflow"].state == "running" and "1/1 ready" in states["mlflow"].detail
-    assert states["monitor"].state == "backoff" and "2 restarts" in states["monitor"].detail
-    assert "last success 2026-11-26T03:00:12Z" in states["trainer"].detail
-    assert set(states) == {*kube.WORKLOADS, "trainer"}
-
-
-def test_g1_logs_redact_the_generated_credentials(env):
-    """Not a cluster: the fake pod's log contains the password."""
-    t = _up(env)
-    password = t.cluster().secret("iris-credentials")["minio-root-password"]
-    t.cluster().core.logs["mlflow-abc12"] = f"line one\nconnecting with {password}\n"
-    assert list(t.logs("mlflow", follow=False, tail=None)) == [
-        "line one",
-        "connecting with [redacted]",
-    ]
-    followed = list(t.logs("mlflow", follow=True, tail=1))
-    assert followed == ["connecting with [redacted]"]
 
 
 def test_show_secrets_reads_the_secret(env):

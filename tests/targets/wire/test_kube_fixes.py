@@ -257,6 +257,17 @@ def test_waiting_shows_a_failing_probes_message(site):
     assert "monitor: not ready: Readiness probe failed" in err.value.message
 
 
+def test_waiting_shows_why_pods_cannot_be_created(site):
+    """Quota, LimitRange or a webhook refuse the pods: the ReplicaSet says FailedCreate."""
+    site.emu.pod_create_error[(NS, "monitor")] = (
+        "exceeded quota: compute, requested: memory=256Mi, used: memory=1Gi, limited: memory=1Gi"
+    )
+    with pytest.raises(IrisctlError) as err:
+        up(target(rollout_timeout=2))
+    assert "monitor: FailedCreate: " in err.value.message
+    assert "exceeded quota: compute" in err.value.message
+
+
 def test_err_image_pull_is_not_stuck_but_image_pull_back_off_is():
     assert rollout.reason("ErrImagePull: pull access denied") not in rollout.STUCK
     assert rollout.reason("ImagePullBackOff: Back-off pulling image") in rollout.STUCK
