@@ -309,7 +309,8 @@ def down(
                 "--purge deletes every model, run and metric; without a terminal it needs --yes"
             )
         typer.confirm(ops.purge_question(config), abort=True)
-    for line in ops.down(config, purge, cluster=cluster) or ["nothing was running"]:
+    waits = output.Reporter(to_stderr=True).progress
+    for line in ops.down(config, purge, cluster=cluster, progress=waits) or ["nothing was running"]:
         output.console.print(line)
 
 

@@ -202,10 +202,16 @@ def _wait_ready(
         time.sleep(0.3)
 
 
-def down(config: Config, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+def down(
+    config: Config,
+    purge: bool,
+    dry_run: bool = False,
+    cluster: bool = False,
+    progress: Progress | None = None,
+) -> list[str]:
     """Stop the stack; ``purge``: also its data; ``dry_run``: only say what would go."""
     target, _ = _current(config)
-    return target.down(purge, dry_run=dry_run, cluster=cluster)
+    return target.down(purge, dry_run=dry_run, cluster=cluster, progress=progress)
 
 
 def purge_question(config: Config) -> str:

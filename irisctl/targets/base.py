@@ -124,10 +124,17 @@ class Target(Protocol):
     def render(self) -> dict[str, str]:
         """The configuration ``up`` would apply, by file name."""
 
-    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+    def down(
+        self,
+        purge: bool,
+        dry_run: bool = False,
+        cluster: bool = False,
+        progress: Progress | None = None,
+    ) -> list[str]:
         """Stop everything this target started; with ``purge`` delete its data. What was done.
 
         ``dry_run``: what would be done, changing nothing. ``cluster``: also stop the cluster.
+        ``progress``: told about long waits (a namespace terminating).
         """
 
     def secrets(self) -> dict[str, str]:

@@ -327,7 +327,13 @@ class LocalTarget:
             if pending:
                 time.sleep(0.5)
 
-    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+    def down(
+        self,
+        purge: bool,
+        dry_run: bool = False,
+        cluster: bool = False,
+        progress: Progress | None = None,
+    ) -> list[str]:
         if cluster:
             raise BadInput("--cluster stops minikube; the local target has no cluster")
         running = self.supervisor.running()

@@ -86,7 +86,9 @@ class FakeTarget:
     def render(self) -> dict[str, str]:
         return {"supervisord.conf": "[supervisord]\n"}
 
-    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+    def down(
+        self, purge: bool, dry_run: bool = False, cluster: bool = False, progress=None
+    ) -> list[str]:
         self.calls.append(f"down purge={purge}" + (" dry_run" if dry_run else ""))
         return ["stopped"]
 

@@ -338,7 +338,13 @@ class KubeTarget:
         where = f"context {self.config['context'] or self.profile}"
         return f"namespace {self.namespace} in {where} (every model, run and metric in it)"
 
-    def down(self, purge: bool, dry_run: bool = False, cluster: bool = False) -> list[str]:
+    def down(
+        self,
+        purge: bool,
+        dry_run: bool = False,
+        cluster: bool = False,
+        progress: Progress | None = None,
+    ) -> list[str]:
         """Delete the workloads (keep PVCs and the Secret); ``purge``: the whole namespace."""
         if cluster and self.name != "minikube":
             raise BadInput("--cluster stops minikube; the kubernetes target's cluster is not ours")
@@ -347,7 +353,9 @@ class KubeTarget:
             teardown.check_managed(kube_, self.config["context"])
         done = teardown.delete(kube_, self.documents(), purge, dry_run)
         if purge and not dry_run and done:
-            waited = teardown.wait_gone(kube_, self.config["rollout_timeout"], self.poll_s)
+            waited = teardown.wait_gone(
+                kube_, self.config["rollout_timeout"], self.poll_s, progress
+            )
             done.append(f"namespace {self.namespace} is gone ({waited:.0f}s)")
         if cluster:
             done.append(f"{'would stop' if dry_run else 'stopped'} minikube profile {self.profile}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...clients.kube import Cluster
 from ...errors import IrisctlError
+from ..base import Progress
 from .jobs import TRAINER_SELECTOR
 from .manifests import SECRET_NAME
 from .objects import label, name
@@ -59,14 +60,16 @@ def terminating(namespace: dict[str, Any] | None) -> bool:
     return phase == "Terminating" or bool(namespace["metadata"].get("deletionTimestamp"))
 
 
-def wait_gone(cluster: Cluster, timeout_s: float, poll_s: float, progress: Any = None) -> float:
+def wait_gone(
+    cluster: Cluster, timeout_s: float, poll_s: float, progress: Progress | None = None
+) -> float:
     """Until the namespace no longer exists (its finalizers done); seconds waited.
 
     A deleted namespace stays ``Terminating`` while its objects go; until then `up` could not
     create anything in it ("… because it is being terminated").
     """
     started = time.monotonic()
-    said = 0.0
+    said = -5.0  # the first look is reported at once, then every 5 s
     while True:
         found = cluster.get("v1", "Namespace", cluster.namespace)
         waited = time.monotonic() - started

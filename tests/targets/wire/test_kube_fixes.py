@@ -188,9 +188,11 @@ def test_stopping_the_forwarder_returns_once_it_has_exited_and_its_ports_are_fre
 def test_down_purge_returns_once_the_namespace_is_gone_and_up_then_succeeds(site):
     site.emu.terminate_s = 1.5
     up(target())
-    done = target().down(purge=True)
+    seen: list[tuple[str, str]] = []
+    done = target().down(purge=True, progress=lambda step, s: seen.append((step, s)))
     assert site.emu.get("Namespace", "", NS) is None, done
     assert any("is gone" in line for line in done)
+    assert ("namespace", f"{NS} terminating (0s)") in seen
     up(target())  # no 403 "being terminated"
 
 
