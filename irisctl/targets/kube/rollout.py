@@ -156,8 +156,4 @@ def probe_failure(cluster: Cluster, pod: dict[str, Any]) -> str:
     if unhealthy:
         newest = max(unhealthy, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return str(newest["message"])
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        said = str(cond.get("message") or "")
-        if cond.get("type") == "Ready" and "probe failed" in said:
-            return said
     return ""
