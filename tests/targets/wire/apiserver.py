@@ -1500,7 +1500,15 @@ class Emulator:
                     f"Readiness probe failed: HTTP probe failed with statuscode: {resp.status}",
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return False, f'Readiness probe failed: Get "{url}": {exc}'
+            # Worded as the kubelet's prober does, with the pod's IP and port, not ours.
+            number = self.container_port(pod, http.get("port"))
+            shown = f"http://{pod['status']['podIP']}:{number}{http.get('path', '/')}"
+            cause = (
+                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                if isinstance(exc, TimeoutError)
+                else f"dial tcp {pod['status']['podIP']}:{number}: connect: connection refused"
+            )
+            return False, f'Readiness probe failed: Get "{shown}": {cause}'
 
     # -- logs ----------------------------------------------------------------------------------
 

@@ -1,0 +1,214 @@
+"""``irisctl --target minikube`` end to end against the wire stand-ins: the real CLI, the real
+kubernetes client and kubectl over HTTPS to the API-server emulator, the minikube stub, the
+services image really built through the TLS Docker endpoint, and every pod a real local
+process (tests/targets/wire/kubelet.py): MLflow, the model API, monitor, trainer, Prometheus,
+Alertmanager and S3 (moto in MinIO's place). Only the kubelet and the container runtime are
+stood in for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.images.test_images import base_image, engine  # noqa: F401 (session fixtures)
+
+from . import minikube_stub
+from .apiserver import Emulator
+from .conftest import PROFILE
+from .dockerd_tls import DOCKER_SOCKET, TlsDocker
+from .kubelet import LocalKubelet
+
+pytestmark = pytest.mark.e2e
+NS = "iris-mlops"
+TRANSCRIPT = Path(os.environ.get("IRISCTL_WIRE_TRANSCRIPT", "/tmp/irisctl-wire-e2e.txt"))
+
+
+class World:
+    """Everything a user's machine would have, stood in for; ``irisctl(...)`` runs the CLI."""
+
+    def __init__(self, root: Path, docker: TlsDocker) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.emu = Emulator(root / "apiserver-tls", terminate_s=3.0).start()
+        self.kubeconfig = self.emu.write_kubeconfig(root / "kubeconfig", PROFILE)
+        self.kubelet = LocalKubelet(self.emu, root / "node")
+        self.state_dir = root / "minikube-state"
+        minikube_stub.install(
+            root / "bin",
+            self.state_dir,
+            minikube_stub.default_state(PROFILE, docker.env(), ip="127.0.0.1"),
+        )
+        mlflow_port = 15000 if _port_free(15000) else free_port()
+        self.ports = {
+            "mlflow": mlflow_port,
+            "api": free_port(),
+            "monitor": free_port(),
+            "prometheus": free_port(),
+            "alertmanager": free_port(),
+        }
+        self.env = {
+            **os.environ,
+            "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "KUBECONFIG": str(self.kubeconfig),
+            "IRISCTL_HOME": str(self.home),
+            "IRISCTL_MINIKUBE_PROFILE": PROFILE,
+            **{f"IRISCTL_{k.upper()}_PORT": str(v) for k, v in self.ports.items()},
+            "NO_COLOR": "1",
+            "COLUMNS": "120",
+        }
+        self.log = TRANSCRIPT.open("w")
+
+    def irisctl(self, *args: str, timeout: float = 900, check: bool = True, **kw):
+        argv = ["irisctl", "--target", "minikube", *args]
+        self.log.write(f"\n$ {' '.join(argv)}\n")
+        self.log.flush()
+        started = time.monotonic()
+        out_path, err_path = self.root / "last.out", self.root / "last.err"
+        with out_path.open("w") as out, err_path.open("w") as err:  # tail -f them to watch
+            code = subprocess.run(
+                [sys.executable, "-m", "irisctl", *argv[1:]],
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                text=True,
+                timeout=timeout,
+                **kw,
+            ).returncode
+        proc = subprocess.CompletedProcess(argv, code, out_path.read_text(), err_path.read_text())
+        self.log.write(proc.stdout + proc.stderr)
+        self.log.write(f"[exit {proc.returncode}, {time.monotonic() - started:.1f}s]\n")
+        self.log.flush()
+        if check:
+            assert proc.returncode == 0, f"{argv}: {proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        return proc
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "--context", PROFILE, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **kw,
+        )
+        self.log.write(f"\n$ kubectl {' '.join(args)}\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def documents(self) -> list[dict]:
+        import yaml
+
+        rendered = self.irisctl("render").stdout
+        return [d for d in yaml.safe_load_all(rendered) if d]
+
+    def close(self) -> None:
+        from irisctl import state
+
+        pid = (state.read(self.home) or {}).get("forwarder_pid")
+        if isinstance(pid, int):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        self.kubelet.stop()
+        self.emu.stop()
+        self.log.close()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def docker_tls(tmp_path_factory):
+    if not Path(DOCKER_SOCKET).exists():
+        pytest.skip("no Docker engine on this machine")
+    docker = TlsDocker(tmp_path_factory.mktemp("minikube-certs")).start()
+    yield docker
+    docker.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, docker_tls, base_image):  # noqa: F811
+    w = World(tmp_path_factory.mktemp("wire-e2e"), docker_tls)
+    # The services image, really built in "minikube's Docker" (through TLS) once; `up` finds it.
+    w.irisctl("build", "--base-image", base_image, timeout=2400)
+    assert docker_tls.connections > 0
+    yield w
+    w.close()
+
+
+@pytest.mark.timeout(3600)
+def test_up_predict_train_status_logs_up_down_purge_up(world):
+    """Issue 11's "done when", with --mlflow-port 15000 (a free port if 15000 is taken)."""
+    w = world
+    mlflow = ["--mlflow-port", str(w.ports["mlflow"])]
+    w.irisctl("up", *mlflow, timeout=1200)
+
+    # kubectl, a second client, sees what `up` applied; the render is one stream of the same
+    # objects and the API server accepts it (server-side dry run: the namespace exists now).
+    got = json.loads(w.kubectl("get", "deploy,cronjob", "-n", NS, "-o", "json").stdout)
+    assert {d["metadata"]["name"] for d in got["items"]} >= {
+        "mlflow",
+        "model-api",
+        "monitor",
+        "prometheus",
+        "alertmanager",
+        "ml-model-training",
+    }
+    rendered = w.irisctl("render").stdout
+    dry = w.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("(server dry run)") == len(w.documents()), dry.stdout
+
+    assert _predicted(w) == "setosa"
+    # 20 concurrent requests through the port-forward: every one answered.
+    url = f"http://127.0.0.1:{w.ports['api']}/predict"
+
+    def ask(_: int) -> int:
+        return httpx.post(url, json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=60).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(ask, range(20)))
+    assert codes == [200] * 20, codes
+    w.log.write(f"\n20 concurrent POST /predict through the forward: {codes}\n")
+    # MLflow through the forward on a local port that is not 5000 (Host: 127.0.0.1:15000).
+    r = httpx.post(
+        f"http://127.0.0.1:{w.ports['mlflow']}/api/2.0/mlflow/experiments/search",
+        json={"max_results": 5},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text[:300]
+
+    trained = w.irisctl("train", "--now", timeout=900)
+    assert "accuracy" in trained.stdout + trained.stderr
+    status = w.irisctl("status")
+    assert "Champion: iris-classifier" in status.stdout
+    logs = w.irisctl("logs", "model-api")
+    assert "serving version" in logs.stdout
+
+    w.irisctl("up", *mlflow, timeout=900)  # again, on the running stack
+    w.irisctl("down", "--purge", "--yes", timeout=600)
+    assert NS not in {n["metadata"]["name"] for n in w.emu.list("Namespace")}
+    w.irisctl("up", *mlflow, timeout=1200)  # right after the purge: no 403
+    assert _predicted(w) == "setosa"
+
+
+def _predicted(w: World) -> str:
+    answer = json.loads(w.irisctl("predict", "5.1", "3.5", "1.4", "0.2", "--json").stdout)
+    return str(answer.get("prediction") or answer)
