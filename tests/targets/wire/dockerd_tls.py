@@ -62,7 +62,10 @@ class TlsDocker:
     def stop(self) -> None:
         async def shutdown() -> None:
             self._server.close()
-            await self._server.wait_closed()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:  # connections still piping (keep-alive clients)
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)

@@ -84,7 +84,9 @@ class ServiceProxy:
                 raise OSError("no ready endpoint")
             remote = socket.create_connection(address, timeout=10)
         except OSError:
-            conn.close()  # a ClusterIP with no endpoints refuses the connection
+            # A ClusterIP with no ready endpoint: kube-proxy's REJECT refuses the SYN; this
+            # proxy has already accepted, so the client sees the connection closed instead.
+            conn.close()
             return
         remote.settimeout(None)
         _pump(conn, remote)
