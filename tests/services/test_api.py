@@ -518,9 +518,7 @@ def test_no_registered_model_is_no_champion(service_env, tmp_path):
     assert rest(ApiSettings(), tmp_path).champion() is None
 
 
-def test_b2_a_graph_that_does_not_match_its_digest_keeps_the_previous_model(
-    service_env, tmp_path
-):
+def test_b2_a_graph_that_does_not_match_its_digest_keeps_the_previous_model(service_env, tmp_path):
     settings = ApiSettings()
     mlflow_client = registry.configure(settings)
     publish.run(TrainerSettings())

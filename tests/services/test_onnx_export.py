@@ -66,7 +66,7 @@ def test_a_model_skl2onnx_cannot_convert_is_refused_with_the_reason():
 def test_probabilities_off_by_more_than_the_tolerance_are_refused():
     expected = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
     assert onnx_export.check_agreement(expected, expected + 5e-6) == pytest.approx(5e-6)
-    with pytest.raises(onnx_export.ExportFailed, match="differ .* by 2e-05"):
+    with pytest.raises(onnx_export.ExportFailed, match=r"differ .* by 2e-05"):
         onnx_export.check_agreement(expected, expected + np.array([[0, 0, 0], [0, 2e-5, 0]]))
     with pytest.raises(onnx_export.ExportFailed, match="shape"):
         onnx_export.check_agreement(expected, expected[:, :2])

@@ -128,7 +128,7 @@ def test_c6_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
 
 
 def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
-    service_env, mlflow_server
+    service_env, mlflow_server, tmp_path
 ):
     """The trainer process dies (os._exit, like SIGKILL) right after registering version 2."""
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
@@ -145,14 +145,12 @@ def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
     assert proc.returncode == 137
     assert versions(client, name) == ["1", "2"]  # registered, never validated as champion
     # The API follows the alias, not the latest version: it still resolves to version 1.
-    from iris_services.api.model_holder import MlflowRegistry
-    from iris_services.common import registry
+    from iris_services.api.mlflow_rest import RestRegistry
     from iris_services.common.settings import ApiSettings
 
     api_settings = ApiSettings()
-    champion = MlflowRegistry(
-        registry.configure(api_settings), name, api_settings.model_alias
-    ).champion()
+    api_registry = RestRegistry(api_settings.tracking_uri, name, api_settings.model_alias, tmp_path)
+    champion = api_registry.champion()
     assert champion is not None and champion.version == "1"
     # `irisctl status` reads the same over REST and notes the stray version.
     from irisctl.clients.mlflow import MlflowRest
