@@ -38,4 +38,4 @@ class GraphModel:
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Class probabilities for ``rows``: the one place rows become probabilities."""
         feed = {self._input: np.asarray(rows, dtype=np.float32)}
-        return self._session.run([self._output], feed)[0]  # type: ignore[no-any-return]
+        return self._session.run([self._output], feed)[0]

@@ -33,7 +33,7 @@ class Loaded:
     loaded_at: float
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(rows)  # type: ignore[no-any-return]
+        return self.model.predict_proba(rows)
 
     @property
     def sha256(self) -> str | None:
