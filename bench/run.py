@@ -127,14 +127,17 @@ def wrk(url: str, body: str, seconds: float, connections: int = 32) -> Load:
         script.unlink()
     lat = {
         m[0]: float(m[1]) * _UNITS[m[2]]
-        for m in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        for m in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
         errors += sum(int(g) for g in sock.groups())
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Load(rps, lat["50"], lat["90"], lat["99"], errors)
+    if len(lat) < 3:  # too few answers for a latency distribution (a server that stalled)
+        print(f"bench: wrk gave no latency percentiles for {url}:\n{out}", file=sys.stderr)
+    nan = float("nan")
+    return Load(rps, lat.get("50", nan), lat.get("90", nan), lat.get("99", nan), errors)
 
 
 def median_load(runs: list[Load]) -> Load:
