@@ -127,14 +127,17 @@ def wrk(url: str, body: str, seconds: float, connections: int = 32) -> Load:
         script.unlink()
     lat = {
         m[0]: float(m[1]) * _UNITS[m[2]]
-        for m in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        for m in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
         errors += sum(int(g) for g in sock.groups())
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Load(rps, lat["50"], lat["90"], lat["99"], errors)
+    if len(lat) < 3:  # too few answers for a latency distribution (a server that stalled)
+        print(f"bench: wrk gave no latency percentiles for {url}:\n{out}", file=sys.stderr)
+    nan = float("nan")
+    return Load(rps, lat.get("50", nan), lat.get("90", nan), lat.get("99", nan), errors)
 
 
 def median_load(runs: list[Load]) -> Load:
@@ -195,7 +198,7 @@ class Bench:
             "irisctl status": timed([str(BIN / "irisctl"), "status", "--json"], n),
         }
 
-    def api_server(self, workers: int) -> tuple[str, object]:
+    def api_server(self, workers: int, cache: Path | None = None) -> tuple[str, object]:
         port = free_port()
         env = {
             **self.env,
@@ -205,13 +208,32 @@ class Bench:
             "IRIS_API_WORKERS": str(workers),
             "IRIS_POLL_SECONDS": "1",
         }
+        if cache is not None:
+            env["IRIS_MODEL_CACHE_DIR"] = str(cache)
         cm = process(
             [sys.executable, "-m", "iris_services.api"], env, self.home / f"bench-api-{workers}.log"
         )
         return f"http://127.0.0.1:{port}", cm
 
+    def floor_server(self, workers: int) -> tuple[str, object]:
+        """bench/floor.py: the API's server stack with a /predict that does no model work."""
+        port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "floor:app",
+            "--app-dir",
+            str(Path(__file__).parent),
+        ]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+        cmd += ["--no-access-log", "--log-level", "warning"]
+        return f"http://127.0.0.1:{port}", process(
+            cmd, self.env, self.home / f"bench-floor-{workers}.log"
+        )
+
     def register_logistic_regression(self) -> str:
-        """Log and promote a logistic regression as the champion; its version."""
+        """Log a logistic regression with its ONNX graph (as the trainer does) and promote it."""
         os.environ.update(
             {
                 "MLFLOW_TRACKING_URI": self.mlflow,
@@ -224,12 +246,19 @@ class Bench:
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
+        from iris_services.train import onnx_export
+
         iris = load_iris()
         model = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
         client = mlflow.MlflowClient(self.mlflow)
         mlflow.set_experiment("iris_bench")
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(model, name="model", input_example=iris.data[:2])
+        graph = onnx_export.export(model, iris.data)
+        path = self.home / onnx_export.GRAPH_FILE
+        path.write_bytes(graph.onnx)
+        client.log_model_artifact(info.model_id, str(path))
+        client.set_logged_model_tags(info.model_id, {onnx_export.DIGEST_TAG: graph.sha256})
         mv = client.create_model_version(
             "iris-classifier", info.model_uri, tags={"accuracy": "1.0"}, model_id=info.model_id
         )
@@ -277,27 +306,41 @@ class Bench:
         return f"http://127.0.0.1:{port}", cm
 
 
-def load_servers(b: Bench, model: str, workers: int, results: dict) -> None:
+def load_servers(
+    b: Bench, model: str, workers: int, results: dict, floors: dict | None = None
+) -> None:
+    """Our API and `mlflow models serve` (and, with ``floors``, the HTTP floor), interleaved."""
     runs, seconds = b.args.runs, b.args.seconds
     ours_url, ours_cm = b.api_server(workers)
     theirs_url, theirs_cm = b.mlflow_serve(workers)
-    with ours_cm, theirs_cm:  # type: ignore[attr-defined]
+    floor_url, floor_cm = b.floor_server(workers)
+    with ours_cm, theirs_cm, floor_cm:  # type: ignore[attr-defined]
         wait_for(lambda: answers(f"{ours_url}/readyz"), 120, "our API")
         wait_for(lambda: answers(f"{theirs_url}/ping"), 120, "mlflow models serve")
+        wait_for(lambda: answers(f"{floor_url}/docs"), 60, "the HTTP floor")
         ours_body = json.dumps({"features": ROW})
         theirs_body = json.dumps({"inputs": [ROW]})
         wrk(f"{ours_url}/predict", ours_body, 2)  # warm up both
         wrk(f"{theirs_url}/invocations", theirs_body, 2)
-        ours, theirs = [], []
+        ours, theirs, floor = [], [], []
         for _ in range(runs):  # interleaved, so machine noise hits both alike
             ours.append(wrk(f"{ours_url}/predict", ours_body, seconds))
             theirs.append(wrk(f"{theirs_url}/invocations", theirs_body, seconds))
+            if floors is not None:
+                floor.append(wrk(f"{floor_url}/predict", ours_body, seconds))
     results[(model, workers)] = (median_load(ours), median_load(theirs))
+    if floors is not None:
+        floors[workers] = median_load(floor)
 
 
 def rss_mib(root_pid: int) -> float:
     """Resident memory of a process and its children (the API's workers), MiB."""
-    total = 0
+    return sum(process_rss_mib(root_pid).values())
+
+
+def process_rss_mib(root_pid: int) -> dict[int, float]:
+    """pid → resident memory, MiB, of a process and its children (the API's workers)."""
+    rss = {}
     pids = [root_pid]
     children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
     if children.exists():
@@ -306,10 +349,10 @@ def rss_mib(root_pid: int) -> float:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    rss[pid] = int(line.split()[1]) / 1024
         except FileNotFoundError:
             pass
-    return total / 1024
+    return rss
 
 
 def main() -> int:
@@ -333,13 +376,15 @@ def main() -> int:
         up_wall = time.perf_counter() - t0
         cli = b.cli_timings()
         results: dict = {}
+        floors: dict = {}
         for workers in (1, 2):
             print(f"bench: random forest, {workers} worker(s)", file=sys.stderr)
-            load_servers(b, "random forest (100 trees)", workers, results)
+            load_servers(b, "random forest (100 trees)", workers, results, floors)
         rf_version = json.loads(b.irisctl("status", "--json").stdout)["model"]["version"]
 
         # Batch, swap and soak on our API with the forest, 2 workers.
-        url, cm = b.api_server(2)
+        cache = b.home / "bench-graphs"
+        url, cm = b.api_server(2, cache)
         with cm as api:  # type: ignore[attr-defined]
             wait_for(lambda: answers(f"{url}/readyz"), 120, "our API")
             batch = {"instances": [ROW] * 1000}
@@ -355,9 +400,15 @@ def main() -> int:
 
             body = json.dumps({"features": ROW})
             baseline = wrk(f"{url}/predict", body, args.seconds)
-            swaps = threading.Thread(
-                target=lambda: [(time.sleep(args.seconds / 4), b.promote_again()) for _ in range(2)]
-            )
+
+            def promote_twice() -> None:
+                for _ in range(2):
+                    time.sleep(args.seconds / 4)
+                    for cached in cache.glob("*.onnx"):  # so each promotion really downloads
+                        cached.unlink()
+                    b.promote_again()
+
+            swaps = threading.Thread(target=promote_twice)
             before_swap = httpx.get(f"{url}/model").json()["version"]
             swaps.start()
             during = wrk(f"{url}/predict", body, args.seconds)
@@ -378,6 +429,8 @@ def main() -> int:
                 time.sleep(min(10, args.soak / 4))
                 rss.append(rss_mib(api.pid))
             soak.join()
+            per_worker = process_rss_mib(api.pid)
+            per_worker.pop(api.pid, None)  # uvicorn's supervisor process holds no model
 
         print("bench: logistic regression", file=sys.stderr)
         lr_version = b.register_logistic_regression()
@@ -404,6 +457,11 @@ def main() -> int:
         "req/s ratio | p99 ratio |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    for workers, floor in floors.items():
+        print(
+            f"| (HTTP floor: no model work) | {workers} | bench/floor.py | {floor.rps:,.0f} | "
+            f"{floor.p50:.1f} | {floor.p90:.1f} | {floor.p99:.1f} | {floor.errors} | | |"
+        )
     for (model, workers), (ours, theirs) in results.items():
         for name, r in (("irisctl API", ours), ("mlflow models serve", theirs)):
             ratio = (
@@ -416,6 +474,12 @@ def main() -> int:
                 f"{r.p99:.1f} | {r.errors} | {ratio[0]} | {ratio[1]} |"
             )
     print("\n| measure | value |\n|---|---|")
+    for (model, workers), (ours, _) in results.items():
+        if workers in floors and model.startswith("random forest"):
+            print(
+                f"| forest, {workers} worker(s): our req/s ÷ the HTTP floor's | "
+                f"{ours.rps / floors[workers].rps:.0%} |"
+            )
     print(f"| batch of 1,000 rows, round trip (median of 20) | {batch_ms:.1f} ms |")
     print(
         f"| swap under load (v{before_swap} → v{after_swap}): errors / p99 during two "
@@ -427,6 +491,8 @@ def main() -> int:
         f"| API RSS over a {args.soak:.0f} s soak (2 workers), start → end (max) | "
         f"{rss[0]:.0f} → {rss[-1]:.0f} MiB ({max(rss):.0f}) |"
     )
+    workers_rss = ", ".join(f"{v:.0f}" for v in per_worker.values())
+    print(f"| RSS per API worker after the soak | {workers_rss} MiB |")
     for name, ms in cli.items():
         print(f"| `{name}` (median of {args.cli_runs}) | {ms:.0f} ms |")
     print(

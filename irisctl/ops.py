@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -26,6 +26,9 @@ from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from .errors import BadInput, IrisctlError, NotUp
 from .settings import Config
 from .targets.base import SERVICES, Progress, ServiceState, Target
+
+if TYPE_CHECKING:
+    from .clients.docker import Built
 
 MODEL_NAME = "iris-classifier"
 MODEL_ALIAS = "champion"
@@ -428,18 +431,18 @@ class BuildResult:
     target: str
     engine: str
     images: dict[str, str]
-    built: bool
-    size_mb: float
+    built: dict[str, Built]  # image tag → its build result
 
 
 def build(config: Config, base_image: str | None, on_line: Callable[[str], None]) -> BuildResult:
-    """Build the services image into the Docker engine the target uses (minikube's for it)."""
-    from .targets.kube import build_services_image
+    """Build the images into the Docker engine the target uses (minikube's for it)."""
+    from .targets.kube import build_images
 
     target, _ = _current(config)
-    tag, where, built = build_services_image(config, target.name, base_image, on_line)
-    images = {s: tag for s in ("mlflow", "trainer", "model-api", "monitor")}
-    return BuildResult(target.name, where, images, built.built, built.size_mb)
+    results, where = build_images(config, target.name, base_image, on_line)
+    full, slim = results["services"].tag, results["model-api"].tag
+    images = {"mlflow": full, "trainer": full, "model-api": slim, "monitor": full}
+    return BuildResult(target.name, where, images, {b.tag: b for b in results.values()})
 
 
 # -- doctor ----------------------------------------------------------------------------------

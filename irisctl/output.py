@@ -252,10 +252,11 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
 
 
 def build(result: BuildResult) -> None:
-    tag = next(iter(result.images.values()))
-    verb = "built" if result.built else "already present, not rebuilt"
-    console.print(f"[green]✓[/] {tag} ({result.size_mb:.0f} MB) {verb} in {result.engine}")
-    console.print("  used by: " + ", ".join(result.images))
+    for tag, built in result.built.items():
+        verb = "built" if built.built else "already present, not rebuilt"
+        console.print(f"[green]✓[/] {tag} ({built.size_mb:.0f} MB) {verb} in {result.engine}")
+        users = [service for service, t in result.images.items() if t == tag]
+        console.print("  used by: " + ", ".join(users))
 
 
 def doctor(checks: list[Check]) -> None:

@@ -78,7 +78,7 @@ def base_image(engine, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def image(base_image, tmp_path_factory) -> str:
+def images(base_image, tmp_path_factory) -> dict[str, str]:
     env = {**os.environ, "IRISCTL_HOME": str(tmp_path_factory.mktemp("build-home"))}
     proc = subprocess.run(
         [sys.executable, "-m", "irisctl", "build", "--base-image", base_image, "--json"],
@@ -90,8 +90,10 @@ def image(base_image, tmp_path_factory) -> str:
     assert proc.returncode == 0, proc.stderr[-3000:]
     images = json.loads(proc.stdout)
     assert set(images) == {"mlflow", "trainer", "model-api", "monitor"}
-    tag = images["model-api"]
-    assert tag.startswith("irisctl-services:") and not tag.endswith(":latest")
+    assert images["model-api"].startswith("irisctl-model-api:")
+    assert images["mlflow"] == images["trainer"] == images["monitor"]
+    assert images["trainer"].startswith("irisctl-services:")
+    assert not any(tag.endswith(":latest") for tag in images.values())
     again = subprocess.run(
         [sys.executable, "-m", "irisctl", "build", "--base-image", base_image],
         env=env,
@@ -99,8 +101,20 @@ def image(base_image, tmp_path_factory) -> str:
         text=True,
         timeout=120,
     )
-    assert again.returncode == 0 and "not rebuilt" in again.stdout
-    return tag
+    assert again.returncode == 0 and again.stdout.count("not rebuilt") == 2
+    return images
+
+
+@pytest.fixture(scope="session")
+def image(images) -> str:
+    """The full services image (trainer, monitor, MLflow)."""
+    return images["trainer"]
+
+
+@pytest.fixture(scope="session")
+def api_image(images) -> str:
+    """The slim model-API image."""
+    return images["model-api"]
 
 
 def run_args(image: str, env: dict[str, str]) -> list[str]:
@@ -111,7 +125,9 @@ def run_args(image: str, env: dict[str, str]) -> list[str]:
     return [*flags, image]
 
 
-def test_g1_g3_image_runs_as_non_root_and_carries_no_credentials(image):
+@pytest.mark.parametrize("which", ["image", "api_image"])
+def test_g1_g3_image_runs_as_non_root_and_carries_no_credentials(which, request):
+    image = request.getfixturevalue(which)
     assert docker("run", "--rm", image, "id", "-u").stdout.strip() == "10001"
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
     env = " ".join(config.get("Env") or []).lower()
@@ -136,7 +152,15 @@ def manifest_api_workers() -> str:
     return str(workers)
 
 
-def test_model_api_container_serves_the_champion(image, service_env):
+def test_the_model_api_image_holds_neither_mlflow_nor_sklearn(api_image):
+    for module in ("mlflow", "sklearn", "pandas"):
+        proc = docker("run", "--rm", api_image, "python", "-c", f"import {module}", check=False)
+        assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
+    proc = docker("run", "--rm", api_image, "python", "-c", "import onnxruntime, uvloop, httpx")
+    assert proc.returncode == 0
+
+
+def test_model_api_container_serves_the_champion(api_image, service_env):
     publish.run(TrainerSettings())
     port = free_port()
     env = {
@@ -147,13 +171,14 @@ def test_model_api_container_serves_the_champion(image, service_env):
         "IRIS_API_WORKERS": manifest_api_workers(),
     }
     cid = docker(
-        "run", "-d", "--rm", *run_args(image, env), "python", "-m", "iris_services.api"
+        "run", "-d", "--rm", *run_args(api_image, env), "python", "-m", "iris_services.api"
     ).stdout.strip()
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _ready(url), 120, 0.5, "the API container to load the champion")
         body = httpx.post(f"{url}/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).json()
         assert body["prediction"] == "setosa" and body["model"]["version"] == "1"
+        assert len(httpx.get(f"{url}/model").json()["graph_sha256"]) == 64
     finally:
         docker("rm", "-f", cid, check=False)
 

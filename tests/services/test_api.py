@@ -1,7 +1,8 @@
 """The model API's HTTP contract (DESIGN.md), strict input handling and hot swap.
 
-Contract tests use a registry fake at our own seam (``model_holder.Registry``) holding a real
-scikit-learn model; the swap tests use the real MLflow registry and real HTTP.
+Contract tests use a registry fake at our own seam (``model_holder.Registry``) holding real
+ONNX graphs compiled by the trainer's code; the swap tests use the real MLflow server's REST API
+and real HTTP.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from iris_services.api.app import create_app
-from iris_services.api.model_holder import MlflowRegistry, ModelHolder
+from iris_services.api.graph import GraphModel
+from iris_services.api.mlflow_rest import DIGEST_TAG, RestRegistry
+from iris_services.api.model_holder import ModelHolder
 from iris_services.common import registry
 from iris_services.common.registry import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
-from iris_services.train import pipeline, publish
+from iris_services.train import onnx_export, pipeline, publish
 from tests.conftest import free_port, http_ok, wait_until
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
+IRIS = pipeline.load_dataset(0).x_train
 
 
 class FakeRegistry:
@@ -36,8 +40,10 @@ class FakeRegistry:
         self.models: dict[str, object] = {}
         self.broken: set[str] = set()
 
-    def promote(self, version: str, seed: int = 4) -> None:
-        self.models[version] = pipeline.train(seed).model
+    def promote(self, version: str, seed: int = 4, model: object = None) -> None:
+        model = model if model is not None else pipeline.train(seed).model
+        graph = onnx_export.export(model, IRIS)
+        self.models[version] = GraphModel(graph.onnx, graph.sha256)
         self.champ = Champion("iris-classifier", version, "champion", 0.97, time.time(), None, "")
 
     def champion(self) -> Champion | None:
@@ -174,6 +180,7 @@ def test_model_endpoint_and_metrics(client, fake):
     info = client.get("/model").json()
     assert info["name"] == "iris-classifier" and info["version"] == "2"
     assert info["alias"] == "champion" and info["accuracy"] == 0.97 and info["loaded_at"]
+    assert info["graph_sha256"] == fake.models["2"].sha256 and len(info["graph_sha256"]) == 64
     text = client.get("/metrics").text
     assert 'iris_api_requests_total{status="200"} 1.0' in text
     assert 'iris_api_requests_total{status="422"} 1.0' in text
@@ -203,10 +210,9 @@ def test_b3_a_champion_that_fails_to_load_keeps_the_current_model(client, fake):
 def test_b3_a_champion_that_fails_the_smoke_test_is_not_served(client, fake):
     fake.promote("1")
     refresh(client)
-    fake.promote("2")
-    fake.models["2"] = pipeline.train(4).model.fit(
-        [[0, 0, 0, 0]] * 3, [2, 2, 2]
-    )  # always virginica
+    data = pipeline.load_dataset(0)
+    mislabelled = pipeline.train(4).model.fit(data.x_train, (data.y_train + 1) % 3)
+    fake.promote("2", model=mislabelled)
     assert not refresh(client)
     assert client.get("/model").json()["version"] == "1"
 
@@ -232,11 +238,14 @@ class LiveServer:
         self.thread.join(10)
 
 
-def test_b4_real_champion_is_served_and_swapped_under_load(service_env):
+def rest(settings: ApiSettings, cache: Path) -> RestRegistry:
+    return RestRegistry(settings.tracking_uri, settings.model_name, settings.model_alias, cache)
+
+
+def test_b4_real_champion_is_served_and_swapped_under_load(service_env, tmp_path):
     settings = ApiSettings()
-    mlflow_client = registry.configure(settings)
     publish.run(TrainerSettings())
-    holder = ModelHolder(MlflowRegistry(mlflow_client, settings.model_name, settings.model_alias))
+    holder = ModelHolder(rest(settings, tmp_path))
     assert holder.refresh() and holder.current.champion.version == "1"
     app = create_app(settings, holder, poll=False)
 
@@ -271,11 +280,13 @@ def test_b4_real_champion_is_served_and_swapped_under_load(service_env):
     assert seen[0] == "1" and seen[-1] == "2"
 
 
-def test_b2_champion_with_missing_artifacts_keeps_the_previous_model(service_env, mlflow_server):
+def test_b2_champion_with_missing_artifacts_keeps_the_previous_model(
+    service_env, mlflow_server, tmp_path
+):
     settings = ApiSettings()
     mlflow_client = registry.configure(settings)
     publish.run(TrainerSettings())
-    holder = ModelHolder(MlflowRegistry(mlflow_client, settings.model_name, settings.model_alias))
+    holder = ModelHolder(rest(settings, tmp_path))
     holder.refresh()
     second = publish.run(TrainerSettings())
     # Delete the new version's artifacts from the server's artifact store (RELIABILITY.md B2).
@@ -286,6 +297,8 @@ def test_b2_champion_with_missing_artifacts_keeps_the_previous_model(service_env
     assert removed, "the new version's MLmodel file was not found in the artifact store"
     for path in removed:
         shutil.rmtree(path.parent)
+    for cached in tmp_path.glob("*.onnx"):  # the same seed compiles the same graph: a new pod
+        cached.unlink()
     assert not holder.refresh()
     assert holder.current.champion.version == "1"
     assert holder.last_error and f"version {second.version}" in holder.last_error
@@ -478,3 +491,69 @@ def test_a6_huge_and_lying_bodies_over_real_http(fake):
             b'Content-Length: 10\r\nConnection: close\r\n\r\n{"features": [5.1, 3.5, 1.4, 0.2]}'
         )
         assert short.startswith(b"HTTP/1.1 422")
+
+
+# -- the REST load path: no mlflow, no scikit-learn, one download for every worker --------------
+
+
+def test_workers_share_one_download_and_a_corrupt_cache_is_fetched_again(service_env, tmp_path):
+    settings = ApiSettings()
+    summary = publish.run(TrainerSettings())
+    first, second = rest(settings, tmp_path), rest(settings, tmp_path)
+    champion = first.champion()
+    assert champion is not None and champion.version == "1"
+    assert champion.accuracy == pytest.approx(summary.accuracy, abs=1e-6)
+    assert champion.source.startswith("models:/m-")
+    a, b = first.load(champion), second.load(champion)
+    assert a.sha256 == b.sha256 and first.downloads + second.downloads == 1
+    cached = tmp_path / f"{a.sha256}.onnx"
+    assert cached.read_bytes()[:4] and sorted(p.name for p in tmp_path.glob("*.onnx")) == [
+        cached.name
+    ]
+    cached.write_bytes(b"not a graph")  # a torn or tampered file is never served
+    assert second.load(champion).sha256 == a.sha256 and second.downloads == 1
+
+
+def test_no_registered_model_is_no_champion(service_env, tmp_path):
+    assert rest(ApiSettings(), tmp_path).champion() is None
+
+
+def test_b2_a_graph_that_does_not_match_its_digest_keeps_the_previous_model(service_env, tmp_path):
+    settings = ApiSettings()
+    mlflow_client = registry.configure(settings)
+    publish.run(TrainerSettings())
+    holder = ModelHolder(rest(settings, tmp_path))
+    assert holder.refresh(), holder.last_error
+    second = publish.run(TrainerSettings())
+    mv = mlflow_client.get_model_version(settings.model_name, second.version)
+    model_id = mv.source.removeprefix("models:/")
+    mlflow_client.set_logged_model_tags(model_id, {DIGEST_TAG: "0" * 64})
+    assert not holder.refresh()
+    assert holder.current is not None and holder.current.champion.version == "1"
+    assert "sha256" in (holder.last_error or "") and holder.load_failures == 1
+
+
+def test_a_worker_imports_neither_mlflow_nor_sklearn(service_env):
+    """A real worker (the entry point's app factory, its lifespan loading the champion over
+    REST), after a prediction: neither mlflow nor scikit-learn is in its sys.modules."""
+    import json
+    import subprocess
+    import sys
+
+    publish.run(TrainerSettings())
+    probe = (
+        "import json, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from iris_services.api.__main__ import build_app\n"
+        "with TestClient(build_app()) as c:\n"
+        "    r = c.post('/predict', json={'features': [5.1, 3.5, 1.4, 0.2]})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "onnxruntime" in modules and "iris_services.api.graph" in modules
+    heavy = {m for m in modules if m.split(".")[0] in {"mlflow", "sklearn", "scipy", "pandas"}}
+    assert heavy == set()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -127,7 +128,7 @@ def test_c6_second_trainer_is_refused_while_the_lock_is_held(tmp_path):
 
 
 def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
-    service_env, mlflow_server
+    service_env, mlflow_server, tmp_path
 ):
     """The trainer process dies (os._exit, like SIGKILL) right after registering version 2."""
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
@@ -144,14 +145,12 @@ def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
     assert proc.returncode == 137
     assert versions(client, name) == ["1", "2"]  # registered, never validated as champion
     # The API follows the alias, not the latest version: it still resolves to version 1.
-    from iris_services.api.model_holder import MlflowRegistry
-    from iris_services.common import registry
+    from iris_services.api.mlflow_rest import RestRegistry
     from iris_services.common.settings import ApiSettings
 
     api_settings = ApiSettings()
-    champion = MlflowRegistry(
-        registry.configure(api_settings), name, api_settings.model_alias
-    ).champion()
+    api_registry = RestRegistry(api_settings.tracking_uri, name, api_settings.model_alias, tmp_path)
+    champion = api_registry.champion()
     assert champion is not None and champion.version == "1"
     # `irisctl status` reads the same over REST and notes the stray version.
     from irisctl.clients.mlflow import MlflowRest
@@ -234,3 +233,45 @@ def test_h1_a_full_disk_fails_training_cleanly_and_the_next_run_succeeds(
     assert trainer_main.main() == 0
     client = MlflowClient(server.url, server.url)
     assert client.get_model_version_by_alias("iris-classifier", "champion").version == "1"
+
+
+def test_the_verified_onnx_graph_is_stored_in_the_registered_logged_model(
+    service_env, mlflow_server, tmp_path
+):
+    import hashlib
+
+    from iris_services.train import onnx_export
+
+    summary = publish.run(TrainerSettings())
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    mv = client.get_model_version(service_env["IRIS_MODEL_NAME"], summary.version)
+    model_id = mv.source.removeprefix("models:/")
+    logged = client.get_logged_model(model_id)
+    digest = logged.tags[onnx_export.DIGEST_TAG]
+    local = mlflow.artifacts.download_artifacts(
+        f"{logged.artifact_location}/model.onnx", dst_path=str(tmp_path)
+    )
+    with open(local, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest
+    # The scikit-learn flavor stays beside it, for people and `mlflow models serve`.
+    files = {a.path for a in client.list_logged_model_artifacts(model_id)}
+    assert {"MLmodel", "model.onnx"} <= files
+    assert client.get_run(summary.run_id).data.tags[onnx_export.DIGEST_TAG] == digest
+
+
+def test_a_model_that_cannot_be_compiled_is_not_promoted_and_the_run_says_why(
+    service_env, mlflow_server, monkeypatch
+):
+    from iris_services.train import onnx_export
+
+    def unsupported(model, n_features):
+        raise onnx_export.ExportFailed("skl2onnx cannot convert FancyClassifier: no converter")
+
+    monkeypatch.setattr(onnx_export, "convert", unsupported)
+    summary = publish.run(TrainerSettings())
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    assert not summary.promoted and "could not compile to ONNX" in summary.reason
+    assert versions(client, service_env["IRIS_MODEL_NAME"]) == []
+    tags = client.get_run(summary.run_id).data.tags
+    assert tags["gate"] == "rejected" and "FancyClassifier" in tags[onnx_export.ERROR_TAG]
+    assert client.get_run(summary.run_id).info.status == "FINISHED"

@@ -183,21 +183,24 @@ def test_e7_a_real_mlflow_with_the_rendered_hosts_answers_in_cluster_names_only(
 
 
 def test_kubernetes_target_uses_the_registry_minikube_does_not(tmp_path):
-    def image(target: str) -> str:
+    def image(target: str, name: str = "model-api") -> str:
         d = docs(target, tmp_path, registry="registry.example.test/team")
-        return next(s for x, s in pod_specs(d) if x["metadata"]["name"] == "model-api")[
-            "containers"
-        ][0]["image"]
+        return next(s for x, s in pod_specs(d) if x["metadata"]["name"] == name)["containers"][0][
+            "image"
+        ]
 
-    assert image("kubernetes").startswith("registry.example.test/team/irisctl-services:")
-    assert image("minikube").startswith("irisctl-services:")
+    # model-api runs the slim image, the other services the full one.
+    assert image("kubernetes").startswith("registry.example.test/team/irisctl-model-api:")
+    assert image("minikube").startswith("irisctl-model-api:")
+    assert image("kubernetes", "monitor").startswith("registry.example.test/team/irisctl-services:")
+    assert image("minikube", "monitor").startswith("irisctl-services:")
 
 
 def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
     files = {"Dockerfile": tmp_path / "Dockerfile", "iris_services/app.py": tmp_path / "app.py"}
     for f in files.values():
         f.write_text("one")
-    monkeypatch.setattr(kube.images, "build_context", lambda: files)
+    monkeypatch.setattr(kube.images, "build_context", lambda image="services": files)
     first = kube.services_image_tag()
     assert kube.services_image_tag() == first
     files["iris_services/app.py"].write_text("two")
@@ -236,3 +239,16 @@ def test_cluster_prometheus_config_passes_promtool(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_slim_model_api_image_holds_only_the_api_and_its_shared_code():
+    files = kube.build_context("model-api")
+    assert files["Dockerfile"].name == "api.Dockerfile"
+    code = {name for name in files if name.startswith("iris_services/")}
+    assert "iris_services/api/app.py" in code and "iris_services/common/settings.py" in code
+    assert not any(n.startswith(("iris_services/train/", "iris_services/monitor/")) for n in code)
+    lines = files["requirements.txt"].read_text().lower().splitlines()
+    packages = {ln.split(">")[0].strip() for ln in lines if ln and not ln.startswith("#")}
+    assert "onnxruntime" in packages and "httpx" in packages
+    assert not packages & {"mlflow", "mlflow-skinny", "scikit-learn", "pandas", "scipy"}
+    assert kube.services_image_tag("model-api") != kube.services_image_tag()

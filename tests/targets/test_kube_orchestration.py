@@ -405,7 +405,10 @@ def test_the_kubernetes_target_builds_here_and_pushes_to_its_registry(env, monke
     lines = []
     tag, where, _ = REAL_BUILD(config, "kubernetes", None, lines.append)
     assert tag == f"registry.example/team/irisctl-services:{kube.services_image_tag()}"
-    assert engine.pushed == [("registry.example/team/irisctl-services", kube.services_image_tag())]
+    assert engine.pushed == [
+        ("registry.example/team/irisctl-services", kube.services_image_tag()),
+        ("registry.example/team/irisctl-model-api", kube.services_image_tag("model-api")),
+    ]
     assert any("digest" in line for line in lines) and where == "the local Docker engine"
 
 

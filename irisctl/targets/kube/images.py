@@ -1,4 +1,4 @@
-"""The services image: its build context, a tag that changes with it, and where it is built."""
+"""The images irisctl builds: their build contexts, tags that change with them, where they are built."""
 
 from __future__ import annotations
 
@@ -14,31 +14,44 @@ if TYPE_CHECKING:
     from ...clients.docker import Built
 
 
-def services_image_tag() -> str:
+# The images irisctl builds: name → repository. model-api gets a slim image of its own (no MLflow,
+# no scikit-learn: it serves ONNX graphs); the rest share the full services image.
+BUILT_IMAGES = {"services": "irisctl-services", "model-api": "irisctl-model-api"}
+# The Dockerfile, requirements and service packages of each image.
+_IMAGE_FILES = {
+    "services": ("Dockerfile", "requirements.txt", ("",)),
+    "model-api": ("api.Dockerfile", "api-requirements.txt", ("__init__.py", "common/", "api/")),
+}
+
+
+def services_image_tag(image: str = "services") -> str:
     """A tag that changes with the image's content: a hash of its whole build context."""
     digest = hashlib.sha256()
-    for name, path in build_context().items():
+    for name, path in build_context(image).items():
         digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def build_context() -> dict[str, Path]:
-    """The services image's build context: path in the context → file, in a stable order."""
+def build_context(image: str = "services") -> dict[str, Path]:
+    """An image's build context: path in the context → file, in a stable order."""
     docker = render.templates_dir() / "docker"
     import iris_services
 
+    dockerfile, requirements, parts = _IMAGE_FILES[image]
     package = Path(iris_services.__file__).parent
-    context = {"Dockerfile": docker / "Dockerfile", "requirements.txt": docker / "requirements.txt"}
+    context = {"Dockerfile": docker / dockerfile, "requirements.txt": docker / requirements}
     for source in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
-        context[f"iris_services/{source.relative_to(package)}"] = source
+        relative = source.relative_to(package).as_posix()
+        if any(relative.startswith(part) for part in parts):
+            context[f"iris_services/{relative}"] = source
     return context
 
 
-def build_services_image(
+def build_images(
     config: Config, target: str, base_image: str | None, on_line: Callable[[str], None]
-) -> tuple[str, str, Built]:
-    """Build the services image where ``target`` runs it: (tag, engine, result).
+) -> tuple[dict[str, Built], str]:
+    """Build every image where ``target`` runs it: (image → result with its tag, engine).
 
     minikube: inside its Docker (``minikube docker-env``); kubernetes: this machine's Docker,
     then pushed to ``registry``; local: this machine's Docker.
@@ -48,9 +61,19 @@ def build_services_image(
     env = minikube.docker_env(config["minikube_profile"]) if target == "minikube" else None
     engine = docker.client(env)
     registry = config["registry"].rstrip("/") if target == "kubernetes" else ""
-    tag = f"{registry + '/' if registry else ''}irisctl-services:{services_image_tag()}"
     args = {"BASE_IMAGE": base_image} if base_image else {}
-    built = docker.build(engine, build_context(), tag, args, on_line)
-    if registry:
-        docker.push(engine, tag, on_line)
-    return tag, (env or {}).get("DOCKER_HOST") or "the local Docker engine", built
+    results = {}
+    for image, repository in BUILT_IMAGES.items():
+        tag = f"{registry + '/' if registry else ''}{repository}:{services_image_tag(image)}"
+        results[image] = docker.build(engine, build_context(image), tag, args, on_line)
+        if registry:
+            docker.push(engine, tag, on_line)
+    return results, (env or {}).get("DOCKER_HOST") or "the local Docker engine"
+
+
+def build_services_image(
+    config: Config, target: str, base_image: str | None, on_line: Callable[[str], None]
+) -> tuple[str, str, Built]:
+    """Build every image (``build_images``); (the services image's tag, engine, its result)."""
+    results, where = build_images(config, target, base_image, on_line)
+    return results["services"].tag, where, results["services"]

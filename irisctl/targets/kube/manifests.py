@@ -10,7 +10,7 @@ from typing import Any
 from ... import render as templates
 from ...settings import Config
 from ..base import seed_settings, service_settings
-from .images import services_image_tag
+from .images import BUILT_IMAGES, services_image_tag
 
 NAMESPACE = "iris-mlops"
 SECRET_NAME = "iris-credentials"
@@ -48,10 +48,9 @@ LABELS = {"app.kubernetes.io/part-of": "irisctl", "app.kubernetes.io/managed-by"
 
 def images(config: Config, target: str) -> dict[str, str]:
     registry = config["registry"].rstrip("/")
-    services = f"irisctl-services:{services_image_tag()}"
-    if target == "kubernetes" and registry:
-        services = f"{registry}/{services}"
-    return {"services": services, **IMAGES}
+    prefix = f"{registry}/" if target == "kubernetes" and registry else ""
+    built = {i: f"{prefix}{r}:{services_image_tag(i)}" for i, r in BUILT_IMAGES.items()}
+    return {**built, **IMAGES}
 
 
 def service_env(config: Config) -> dict[str, str]:

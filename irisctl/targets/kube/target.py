@@ -126,7 +126,7 @@ class KubeTarget:
         if self.name == "minikube":
             self._start_minikube(progress)
         cluster = self.cluster()  # the context guard runs here, before the first change
-        progress("image", "building irisctl-services (skipped when the tag exists)")
+        progress("image", "building irisctl-services and -model-api (skipped when tags exist)")
         tag, engine, built = images.build_services_image(
             self.config, self.name, None, lambda line: progress("image", line)
         )

@@ -1,7 +1,9 @@
 """``python -m iris_services.api``: serve the champion over HTTP on ``PORT`` (default 8080).
 
 ``IRIS_API_WORKERS`` processes (default 1) share the port; each holds its own copy of the model
-and watches the alias itself. uvloop and httptools are used when installed (uvicorn[standard]):
+graph and watches the alias itself, and all share one download per graph
+(``IRIS_MODEL_CACHE_DIR``). Nothing here imports mlflow or scikit-learn.
+uvloop and httptools are used when installed (uvicorn[standard]):
 without them multi-worker uvicorn adds ~44 ms per keep-alive request (PERFORMANCE.md).
 """
 
@@ -11,14 +13,16 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
-from ..common import logs, registry
+from ..common import logs
 from ..common.settings import ApiSettings
 from .app import create_app
-from .model_holder import MlflowRegistry, ModelHolder
+from .mlflow_rest import RestRegistry
+from .model_holder import ModelHolder
 
 
 def build_app() -> FastAPI:
@@ -27,9 +31,15 @@ def build_app() -> FastAPI:
     settings = ApiSettings()
     if settings.workers > 1:
         _die_with_parent()
-    client = registry.configure(settings)
-    holder = ModelHolder(MlflowRegistry(client, settings.model_name, settings.model_alias))
-    return create_app(settings, holder)
+    cache = Path(settings.model_cache_dir or tempfile.mkdtemp(prefix="iris-api-models-"))
+    rest = RestRegistry(
+        settings.tracking_uri,
+        settings.model_name,
+        settings.model_alias,
+        cache,
+        timeout_s=settings.mlflow_timeout_s,
+    )
+    return create_app(settings, ModelHolder(rest))
 
 
 PARENT_PID = "IRIS_API_PARENT_PID"
@@ -70,6 +80,10 @@ def main() -> int:
         # Workers inherit this before they import prometheus_client (see app.Metrics).
         metrics_dir = tempfile.mkdtemp(prefix="iris-api-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    cache_dir = None
+    if not settings.model_cache_dir:  # workers inherit it: one download serves them all
+        cache_dir = tempfile.mkdtemp(prefix="iris-api-models-")
+        os.environ["IRIS_MODEL_CACHE_DIR"] = cache_dir
     try:
         uvicorn.run(
             "iris_services.api.__main__:build_app",
@@ -82,8 +96,9 @@ def main() -> int:
             timeout_graceful_shutdown=10,
         )
     finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for made in (metrics_dir, cache_dir):
+            if made:
+                shutil.rmtree(made, ignore_errors=True)
     return 0
 
 

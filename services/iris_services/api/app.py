@@ -149,7 +149,7 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def _answer(loaded: Loaded, rows: np.ndarray) -> list[dict[str, Any]]:
-    proba = loaded.predict_proba(rows)
+    proba = loaded.predict_proba(rows)  # the one place rows become probabilities
     best = proba.argmax(axis=1)
     return [
         {
@@ -253,12 +253,15 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
         model_ref = {"name": loaded.champion.name, "version": loaded.champion.version}
         if isinstance(parsed, schemas.PredictOne):
-            answer = _answer(loaded, np.array([parsed.features]))[0]
+            answer = _answer(loaded, np.array([parsed.features], dtype=np.float32))[0]
             return _json({**answer, "model": model_ref})
         if len(parsed.instances) > settings.max_batch_rows:
             return _error(413, f"a batch holds at most {settings.max_batch_rows} rows")
         return _json(
-            {"predictions": _answer(loaded, np.array(parsed.instances)), "model": model_ref}
+            {
+                "predictions": _answer(loaded, np.array(parsed.instances, dtype=np.float32)),
+                "model": model_ref,
+            }
         )
 
     @app.get("/healthz")
@@ -277,7 +280,8 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
 
     @app.get("/model")
     async def model() -> Response:
-        """The served model: name, version, alias, accuracy, when it was loaded, last load error."""
+        """The served model: name, version, alias, accuracy, graph digest, when it was loaded,
+        and the last load error."""
         loaded = holder.current
         info: dict[str, Any] = {
             "name": settings.model_name,
@@ -286,6 +290,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             "accuracy": None,
             "registered_at": None,
             "loaded_at": None,
+            "graph_sha256": None,
             "last_load_error": holder.last_error,
             "load_failures": holder.load_failures,
         }
@@ -295,6 +300,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
                 accuracy=loaded.champion.accuracy,
                 registered_at=loaded.champion.registered_at,
                 loaded_at=loaded.loaded_at,
+                graph_sha256=loaded.sha256,
             )
         return _json(info)
 

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..common.registry import Champion
-from .fast_models import accelerate
 
 log = logging.getLogger("iris.api")
 
@@ -29,16 +28,21 @@ CANONICAL = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0
 class Loaded:
     """A model in memory and what it is."""
 
-    model: Any
+    model: Any  # a graph.GraphModel in production: anything with predict_proba(rows)
     champion: Champion
     loaded_at: float
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(rows)
 
+    @property
+    def sha256(self) -> str | None:
+        """The served graph's digest (what /model reports)."""
+        return getattr(self.model, "sha256", None)
+
 
 class Registry(Protocol):
-    """Where the holder learns the champion and loads it (MLflow in production)."""
+    """Where the holder learns the champion and loads it (MLflow's REST API in production)."""
 
     def champion(self) -> Champion | None: ...
 
@@ -84,11 +88,11 @@ class ModelHolder:
             if champion.version == self.failed_version:
                 return False  # already failed to load; wait for the alias to move again
             try:
-                model = accelerate(self._registry.load(champion))
-                predicted = model.predict(CANONICAL)
-                if list(predicted) != [0, 1, 2]:
+                model = self._registry.load(champion)
+                predicted = [int(i) for i in model.predict_proba(CANONICAL).argmax(axis=1)]
+                if predicted != [0, 1, 2]:
                     raise ValueError(
-                        f"smoke test failed: canonical flowers predicted as {list(predicted)}"
+                        f"smoke test failed: canonical flowers predicted as {predicted}"
                     )
             except Exception as exc:
                 self.load_failures += 1
@@ -135,51 +139,3 @@ class ModelHolder:
         while not stop.is_set():
             self.refresh()
             stop.wait(interval_s)
-
-
-class MlflowRegistry:
-    """The production registry: MLflow, by alias; models loaded by exact version.
-
-    Downloading and deserializing a model is ~100 ms of mostly-Python work: in the serving
-    process it would hold the GIL and stall requests during a swap (p99 7.6x the baseline in
-    bench/run.py; 2.4x this way). It runs in a short-lived helper process at low priority
-    instead, and only the finished model is sent back (one unpickle). The helper exits after
-    each load, so it costs memory only while it works.
-    """
-
-    def __init__(self, client: Any, name: str, alias: str) -> None:
-        self._client = client
-        self._name = name
-        self._alias = alias
-        self._pool: Any = None
-
-    def champion(self) -> Champion | None:
-        from ..common.registry import get_champion
-
-        return get_champion(self._client, self._name, self._alias)
-
-    def load(self, champion: Champion) -> Any:
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # forkserver: children fork from a clean, single-threaded server, not from us.
-            context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=context, initializer=_lower_priority, max_tasks_per_child=1
-            )
-        uri = f"models:/{champion.name}/{champion.version}"
-        return self._pool.submit(_load_model, uri).result(timeout=300)
-
-
-def _lower_priority() -> None:
-    import os
-
-    os.nice(10)
-
-
-def _load_model(uri: str) -> Any:
-    """In the helper: load, and build the fast evaluator too (its Python loops stay here)."""
-    import mlflow.sklearn
-
-    return accelerate(mlflow.sklearn.load_model(uri))

@@ -64,6 +64,8 @@ class ApiSettings(CommonSettings):
     startup_load_timeout_s: float = Field(
         30.0, ge=0, validation_alias=_env("IRIS_STARTUP_LOAD_TIMEOUT_SECONDS")
     )
+    # Where workers share downloaded graphs (<sha256>.onnx); unset: a temp dir per API process.
+    model_cache_dir: str | None = Field(None, validation_alias=_env("IRIS_MODEL_CACHE_DIR"))
 
 
 class MonitorSettings(CommonSettings):

@@ -18,7 +18,7 @@ import numpy as np
 from ..common import registry
 from ..common.settings import TrainerSettings
 from ..common.wait import wait_for_http
-from . import pipeline
+from . import onnx_export, pipeline
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -79,6 +79,7 @@ def run(settings: TrainerSettings) -> Summary:
         checkpoint("model_logged")
         _smoke_test(model_uri, result)
         checkpoint("model_verified")
+        promote, reason = _store_graph(result, model_id, promote, reason)
         version = None
         if promote:
             version = _register_and_promote(client, settings, model_uri, run_id, model_id, accuracy)
@@ -198,6 +199,39 @@ def _smoke_test(model_uri: str, result: pipeline.TrainResult) -> None:
     x = result.dataset.x_test
     if not np.array_equal(loaded.predict(x), result.model.predict(x)):
         raise TrainingFailed(f"the model logged at {model_uri} predicts differently once loaded")
+
+
+def _store_graph(
+    result: pipeline.TrainResult, model_id: str | None, promote: bool, reason: str
+) -> tuple[bool, str]:
+    """Compile the model to ONNX and store the verified graph in the same logged model (what the
+    API serves). A model that cannot be compiled is not promoted; the run's tags say why."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    data = result.dataset
+    try:
+        graph = onnx_export.export(result.model, np.vstack([data.x_train, data.x_test]))
+    except onnx_export.ExportFailed as exc:
+        log.error("no ONNX graph: %s", exc, extra={"event": "training.onnx_failed"})
+        mlflow.set_tag(onnx_export.ERROR_TAG, str(exc)[:5000])
+        return False, (f"could not compile to ONNX: {exc}" if promote else reason)
+    if model_id is None:
+        raise TrainingFailed("MLflow returned no logged-model id to store the ONNX graph in")
+
+    client = mlflow.MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / onnx_export.GRAPH_FILE
+        path.write_bytes(graph.onnx)
+        client.log_model_artifact(model_id, str(path))
+    # The digest goes on the logged model last: a graph without it is never served.
+    client.set_logged_model_tags(model_id, {onnx_export.DIGEST_TAG: graph.sha256})
+    mlflow.set_tags(
+        {onnx_export.DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)}
+    )
+    return promote, reason
 
 
 def _register_and_promote(

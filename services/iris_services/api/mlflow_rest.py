@@ -1,0 +1,168 @@
+"""The champion and its graph, over MLflow's REST API with httpx (the API imports no mlflow).
+
+Three calls, each checked against the MLflow server's handlers (mlflow/server/handlers.py):
+
+1. ``GET /api/2.0/mlflow/registered-models/alias?name=…&alias=…`` → the model version. In
+   MLflow 3 its ``source`` is the logged model, ``models:/m-<id>``.
+2. ``GET /api/2.0/mlflow/logged-models/m-<id>`` → ``info.artifact_uri``
+   (``mlflow-artifacts:/<experiment>/models/m-<id>/artifacts`` on a server that proxies
+   artifacts) and ``info.tags``, where the trainer put the graph's sha256.
+3. ``GET /api/2.0/mlflow-artifacts/artifacts/<that path>/model.onnx`` → the graph.
+
+The graph is cached as ``<sha256>.onnx`` in a directory every worker shares (the run directory
+locally, an emptyDir on Kubernetes): the first worker downloads under a file lock, the others
+find the file, so a promotion costs one fetch however many workers there are.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import httpx
+
+from ..common.registry import Champion
+from .graph import GraphModel
+
+GRAPH_FILE = "model.onnx"  # iris_services.train.onnx_export.GRAPH_FILE
+DIGEST_TAG = "iris.onnx.sha256"  # iris_services.train.onnx_export.DIGEST_TAG
+KEEP_GRAPHS = 3  # cached graphs kept: the current one and a couple to roll back to
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+class RegistryError(Exception):
+    """MLflow answered, but not with what the API needs (the message says what)."""
+
+
+class RestRegistry:
+    """The production registry of ``model_holder.ModelHolder``: MLflow's REST API."""
+
+    def __init__(
+        self, tracking_uri: str, name: str, alias: str, cache_dir: Path, timeout_s: float = 10.0
+    ) -> None:
+        self._http = httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s)
+        self._name = name
+        self._alias = alias
+        self._cache = cache_dir
+        self.downloads = 0  # graphs this process fetched (the others came from the cache)
+
+    def champion(self) -> Champion | None:
+        """The alias's target, or None when the model or the alias does not exist yet."""
+        resp = self._http.get(
+            "/api/2.0/mlflow/registered-models/alias",
+            params={"name": self._name, "alias": self._alias},
+        )
+        if resp.status_code in (400, 404) and _error_code(resp) in NOT_FOUND:
+            return None
+        mv = _json(resp, "the alias lookup")["model_version"]
+        tags = {t["key"]: t.get("value") for t in mv.get("tags", [])}
+        accuracy = tags.get("accuracy")
+        return Champion(
+            name=self._name,
+            version=str(mv["version"]),
+            alias=self._alias,
+            accuracy=float(accuracy) if accuracy is not None else None,
+            registered_at=int(mv.get("creation_timestamp", 0)) / 1000.0,
+            run_id=mv.get("run_id"),
+            source=mv.get("source", ""),
+        )
+
+    def load(self, champion: Champion) -> GraphModel:
+        """The champion's verified graph, from the shared cache or downloaded once."""
+        model_id = _logged_model_id(champion)
+        info = _json(
+            self._http.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}"),
+            f"the logged model {model_id}",
+        )["model"]["info"]
+        tags = {t["key"]: t.get("value") for t in info.get("tags", [])}
+        digest = tags.get(DIGEST_TAG)
+        if not digest:
+            raise RegistryError(
+                f"version {champion.version} has no compiled ONNX graph (trained before "
+                "irisctl compiled models, or its compilation failed): run `irisctl train --now`"
+            )
+        return GraphModel(self._graph(digest, _artifact_path(info["artifact_uri"])), digest)
+
+    def _graph(self, digest: str, artifact_dir: str) -> bytes:
+        self._cache.mkdir(parents=True, exist_ok=True)
+        target = self._cache / f"{digest}.onnx"
+        with open(self._cache / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # siblings wait here, then read the file
+            data = _read_if_valid(target, digest)
+            if data is None:
+                data = self._download(f"{artifact_dir}/{GRAPH_FILE}", digest)
+                fd, tmp = tempfile.mkstemp(dir=self._cache, suffix=".part")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, target)  # readers see the whole file or none
+                self.downloads += 1
+                _prune(self._cache, keep=KEEP_GRAPHS)
+        return data
+
+    def _download(self, artifact_path: str, digest: str) -> bytes:
+        url = "/api/2.0/mlflow-artifacts/artifacts/" + quote(artifact_path.lstrip("/"))
+        resp = self._http.get(url)
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"downloading {artifact_path} answered HTTP {resp.status_code}: {resp.text[:200]}"
+            )
+        got = hashlib.sha256(resp.content).hexdigest()
+        if got != digest:
+            raise RegistryError(f"the downloaded graph's sha256 {got} is not {digest}")
+        return resp.content
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _logged_model_id(champion: Champion) -> str:
+    # MLflow 3 registers a logged model: the version's source is ``models:/m-<id>``.
+    if champion.source.startswith("models:/m-"):
+        return champion.source.removeprefix("models:/").split("/", 1)[0]
+    raise RegistryError(
+        f"version {champion.version} points at {champion.source!r}, not a logged model "
+        "(models:/m-…): run `irisctl train --now`"
+    )
+
+
+def _artifact_path(artifact_uri: str) -> str:
+    """``mlflow-artifacts:/1/models/m-x/artifacts`` → ``1/models/m-x/artifacts``."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme != "mlflow-artifacts":
+        raise RegistryError(
+            f"the model's artifacts are at {artifact_uri}, which the MLflow server does not "
+            "proxy: start it with --serve-artifacts"
+        )
+    return parsed.path.lstrip("/")
+
+
+def _read_if_valid(path: Path, digest: str) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None
+
+
+def _prune(cache: Path, keep: int) -> None:
+    graphs = sorted(cache.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in graphs[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def _error_code(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error_code", ""))
+    except ValueError:
+        return ""
+
+
+def _json(resp: httpx.Response, what: str) -> Any:
+    if resp.status_code != 200:
+        raise RegistryError(f"{what} answered HTTP {resp.status_code}: {resp.text[:200]}")
+    return resp.json()
