@@ -191,6 +191,17 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
             "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`"
         )
     urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
+    if "mlflow" in urls:
+        try:
+            experiment_id = rest.experiment_id(EXPERIMENT)
+        except IrisctlError:
+            experiment_id = None
+        if experiment_id is not None:
+            # MLflow 3.17's UI opens every experiment in GenAI mode unless the browser chose
+            # "Model training" before or the link says so (it ignores the experiment's kind tag).
+            urls["mlflow ui"] = (
+                f"{urls['mlflow']}/#/experiments/{experiment_id}?workflowType=machine_learning"
+            )
     return UpResult(target.name, reason, urls, champion, trained, warnings, timings)
 
 

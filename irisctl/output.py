@@ -132,11 +132,19 @@ def train(result: TrainResult) -> None:
             f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
             f"registered version {s['version']}, now [bold]champion[/]"
         )
+        if s.get("scored_champion_accuracy") is not None:
+            console.print(f"  {s['reason']}")
     else:
         console.print(
             f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
             f"({s['reason']}); champion stays v{s.get('champion_version')}"
         )
+        if s.get("champion_validated") is not None:  # continuous validation
+            verdict = "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
+            console.print(
+                f"  champion v{s.get('champion_version')} scored "
+                f"{s.get('scored_champion_accuracy', 0):.4f} on the same rows: {verdict}"
+            )
 
 
 def prediction(answer: dict[str, Any]) -> None:

@@ -86,6 +86,13 @@ class MlflowRest:
         tags = (data or {}).get("registered_model", {}).get("tags", [])
         return parse_moves({t["key"]: t["value"] for t in tags}, alias)
 
+    def experiment_id(self, experiment: str) -> str | None:
+        """The id of ``experiment`` (None: not created yet)."""
+        exp = self._call(
+            "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment}
+        )
+        return str(exp["experiment"]["experiment_id"]) if exp else None
+
     def latest_version(self, name: str) -> str | None:
         """The newest registered version of ``name`` (None: none yet)."""
         data = self._call(

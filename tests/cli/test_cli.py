@@ -525,6 +525,10 @@ def test_up_says_when_the_threshold_is_above_what_the_data_allows(fake, monkeypa
     text = " ".join(result.output.split())
     assert "threshold 0.99 is above what the data allows" in text
     assert "best accuracy reached on the held-out rows is 0.9667" in text
+    # The MLflow UI link opens the experiment as model training, not in GenAI mode.
+    monkeypatch.setattr(MlflowRest, "experiment_id", lambda self, name: "1")
+    urls = json.loads(run("up", "--json").stdout)["urls"]
+    assert urls["mlflow ui"] == "http://127.0.0.1:1/#/experiments/1?workflowType=machine_learning"
 
 
 class MlflowTarget(FakeTarget):
@@ -573,3 +577,15 @@ def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeyp
     rows = [line for line in result.output.splitlines() if line.startswith("│ v")]
     assert [r.split("│")[1].strip() for r in rows] == ["v1", "v2", "v1", "v2"]
     assert "rollback" in result.output and "manual" in result.output and "now" in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("IRISCTL_PROMOTION_TOLERANCE", "1.5"), ("IRISCTL_MLFLOW_TELEMETRY", "maybe")],
+)
+def test_bad_promotion_tolerance_or_telemetry_switch_is_a_usage_error(
+    home, monkeypatch, key, value
+):
+    monkeypatch.setenv(key, value)
+    result = run("render")
+    assert result.exit_code == 2 and key.removeprefix("IRISCTL_").lower() in result.output

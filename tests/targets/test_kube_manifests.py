@@ -236,3 +236,12 @@ def test_cluster_prometheus_config_passes_promtool(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mlflow_telemetry_is_off_in_the_settings_and_the_image(manifests):
+    from irisctl import render
+
+    config = next(d for d in manifests if d["metadata"]["name"] == "iris-settings")
+    assert config["data"]["MLFLOW_DISABLE_TELEMETRY"] == "true" == config["data"]["DO_NOT_TRACK"]
+    dockerfile = render.read("docker/Dockerfile")
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in dockerfile and "DO_NOT_TRACK=true" in dockerfile
