@@ -340,15 +340,23 @@ def status(config: Config) -> StatusResult:
         champion_f = pool.submit(rest.champion, MODEL_NAME, MODEL_ALIAS)
         runs_f = pool.submit(rest.recent_runs, EXPERIMENT, 5)
         latest_f = pool.submit(rest.latest_version, MODEL_NAME)
+        moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
         model_error = None
         notes = []
         try:
             champion, runs, latest = champion_f.result(), runs_f.result(), latest_f.result()
+            # A version that was champion once (then rolled back from) was promoted, not lost.
+            was_champion = {m.to_version for m in moves_f.result()}
         except IrisctlError as exc:
             champion, runs, latest, model_error = None, [], None, exc.message
-        if latest and (champion is None or int(latest) > int(champion.version)):
+            was_champion = set()
+        if (
+            latest
+            and latest not in was_champion
+            and (champion is None or int(latest) > int(champion.version))
+        ):
             # Versions are registered only to be promoted: a newer one means a training died
             # between registering and moving the alias (RELIABILITY.md C4). It is never served.
             notes.append(

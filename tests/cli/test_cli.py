@@ -548,7 +548,7 @@ def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeyp
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
     monkeypatch.setenv("IRIS_WAIT_FOR_MLFLOW_SECONDS", "5")
-    for seed in ("4", "1"):  # 1.000, then 0.967: within the tolerance, promoted
+    for seed in ("4", "1"):  # 0.933 each: a tie goes to the newer model
         monkeypatch.setenv("IRIS_SEED", seed)
         publish.run(TrainerSettings())
     target = MlflowTarget(own_mlflow_server.url)
@@ -563,8 +563,12 @@ def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeyp
     rest = MlflowRest(own_mlflow_server.url)
     assert rest.champion("iris-classifier", "champion").version == "1"
 
+    # v2 is newer than the champion but was champion once: no "registered but never promoted".
+    assert json.loads(run("status", "--json").stdout)["notes"] == []
     result = run("rollback")
     assert result.exit_code == 1 and "no previous champion" in result.output
+    result = run("promote", "1")
+    assert result.exit_code == 1 and "already the champion" in result.output
     for bad in ("9", "x"):
         result = run("promote", bad)
         assert result.exit_code == 2, result.output

@@ -226,12 +226,16 @@ def promote(
 
     try:
         client.get_model_version(name, version)
-    except MlflowException:
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise
         raise Refused(
             f"{name} has no version {version!r}",
             "`irisctl history` lists the versions that were champion",
             bad_input=True,
         ) from None
+    if _current(client, name, alias) == version:
+        raise Refused(f"version {version} is already the {alias}; nothing moved")
     try:
         checked = load_and_check(version_uri(name, version), data)
     except CheckFailed as exc:
