@@ -243,7 +243,8 @@ def history(
     ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """The last training runs (time, accuracy, registered?, champion?) with a sparkline.
+    """The last training runs (time, accuracy, registered?, champion?) with a sparkline, and
+    the champion periods (which version served when, and how it got there).
 
     Example: irisctl history --last 50 --plot accuracy.png
     """
@@ -255,7 +256,42 @@ def history(
     rows = ops.history(config, limit)
     if plot is not None:
         plots.accuracy_over_time(rows, plot, config["accuracy_threshold"])
-    output.print_json([r.__dict__ for r in rows]) if json_out else output.history(rows, plot)
+    if json_out:
+        output.print_json([r.__dict__ for r in rows])
+        return
+    output.history(rows, plot)
+    output.champion_periods(ops.champion_periods(config))
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="The registered version to serve."),
+    force: bool = typer.Option(False, "--force", help="Promote it even below the threshold."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Make a registered version the champion, after the trainer's load and smoke check.
+
+    Refuses a version below the threshold unless --force; the API serves it within one poll.
+
+    Example: irisctl promote 3
+    """
+    from . import ops
+
+    result = ops.promote(_config(ctx), version, force)
+    output.print_json(result) if json_out else output.alias_moved(result)
+
+
+@app.command()
+def rollback(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
+    """Move the champion back to the previous champion (same check as `promote`).
+
+    Example: irisctl rollback
+    """
+    from . import ops
+
+    result = ops.promote(_config(ctx), None)
+    output.print_json(result) if json_out else output.alias_moved(result)
 
 
 @app.command()

@@ -178,9 +178,16 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     timings["total"] = time.monotonic() - started
     warnings = []
     if champion is None and trained is not None and trained.summary:
+        # Every run is scored on the same held-out rows, so a first run below the threshold
+        # means the threshold is above what these rows allow: say what was reached.
+        scores = [r.accuracy for r in rest.recent_runs(EXPERIMENT, 100) if r.accuracy is not None]
+        best = f"{max(scores):.4f}" if scores else "none"
         warnings.append(
             f"the first model was not promoted ({trained.summary.get('reason')}), so the API has "
-            "nothing to serve yet: run `irisctl train --now` (each run samples new parameters)"
+            f"nothing to serve yet. The threshold {config['accuracy_threshold']} is above what "
+            f"the data allows so far: the best accuracy reached on the held-out rows is {best}. "
+            "Lower it (`irisctl up --threshold 0.85`) or run `irisctl train --now` again "
+            "(each run samples new hyperparameters)"
         )
     services = {s.name: s for s in target.services()}
     if services.get("prometheus") and services["prometheus"].state == "absent":
@@ -189,6 +196,17 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
             "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`"
         )
     urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
+    if "mlflow" in urls:
+        try:
+            experiment_id = rest.experiment_id(EXPERIMENT)
+        except IrisctlError:
+            experiment_id = None
+        if experiment_id is not None:
+            # MLflow 3.17's UI opens every experiment in GenAI mode unless the browser chose
+            # "Model training" before or the link says so (it ignores the experiment's kind tag).
+            urls["mlflow ui"] = (
+                f"{urls['mlflow']}/#/experiments/{experiment_id}?workflowType=machine_learning"
+            )
     return UpResult(target.name, reason, urls, champion, trained, warnings, timings)
 
 
@@ -342,15 +360,23 @@ def status(config: Config) -> StatusResult:
         champion_f = pool.submit(rest.champion, MODEL_NAME, MODEL_ALIAS)
         runs_f = pool.submit(rest.recent_runs, EXPERIMENT, 5)
         latest_f = pool.submit(rest.latest_version, MODEL_NAME)
+        moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
         model_error = None
         notes = []
         try:
             champion, runs, latest = champion_f.result(), runs_f.result(), latest_f.result()
+            # A version that was champion once (then rolled back from) was promoted, not lost.
+            was_champion = {m.to_version for m in moves_f.result()}
         except IrisctlError as exc:
             champion, runs, latest, model_error = None, [], None, exc.message
-        if latest and (champion is None or int(latest) > int(champion.version)):
+            was_champion = set()
+        if (
+            latest
+            and latest not in was_champion
+            and (champion is None or int(latest) > int(champion.version))
+        ):
             # Versions are registered only to be promoted: a newer one means a training died
             # between registering and moving the alias (RELIABILITY.md C4). It is never served.
             notes.append(
@@ -526,3 +552,68 @@ def doctor(config: Config) -> list[Check]:
             )
         )
     return checks
+
+
+# -- promote / rollback / champion periods ---------------------------------------------------
+
+
+@dataclass
+class AliasResult:
+    """What ``promote`` or ``rollback`` did."""
+
+    target: str
+    alias: str
+    from_version: str | None
+    to_version: str
+    reason: str
+    accuracy: float  # the version's score on the held-out rows, by the trainer's check
+    served: bool  # the model API serves it (it follows within one poll)
+
+
+def promote(config: Config, version: str | None, force: bool = False) -> AliasResult:
+    """Move the alias to ``version`` (None: back to the previous champion) after the trainer's
+    load and smoke check; then wait (bounded) until the API serves it."""
+    from .clients.mlflow import move_alias
+
+    if version is not None and not version.strip().isdigit():
+        raise BadInput(f"not a version number: {version!r}", "example: irisctl promote 3")
+    target = _running(config)
+    move, checked = move_alias(
+        target.endpoint("mlflow"),
+        MODEL_NAME,
+        MODEL_ALIAS,
+        None if version is None else version.strip(),
+        config["accuracy_threshold"],
+        force,
+    )
+    api = target.endpoint("model-api")
+    served = _wait_serving(api, move.to_version, config["poll_seconds"] + 30)
+    return AliasResult(
+        target.name,
+        move.alias,
+        move.from_version,
+        move.to_version,
+        move.reason,
+        checked.accuracy,
+        served,
+    )
+
+
+@dataclass
+class ChampionPeriod:
+    """A stretch of time one version was the champion."""
+
+    version: str
+    start: float
+    end: float | None  # None: the champion now
+    reason: str  # gate, manual, rollback
+    ended_by: str | None
+
+
+def champion_periods(config: Config) -> list[ChampionPeriod]:
+    """The champion periods, oldest first, from the alias moves recorded in MLflow."""
+    from iris_services.train.champion import periods
+
+    target = _running(config)
+    moves = MlflowRest(target.endpoint("mlflow")).alias_moves(MODEL_NAME, MODEL_ALIAS)
+    return [ChampionPeriod(**asdict(p)) for p in periods(moves)]

@@ -132,11 +132,19 @@ def train(result: TrainResult) -> None:
             f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
             f"registered version {s['version']}, now [bold]champion[/]"
         )
+        if s.get("scored_champion_accuracy") is not None:
+            console.print(f"  {s['reason']}")
     else:
         console.print(
             f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
             f"({s['reason']}); champion stays v{s.get('champion_version')}"
         )
+        if s.get("champion_validated") is not None:  # continuous validation
+            verdict = "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
+            console.print(
+                f"  champion v{s.get('champion_version')} scored "
+                f"{s.get('scored_champion_accuracy', 0):.4f} on the same rows: {verdict}"
+            )
 
 
 def prediction(answer: dict[str, Any]) -> None:
@@ -271,3 +279,34 @@ def error(message: str, hint: str | None) -> None:
     err_console.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
     if hint:
         err_console.print(f"[dim]Hint:[/] {hint}", highlight=False, soft_wrap=True)
+
+
+def alias_moved(result: Any) -> None:
+    """``promote`` / ``rollback``: the move and whether the API serves it yet."""
+    was = f"v{result.from_version}" if result.from_version else "none"
+    console.print(
+        f"[green]✓[/] {result.alias}: {was} → [bold]v{result.to_version}[/] ({result.reason}; "
+        f"accuracy {result.accuracy:.4f} on the held-out rows)"
+    )
+    if not result.served:
+        err_console.print(
+            "[yellow]Warning:[/] the model API does not serve it yet; see `irisctl status`"
+        )
+
+
+def champion_periods(periods: list[Any]) -> None:
+    """The champion periods under ``history``'s runs."""
+    if not periods:
+        return
+    table = Table("champion", "from", "until", "for", "became champion by", "ended by")
+    for p in periods:
+        end = p.end if p.end is not None else time.time()
+        table.add_row(
+            f"v{p.version}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.start)),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.end)) if p.end else "now",
+            age(time.time() - (end - p.start)),
+            p.reason,
+            p.ended_by or "",
+        )
+    console.print(table)

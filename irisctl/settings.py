@@ -38,6 +38,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "api_workers": (min(os.cpu_count() or 1, 4), int),  # model API processes
     "scrape_interval": ("15s", str),
     "train_seed": (None, int),  # None: a new random seed per run (always logged)
+    # How much worse than the champion (on the same held-out rows) a new model may score and
+    # still replace it; None: the trainer's default, the noise of a paired test (README).
+    "promotion_tolerance": (None, float),
+    "mlflow_telemetry": (False, bool),  # MLflow's usage telemetry: off unless opted in
     "alert_webhook_url": ("", str),  # Alertmanager's receiver; empty: notify nobody
     # Cap every rule's `for:` (e.g. "5s") in the rendered rules: for demos and tests only.
     "alert_for_max": ("", str),
@@ -94,6 +98,10 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
     if raw is None:
         return None
     try:
+        if parser is bool and isinstance(raw, str):
+            if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            raw = raw.strip().lower() in ("1", "true", "yes", "on")
         value = parser(raw)
     except (TypeError, ValueError):
         raise BadInput(f"{name} from {source} is not a valid {parser.__name__}: {raw!r}") from None
@@ -101,6 +109,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"api_workers from {source} must be between 1 and 64, not {value}")
     if name.endswith("_port") and not 1 <= value <= 65535:
         raise BadInput(f"{name} from {source} must be a port number (1-65535), not {value}")
+    if name == "promotion_tolerance" and not 0.0 <= value <= 1.0:
+        raise BadInput(f"promotion_tolerance from {source} must be between 0 and 1, not {value}")
     if name == "accuracy_threshold" and not 0.0 <= value <= 1.0:
         raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
     if name in ("scrape_interval", "alert_for_max") and value and not _DURATION.fullmatch(value):

@@ -145,7 +145,7 @@ def service_env(
         "IRIS_WAIT_FOR_MLFLOW_SECONDS": "5",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-        "IRIS_SEED": "4",  # a seed whose sampled forest passes the 0.9 gate (accuracy 1.0)
+        "IRIS_SEED": "4",  # a seed whose sampled forest passes the 0.9 gate (accuracy 0.933)
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -1,13 +1,18 @@
-"""Read-only queries of the MLflow REST API (fast: no `import mlflow` in the CLI)."""
+"""MLflow for the CLI: read-only REST queries (fast: no `import mlflow`), and the two commands
+that move the serving alias (``promote``, ``rollback``), which load the model with the SDK."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import IrisctlError
+from ..errors import BadInput, IrisctlError
+
+if TYPE_CHECKING:
+    from iris_services.train.champion import AliasMove, Checked
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,21 @@ class MlflowRest:
             registered_at=int(mv["creation_timestamp"]) / 1000.0,
         )
 
+    def alias_moves(self, name: str, alias: str) -> list[AliasMove]:
+        """Every recorded move of ``alias``, oldest first (tags on the registered model)."""
+        from iris_services.train.champion import parse_moves
+
+        data = self._call("GET", "/api/2.0/mlflow/registered-models/get", params={"name": name})
+        tags = (data or {}).get("registered_model", {}).get("tags", [])
+        return parse_moves({t["key"]: t["value"] for t in tags}, alias)
+
+    def experiment_id(self, experiment: str) -> str | None:
+        """The id of ``experiment`` (None: not created yet)."""
+        exp = self._call(
+            "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment}
+        )
+        return str(exp["experiment"]["experiment_id"]) if exp else None
+
     def latest_version(self, name: str) -> str | None:
         """The newest registered version of ``name`` (None: none yet)."""
         data = self._call(
@@ -118,3 +138,40 @@ class MlflowRest:
                 )
             )
         return runs
+
+
+def move_alias(
+    base_url: str,
+    name: str,
+    alias: str,
+    version: str | None,
+    threshold: float,
+    force: bool = False,
+) -> tuple[AliasMove, Checked]:
+    """``promote`` (a version) or ``rollback`` (``version`` None) with the trainer's own check;
+    the alias does not move when it fails."""
+    # This process imports mlflow: no usage telemetry from it either (README, "Privacy").
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    from mlflow.exceptions import MlflowException
+
+    from iris_services.common import registry
+    from iris_services.common.settings import CommonSettings
+    from iris_services.train import champion, pipeline
+
+    client = registry.configure(
+        CommonSettings(tracking_uri=base_url, mlflow_max_retries=1, mlflow_timeout_s=10)
+    )
+    data = pipeline.load_dataset()
+    try:
+        if version is None:
+            return champion.rollback(client, name, alias, data, threshold)
+        return champion.promote(client, name, alias, version, data, threshold, "manual", force)
+    except champion.Refused as exc:
+        error = BadInput if exc.bad_input else IrisctlError
+        raise error(str(exc), exc.hint or None) from None
+    except MlflowException as exc:
+        raise IrisctlError(
+            f"MLflow at {base_url} refused: {exc.message[:300]}",
+            "check `irisctl status` and `irisctl logs mlflow`",
+        ) from None

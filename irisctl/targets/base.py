@@ -86,7 +86,19 @@ def service_settings(config: Config, tracking_uri: str) -> dict[str, str]:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
         "PYTHONUNBUFFERED": "1",
+        **telemetry_settings(config),
+        **(
+            {}
+            if config["promotion_tolerance"] is None
+            else {"IRIS_PROMOTION_TOLERANCE": str(config["promotion_tolerance"])}
+        ),
     }
+
+
+def telemetry_settings(config: Config) -> dict[str, str]:
+    """MLflow's usage telemetry: off unless ``mlflow_telemetry`` opts in (README, "Privacy")."""
+    off = "false" if config["mlflow_telemetry"] else "true"
+    return {"MLFLOW_DISABLE_TELEMETRY": off, "DO_NOT_TRACK": off}
 
 
 def seed_settings(config: Config) -> dict[str, str]:

@@ -30,6 +30,7 @@ from .base import (
     port_key,
     seed_settings,
     service_settings,
+    telemetry_settings,
     training_busy,
 )
 from .mlflow_db import upgrade_if_needed
@@ -128,6 +129,7 @@ class LocalTarget:
                     "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.data_dir / 'mlflow.db'}",
                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                     "PYTHONUNBUFFERED": "1",
+                    **telemetry_settings(self.config),
                 },
                 home,
                 priority=10,
@@ -170,7 +172,11 @@ class LocalTarget:
             Program(
                 "scheduler",
                 [py, "-m", "iris_services.scheduler"],
-                {"IRIS_TRAIN_SCHEDULE": self.config["train_schedule"], "PYTHONUNBUFFERED": "1"},
+                {
+                    "IRIS_TRAIN_SCHEDULE": self.config["train_schedule"],
+                    "PYTHONUNBUFFERED": "1",
+                    **telemetry_settings(self.config),
+                },
                 home,
                 priority=40,
             ),

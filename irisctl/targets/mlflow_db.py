@@ -75,6 +75,8 @@ def upgrade_if_needed(db: Path, progress: Progress) -> Path | None:
     progress("mlflow", f"schema {current} is older than this MLflow's {head}: backed up, upgrading")
     proc = subprocess.run(
         [sys.executable, "-m", "mlflow", "db", "upgrade", f"sqlite:///{db}"],
+        # No usage telemetry from a process irisctl starts (README, "Privacy").
+        env={"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", **os.environ},
         capture_output=True,
         text=True,
         timeout=900,

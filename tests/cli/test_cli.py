@@ -101,6 +101,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeTarget:
     champion = ModelInfo("iris-classifier", "2", "champion", 0.97, 1_700_000_000.0)
     monkeypatch.setattr(MlflowRest, "champion", lambda self, name, alias: champion)
     monkeypatch.setattr(MlflowRest, "latest_version", lambda self, name: "2")
+    monkeypatch.setattr(MlflowRest, "alias_moves", lambda self, name, alias: [])
     monkeypatch.setattr(
         MlflowRest,
         "recent_runs",
@@ -499,3 +500,98 @@ def test_d1_status_with_prometheus_blackholed_is_bounded_and_says_why(fake, monk
     data = json.loads(result.output)
     assert data["alerts"] is None and "not reachable" in data["alerts_reason"]
     assert "Traceback" not in result.output
+
+
+def test_up_says_when_the_threshold_is_above_what_the_data_allows(fake, monkeypatch):
+    fake.running = False
+    monkeypatch.setattr(MlflowRest, "champion", lambda self, name, alias: None)
+    monkeypatch.setattr(
+        MlflowRest,
+        "recent_runs",
+        lambda self, exp, limit=5: [RunInfo("r1", "FINISHED", 1_700_000_000.0, 0.9667, "rejected")],
+    )
+    fake.train_outcome = TrainOutcome(
+        0,
+        {
+            "run_id": "r1",
+            "accuracy": 0.9667,
+            "promoted": False,
+            "version": None,
+            "reason": "accuracy 0.9667 is below the threshold 0.99",
+            "champion_version": None,
+        },
+        None,
+    )
+    result = run("up", "--threshold", "0.99")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "threshold 0.99 is above what the data allows" in text
+    assert "best accuracy reached on the held-out rows is 0.9667" in text
+    # The MLflow UI link opens the experiment as model training, not in GenAI mode.
+    monkeypatch.setattr(MlflowRest, "experiment_id", lambda self, name: "1")
+    urls = json.loads(run("up", "--json").stdout)["urls"]
+    assert urls["mlflow ui"] == "http://127.0.0.1:1/#/experiments/1?workflowType=machine_learning"
+
+
+class MlflowTarget(FakeTarget):
+    """A fake target in front of a real MLflow server (the API: nothing listens)."""
+
+    def __init__(self, mlflow_url: str) -> None:
+        super().__init__()
+        self.mlflow_url = mlflow_url
+
+    def endpoint(self, service: str) -> str:
+        return self.mlflow_url if service == "mlflow" else super().endpoint(service)
+
+
+def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeypatch, home, capsys):
+    from iris_services.common.settings import TrainerSettings
+    from iris_services.train import publish
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
+    monkeypatch.setenv("IRIS_WAIT_FOR_MLFLOW_SECONDS", "5")
+    for seed in ("4", "1"):  # 0.933 each: a tie goes to the newer model
+        monkeypatch.setenv("IRIS_SEED", seed)
+        publish.run(TrainerSettings())
+    target = MlflowTarget(own_mlflow_server.url)
+    monkeypatch.setattr(targets, "choose", lambda config, recorded: (target, "test"))
+    state.write(home, {"target": "local", "up": True, "ports": {}})
+    monkeypatch.setenv("IRISCTL_POLL_SECONDS", "0.1")
+
+    result = run("rollback", "--json")
+    assert result.exit_code == 0, result.output
+    moved = json.loads(result.stdout)
+    assert (moved["from_version"], moved["to_version"], moved["reason"]) == ("2", "1", "rollback")
+    rest = MlflowRest(own_mlflow_server.url)
+    assert rest.champion("iris-classifier", "champion").version == "1"
+
+    # v2 is newer than the champion but was champion once: no "registered but never promoted".
+    assert json.loads(run("status", "--json").stdout)["notes"] == []
+    result = run("rollback")
+    assert result.exit_code == 1 and "no previous champion" in result.output
+    result = run("promote", "1")
+    assert result.exit_code == 1 and "already the champion" in result.output
+    for bad in ("9", "x"):
+        result = run("promote", bad)
+        assert result.exit_code == 2, result.output
+    assert rest.champion("iris-classifier", "champion").version == "1"  # unmoved
+
+    result = run("promote", "2")
+    assert result.exit_code == 0 and "v1 → v2" in result.output, result.output
+    result = run("history")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│ v")]
+    assert [r.split("│")[1].strip() for r in rows] == ["v1", "v2", "v1", "v2"]
+    assert "rollback" in result.output and "manual" in result.output and "now" in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("IRISCTL_PROMOTION_TOLERANCE", "1.5"), ("IRISCTL_MLFLOW_TELEMETRY", "maybe")],
+)
+def test_bad_promotion_tolerance_or_telemetry_switch_is_a_usage_error(
+    home, monkeypatch, key, value
+):
+    monkeypatch.setenv(key, value)
+    result = run("render")
+    assert result.exit_code == 2 and key.removeprefix("IRISCTL_").lower() in result.output

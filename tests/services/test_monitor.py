@@ -106,3 +106,23 @@ def test_d3_registry_outage_keeps_the_last_values_so_staleness_still_counts():
     assert samples['iris_training_last_run_success{model="iris-classifier"}'] == 0.0
     assert samples['iris_model_version{model="iris-classifier"}'] == 7.0
     assert samples["iris_monitor_mlflow_up"] == 0.0
+
+
+def test_a_revalidated_champion_exports_its_validation_time_and_its_new_score():
+    from iris_services.common.registry import Champion
+
+    champ = Champion(
+        "iris-classifier", "7", "champion", 0.97, 1_000.0, None, "", 0.83, validated_at=5_000.0
+    )
+    fresh = Champion("iris-classifier", "8", "champion", 0.93, 9_000.0, None, "")
+    exporter = Exporter(MonitorSettings(), StubSource(Snapshot(champ, None), Snapshot(fresh, None)))
+    assert exporter.update()
+    samples = scrape(exporter)
+    label = '{model="iris-classifier"}'
+    assert samples[f"iris_model_last_validated_timestamp_seconds{label}"] == 5_000.0
+    assert samples[f"iris_model_last_registered_timestamp_seconds{label}"] == 1_000.0
+    assert samples[f"iris_model_accuracy{label}"] == 0.83  # the re-score, not the 0.97 of old
+    assert exporter.update()  # never re-validated yet: registration is its validation
+    samples = scrape(exporter)
+    assert samples[f"iris_model_last_validated_timestamp_seconds{label}"] == 9_000.0
+    assert samples[f"iris_model_accuracy{label}"] == 0.93

@@ -75,3 +75,68 @@ def test_evaluation_has_per_class_scores_and_confusion():
 )
 def test_gate(accuracy, threshold, champion, expected):
     assert pipeline.is_promotable(accuracy, threshold, champion) is expected
+
+
+def test_gate_tolerance_and_ties_go_to_the_newer_model():
+    assert pipeline.is_promotable(0.9, 0.9, 0.9, 0.0)  # a tie: the newer model
+    assert pipeline.is_promotable(0.9, 0.9, 1.0, 0.1)  # within the tolerance
+    assert not pipeline.is_promotable(0.9, 0.9, 1.0, 0.0667)
+    assert not pipeline.is_promotable(0.87, 0.9, 0.8, 0.5)  # never below the threshold
+
+
+def test_paired_tolerance_is_four_rows_of_thirty():
+    # 5 rows all in the champion's favour: p = 0.5**5 = 0.031 < 0.05; 4 rows: 0.0625, noise.
+    assert pipeline.paired_tolerance(30) == pytest.approx(4 / 30)
+    assert pipeline.paired_tolerance(30, alpha=0.01) == pytest.approx(6 / 30)
+
+
+def test_held_out_rows_are_fixed_per_dataset_version():
+    a, b = pipeline.train(seed=1), pipeline.train(seed=2)
+    assert np.array_equal(a.dataset.x_test, b.dataset.x_test)
+    assert a.dataset.digest == b.dataset.digest and len(a.dataset.digest) == 16
+    assert a.params != b.params
+    iris = load_iris()
+    changed = iris.data.copy()
+    changed[0, 0] += 0.1
+    assert pipeline.data_digest(changed, iris.target) != a.dataset.digest
+
+
+def test_first_training_yields_a_champion_for_every_seed():
+    """No seed leaves the first `up` without a champion (the old per-seed split: 3.3 %)."""
+    threshold = 0.9
+    accuracies = [pipeline.train(seed=s).evaluation.accuracy for s in range(0, 300, 5)]
+    assert min(accuracies) >= threshold, min(accuracies)
+
+
+def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels():
+    """200 seeds on unchanged data, each run gated against the champion on the same rows."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    data = pipeline.load_dataset()
+    tolerance = pipeline.paired_tolerance(len(data.y_test))
+    threshold = 0.9
+    champion = None
+    passed = fresh = 0
+    for seed in range(200):
+        params = pipeline.sample_params(seed)
+        # Fewer trees than the real run keeps this a fast test; the spread is the same kind.
+        params["n_estimators"] = min(params["n_estimators"], 25)
+        model = RandomForestClassifier(n_jobs=1, **params).fit(data.x_train, data.y_train)
+        accuracy = pipeline.score(model, data)
+        champion_accuracy = None if champion is None else pipeline.score(champion, data)
+        if accuracy >= threshold:
+            passed += 1
+        if pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance):
+            champion = model
+            fresh += 1
+        elif champion_accuracy is not None and champion_accuracy >= threshold:
+            fresh += 1  # re-validated: still fresh, though not replaced
+        # A model trained on shuffled labels, against the same champion, same rows.
+        y = np.random.default_rng(seed).permutation(data.y_train)
+        bad = RandomForestClassifier(n_estimators=10, random_state=seed).fit(data.x_train, y)
+        bad_accuracy = pipeline.score(bad, data)
+        assert not pipeline.is_promotable(bad_accuracy, threshold, champion_accuracy, tolerance)
+        if champion_accuracy is not None:  # the comparison alone keeps it out too
+            assert not pipeline.is_promotable(bad_accuracy, 0.0, champion_accuracy, tolerance)
+    assert passed >= 150
+    assert fresh / passed >= 0.95

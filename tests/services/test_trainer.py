@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from mlflow import MlflowClient
 
 from iris_services.common.settings import TrainerSettings
 from iris_services.train import __main__ as trainer_main
-from iris_services.train import publish
+from iris_services.train import champion, pipeline, publish
 
 
 def versions(client: MlflowClient, name: str) -> list[str]:
@@ -40,7 +41,7 @@ def test_run_is_logged_registered_and_becomes_champion(service_env, mlflow_serve
 
 def test_c1_impossible_threshold_promotes_nothing(service_env, mlflow_server, monkeypatch):
     monkeypatch.setenv("IRIS_ACCURACY_THRESHOLD", "1.0")
-    monkeypatch.setenv("IRIS_SEED", "1")  # seed 1 scores 0.967
+    monkeypatch.setenv("IRIS_SEED", "1")  # seed 1 scores 0.933
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     summary = publish.run(TrainerSettings())
     assert not summary.promoted and "below the threshold" in summary.reason
@@ -49,15 +50,116 @@ def test_c1_impossible_threshold_promotes_nothing(service_env, mlflow_server, mo
     assert client.get_run(summary.run_id).info.status == "FINISHED"
 
 
-def test_c1_worse_than_champion_is_not_promoted(service_env, mlflow_server, monkeypatch):
+def _shuffled_labels_train(seed, test_size=0.2, split_seed=0):
+    """A deliberately bad model: the real pipeline's split, trained on shuffled labels."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+
+    data = pipeline.load_dataset(split_seed, test_size)
+    y = np.random.default_rng(seed).permutation(data.y_train)
+    model = RandomForestClassifier(n_estimators=25, random_state=seed).fit(data.x_train, y)
+    return pipeline.TrainResult(model, {"n_estimators": 25}, pipeline.evaluate(model, data), data)
+
+
+def test_c1_worse_than_champion_on_the_same_rows_is_not_promoted_and_the_champion_revalidated(
+    service_env, mlflow_server, monkeypatch
+):
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    name = service_env["IRIS_MODEL_NAME"]
+    first = publish.run(TrainerSettings())
+    registered_at = client.get_model_version(name, "1").creation_timestamp / 1000
+    # With no threshold to stop it, only the comparison on the same rows keeps it out.
+    monkeypatch.setenv("IRIS_ACCURACY_THRESHOLD", "0")
+    monkeypatch.setattr(pipeline, "train", _shuffled_labels_train)
+    summary = publish.run(TrainerSettings())
+    assert not summary.promoted and "worse than champion v1" in summary.reason
+    assert versions(client, name) == ["1"]
+    run = client.get_run(summary.run_id)
+    # The champion re-scored on this run's rows: the score it had when it was promoted.
+    assert run.data.metrics["champion_accuracy"] == pytest.approx(first.accuracy)
+    assert run.data.tags["champion.validated"] == "true" and summary.champion_validated
+    first_params = client.get_run(first.run_id).data.params
+    for key in ("data_digest", "split_seed", "test_rows"):
+        assert run.data.params[key] == first_params[key]
+    mv = client.get_model_version(name, "1")
+    assert float(mv.tags["validated_at"]) > registered_at
+    assert float(mv.tags["scored_accuracy"]) == pytest.approx(first.accuracy)
+
+
+def test_a_champion_below_the_threshold_is_scored_but_not_revalidated(
+    service_env, mlflow_server, monkeypatch
+):
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     name = service_env["IRIS_MODEL_NAME"]
     publish.run(TrainerSettings())
-    # Pretend the champion is perfect: a new run can at best tie it.
-    client.set_model_version_tag(name, "1", "accuracy", "1.01")
+    validated = client.get_model_version(name, "1").tags["validated_at"]
+    monkeypatch.setenv("IRIS_ACCURACY_THRESHOLD", "1.0")
+    monkeypatch.setenv("IRIS_SEED", "1")  # scores 0.933 < 1.0 on the fixed rows
     summary = publish.run(TrainerSettings())
-    assert not summary.promoted and "worse than champion" in summary.reason
-    assert versions(client, name) == ["1"]
+    assert not summary.promoted and summary.champion_validated is False
+    mv = client.get_model_version(name, "1")
+    assert mv.tags["validated_at"] == validated
+    assert float(mv.tags["scored_accuracy"]) == pytest.approx(summary.scored_champion_accuracy)
+    assert client.get_run(summary.run_id).data.tags["champion.validated"] == "false"
+
+
+def test_run_logs_the_data_as_a_dataset_input_and_sets_the_experiment_kind(
+    service_env, mlflow_server
+):
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    summary = publish.run(TrainerSettings())
+    run = client.get_run(summary.run_id)
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1
+    ds = inputs[0].dataset
+    digest = pipeline.load_dataset().digest
+    assert ds.digest == digest == run.data.params["data_digest"] and ds.name == f"iris@{digest}"
+    assert "archive.ics.uci.edu" in ds.source and "species" in ds.schema
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+    exp = client.get_experiment_by_name(service_env["IRIS_EXPERIMENT"])
+    # The value MLflow 3's UI knows as "Machine learning" (mlflow/server/js ExperimentKind).
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_promote_rollback_and_history_of_the_alias(service_env, mlflow_server, monkeypatch):
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    name = service_env["IRIS_MODEL_NAME"]
+    data = pipeline.load_dataset()
+    publish.run(TrainerSettings())
+    monkeypatch.setenv("IRIS_SEED", "1")
+    assert publish.run(TrainerSettings()).version == "2"  # 0.933 vs 0.933: a tie, the newer wins
+    move, _ = champion.rollback(client, name, "champion", data, 0.9)
+    assert (move.from_version, move.to_version, move.reason) == ("2", "1", "rollback")
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    with pytest.raises(champion.Refused, match="no previous champion"):
+        champion.rollback(client, name, "champion", data, 0.9)
+    with pytest.raises(champion.Refused, match="no version '9'") as unknown:
+        champion.promote(client, name, "champion", "9", data, 0.9, "manual")
+    assert unknown.value.bad_input
+    with pytest.raises(champion.Refused, match="below the threshold"):
+        champion.promote(client, name, "champion", "2", data, 1.0, "manual")
+    # A registered version whose artifact is not a model fails the smoke check.
+    run_id = client.create_run(client.get_experiment_by_name(name).experiment_id).info.run_id
+    bad = client.create_model_version(name, f"runs:/{run_id}/nothing", run_id=run_id)
+    with pytest.raises(champion.Refused, match="smoke check"):
+        champion.promote(client, name, "champion", str(bad.version), data, 0.0, "manual", True)
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    champion.promote(client, name, "champion", "2", data, 1.0, "manual", force=True)
+    moves = champion.history(client, name, "champion")
+    assert [(m.from_version, m.to_version, m.reason) for m in moves] == [
+        (None, "1", "gate"),
+        ("1", "2", "gate"),
+        ("2", "1", "rollback"),
+        ("1", "2", "manual"),
+    ]
+    periods = champion.periods(moves)
+    assert [(p.version, p.reason, p.ended_by) for p in periods] == [
+        ("1", "gate", "gate"),
+        ("2", "gate", "rollback"),
+        ("1", "rollback", "manual"),
+        ("2", "manual", None),
+    ]
+    assert all(p.end == q.start for p, q in itertools.pairwise(periods))
 
 
 def test_c3_mlflow_dying_mid_run_exits_nonzero_and_leaves_no_version(

@@ -252,3 +252,12 @@ def test_the_slim_model_api_image_holds_only_the_api_and_its_shared_code():
     assert "onnxruntime" in packages and "httpx" in packages
     assert not packages & {"mlflow", "mlflow-skinny", "scikit-learn", "pandas", "scipy"}
     assert kube.services_image_tag("model-api") != kube.services_image_tag()
+
+
+def test_mlflow_telemetry_is_off_in_the_settings_and_the_image(manifests):
+    from irisctl import render
+
+    config = next(d for d in manifests if d["metadata"]["name"] == "iris-settings")
+    assert config["data"]["MLFLOW_DISABLE_TELEMETRY"] == "true" == config["data"]["DO_NOT_TRACK"]
+    dockerfile = render.read("docker/Dockerfile")
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in dockerfile and "DO_NOT_TRACK=true" in dockerfile

@@ -88,3 +88,21 @@ def test_d1_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, 
     )
     alerts, reason = ops._alerts(t, [ServiceState("prometheus", "absent", None)])
     assert alerts is None and "apt-get install prometheus" in (reason or "")
+
+
+def test_mlflow_telemetry_is_off_in_every_python_process_unless_opted_in(tmp_path):
+    python = {"mlflow", "model-api", "monitor", "trainer", "scheduler"}
+    programs = [p for p in target(tmp_path).programs() if p.name in python]
+    assert {p.name for p in programs} == python
+    for p in programs:
+        assert p.env["MLFLOW_DISABLE_TELEMETRY"] == "true" == p.env["DO_NOT_TRACK"], p.name
+    opted_in = target(tmp_path, mlflow_telemetry="true").programs()
+    assert all(p.env["MLFLOW_DISABLE_TELEMETRY"] == "false" for p in opted_in if p.name in python)
+
+
+def test_promotion_tolerance_reaches_the_trainer_only_when_set(tmp_path):
+    def trainer_env(**flags):
+        return next(p for p in target(tmp_path, **flags).programs() if p.name == "trainer").env
+
+    assert "IRIS_PROMOTION_TOLERANCE" not in trainer_env()
+    assert trainer_env(promotion_tolerance=0.05)["IRIS_PROMOTION_TOLERANCE"] == "0.05"

@@ -30,6 +30,9 @@ def configure(settings: CommonSettings) -> MlflowClient:
     # Our JSON log handler, not MLflow's; no "View run at" prints in the middle of the logs.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # No usage telemetry (README, "Privacy"); every target sets these too, this covers the rest.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
     import mlflow
 
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -48,6 +51,10 @@ class Champion:
     registered_at: float  # unix seconds (MLflow stores milliseconds)
     run_id: str | None
     source: str
+    # Continuous validation (train/champion.py): the last score on the current held-out rows,
+    # and when that score last reached the threshold.
+    scored_accuracy: float | None = None
+    validated_at: float | None = None
 
 
 def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None:
@@ -61,7 +68,8 @@ def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None
         if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
         raise
-    accuracy = mv.tags.get("accuracy") if mv.tags else None
+    tags = mv.tags or {}
+    accuracy = tags.get("accuracy")
     return Champion(
         name=name,
         version=str(mv.version),
@@ -70,4 +78,13 @@ def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None
         registered_at=mv.creation_timestamp / 1000.0,
         run_id=mv.run_id,
         source=mv.source,
+        scored_accuracy=_float(tags.get("scored_accuracy")),
+        validated_at=_float(tags.get("validated_at")),
     )
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None

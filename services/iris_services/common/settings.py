@@ -44,6 +44,13 @@ class TrainerSettings(CommonSettings):
 
     seed: int | None = Field(None, validation_alias=_env("IRIS_SEED"))
     test_size: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("IRIS_TEST_SIZE"))
+    # The held-out rows' split: fixed, so challenger and champion are scored on the same rows.
+    split_seed: int = Field(0, ge=0, validation_alias=_env("IRIS_SPLIT_SEED"))
+    # How much worse than the champion a challenger may score and still replace it; None: the
+    # noise of a paired test on the held-out rows (pipeline.paired_tolerance).
+    promotion_tolerance: float | None = Field(
+        None, ge=0.0, le=1.0, validation_alias=_env("IRIS_PROMOTION_TOLERANCE")
+    )
     wait_for_mlflow_s: float = Field(
         60.0, ge=0, validation_alias=_env("IRIS_WAIT_FOR_MLFLOW_SECONDS")
     )

@@ -54,9 +54,16 @@ class Exporter:
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, model, registry=r)
 
-        self.accuracy = gauge("iris_model_accuracy", "Held-out accuracy of the champion")
+        self.accuracy = gauge(
+            "iris_model_accuracy", "Held-out accuracy of the champion, as last measured"
+        )
         self.registered = gauge(
             "iris_model_last_registered_timestamp_seconds", "When the champion was registered"
+        )
+        self.validated = gauge(
+            "iris_model_last_validated_timestamp_seconds",
+            "When the champion last reached the threshold on the current held-out rows "
+            "(promoted or re-validated by a training run)",
         )
         self.version = gauge("iris_model_version", "The champion's version number")
         self.last_run_ts = gauge(
@@ -96,12 +103,18 @@ class Exporter:
             return False
         name = self.settings.model_name
         if snap.champion is None:
-            for g in (self.accuracy, self.registered, self.version):
+            for g in (self.accuracy, self.registered, self.validated, self.version):
                 _drop(g, name)
         else:
-            if snap.champion.accuracy is not None:
-                self.accuracy.labels(name).set(snap.champion.accuracy)
-            self.registered.labels(name).set(snap.champion.registered_at)
+            champ = snap.champion
+            # The newest measurement: a re-scored champion's, else its score at registration.
+            accuracy = (
+                champ.scored_accuracy if champ.scored_accuracy is not None else champ.accuracy
+            )
+            if accuracy is not None:
+                self.accuracy.labels(name).set(accuracy)
+            self.registered.labels(name).set(champ.registered_at)
+            self.validated.labels(name).set(max(champ.registered_at, champ.validated_at or 0.0))
             self.version.labels(name).set(float(snap.champion.version))
         if snap.last_run is not None:
             self.last_run_ts.labels(name).set(snap.last_run.finished_at)

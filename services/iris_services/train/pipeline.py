@@ -1,7 +1,14 @@
-"""The pure training pipeline: data, split, sampled hyperparameters, fit, evaluate. No I/O."""
+"""The pure training pipeline: data, split, sampled hyperparameters, fit, evaluate. No I/O.
+
+The held-out rows are fixed per dataset version (the split's seed is a setting, the data's
+digest is recorded on every run), so the challenger and the champion are scored on the same
+rows, which neither was trained on; a run's own seed only samples its hyperparameters.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +30,8 @@ class Dataset:
     y_test: np.ndarray
     feature_names: list[str]
     class_names: list[str]
+    digest: str = ""  # of the whole data set: the dataset version the split belongs to
+    split_seed: int = 0
 
 
 @dataclass
@@ -45,14 +54,34 @@ class TrainResult:
     dataset: Dataset = field(repr=False)
 
 
-def load_dataset(seed: int, test_size: float = 0.2) -> Dataset:
-    """Load Iris and hold out ``test_size`` of it, stratified by class, with a fixed seed."""
+# The default split of the held-out rows. Fixed, so every run of one dataset version is scored
+# on the same rows; a different seed is a different (equally valid) 30-row sample.
+SPLIT_SEED = 0
+
+
+def data_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """A short content hash of features and labels: the dataset's version."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_dataset(seed: int = SPLIT_SEED, test_size: float = 0.2) -> Dataset:
+    """Load Iris and hold out ``test_size`` of it, stratified by class; ``seed`` is the split's."""
     iris = load_iris()
     x_train, x_test, y_train, y_test = train_test_split(
         iris.data, iris.target, test_size=test_size, random_state=seed, stratify=iris.target
     )
     return Dataset(
-        x_train, x_test, y_train, y_test, list(iris.feature_names), list(iris.target_names)
+        x_train,
+        x_test,
+        y_train,
+        y_test,
+        list(iris.feature_names),
+        list(iris.target_names),
+        digest=data_digest(iris.data, iris.target),
+        split_seed=seed,
     )
 
 
@@ -82,17 +111,39 @@ def evaluate(model: RandomForestClassifier, data: Dataset) -> Evaluation:
     )
 
 
-def train(seed: int, test_size: float = 0.2) -> TrainResult:
-    """Run the whole pipeline for one seed."""
-    data = load_dataset(seed, test_size)
+def train(seed: int, test_size: float = 0.2, split_seed: int = SPLIT_SEED) -> TrainResult:
+    """Run the whole pipeline: ``seed`` samples the hyperparameters; the split is fixed."""
+    data = load_dataset(split_seed, test_size)
     params = sample_params(seed)
     model = RandomForestClassifier(n_jobs=1, **params).fit(data.x_train, data.y_train)
     return TrainResult(model=model, params=params, evaluation=evaluate(model, data), dataset=data)
 
 
-def is_promotable(accuracy: float, threshold: float, champion_accuracy: float | None) -> bool:
-    """The gate: at least the threshold, and not worse than the current champion."""
+def score(model: Any, data: Dataset) -> float:
+    """Accuracy of any fitted classifier on the held-out rows."""
+    return float(accuracy_score(data.y_test, model.predict(data.x_test)))
+
+
+def paired_tolerance(rows: int, alpha: float = 0.05) -> float:
+    """The largest accuracy deficit on ``rows`` paired rows that is still noise.
+
+    Challenger and champion are scored on the same rows; only the rows where they disagree
+    tell them apart. If all k disagreements favour the champion, a one-sided exact sign test
+    (McNemar's) calls that significant only when 0.5**k < alpha: k = 5 at 5 %. Fewer rows than
+    that (4 rows, 0.133 on 30 rows) cannot show the challenger is worse.
+    """
+    k = math.ceil(math.log2(1 / alpha))
+    return (k - 1) / rows
+
+
+def is_promotable(
+    accuracy: float, threshold: float, champion_accuracy: float | None, tolerance: float = 0.0
+) -> bool:
+    """The gate: at least the threshold, and not worse than the champion beyond ``tolerance``.
+
+    A tie goes to the newer model.
+    """
     if accuracy < threshold:
         return False
-    # A tie is "not worse"; the tolerance absorbs a champion accuracy read back from a tag.
-    return champion_accuracy is None or accuracy >= champion_accuracy - 1e-9
+    # 1e-9 absorbs float noise (0.9 is not exactly 27/30).
+    return champion_accuracy is None or accuracy >= champion_accuracy - tolerance - 1e-9

@@ -18,6 +18,7 @@ import numpy as np
 from ..common import registry
 from ..common.settings import TrainerSettings
 from ..common.wait import wait_for_http
+from . import champion as champion_mod
 from . import onnx_export, pipeline
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class Summary:
     champion_version: str | None
     champion_accuracy: float | None
     seed: int
+    # The champion's score on this run's held-out rows (None: there was none) and whether it
+    # was re-validated (None: it was replaced, or there was none).
+    scored_champion_accuracy: float | None = None
+    champion_validated: bool | None = None
+    tolerance: float | None = None
 
 
 def checkpoint(stage: str) -> None:
@@ -51,7 +57,8 @@ def checkpoint(stage: str) -> None:
 
 
 def run(settings: TrainerSettings) -> Summary:
-    """Train once, log everything to MLflow, and promote the model if it passes the gate."""
+    """Train once, log everything to MLflow, and promote the model if it passes the gate;
+    otherwise re-score the champion on the same rows (continuous validation)."""
     if not wait_for_http(settings.tracking_uri.rstrip("/") + "/health", settings.wait_for_mlflow_s):
         raise TrainingFailed(
             f"MLflow at {settings.tracking_uri} did not answer within "
@@ -61,20 +68,31 @@ def run(settings: TrainerSettings) -> Summary:
     import mlflow
 
     experiment = mlflow.set_experiment(settings.experiment_name)
+    _set_experiment_kind(client, experiment)
     _fail_orphaned_runs(client, experiment.experiment_id, settings.orphan_after_s)
     champion = registry.get_champion(client, settings.model_name, settings.model_alias)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31 - 1)
 
     active = mlflow.start_run(experiment_id=experiment.experiment_id, tags={"iris.trainer": "1"})
     run_id = active.info.run_id
+    validated = None
     try:
         # Everything from here on happens inside the run: any failure ends it FAILED.
         checkpoint("run_started")
         mlflow.log_param("seed", seed)
-        result = pipeline.train(seed, settings.test_size)
+        result = pipeline.train(seed, settings.test_size, settings.split_seed)
         accuracy = result.evaluation.accuracy
-        promote, reason = _gate(accuracy, settings.accuracy_threshold, champion)
-        _log_run(result, settings)
+        tolerance = settings.promotion_tolerance
+        if tolerance is None:
+            tolerance = pipeline.paired_tolerance(len(result.dataset.y_test))
+        champion_accuracy = _score_champion(champion, result.dataset)
+        promote, reason = _gate(
+            accuracy, settings.accuracy_threshold, champion, champion_accuracy, tolerance
+        )
+        _log_run(result, settings, tolerance)
+        _log_dataset(result.dataset)
+        if champion_accuracy is not None:
+            mlflow.log_metric("champion_accuracy", champion_accuracy)
         model_uri, model_id = _log_model(result)
         checkpoint("model_logged")
         _smoke_test(model_uri, result)
@@ -82,8 +100,19 @@ def run(settings: TrainerSettings) -> Summary:
         promote, reason = _store_graph(result, model_id, promote, reason)
         version = None
         if promote:
-            version = _register_and_promote(client, settings, model_uri, run_id, model_id, accuracy)
+            version = _register_and_promote(
+                client, settings, model_uri, run_id, model_id, result.dataset, accuracy
+            )
             mlflow.set_tag("registered_version", version)
+        elif champion is not None and champion_accuracy is not None:
+            validated = champion_mod.record_score(
+                client,
+                settings.model_name,
+                champion.version,
+                champion_accuracy,
+                settings.accuracy_threshold,
+            )
+            mlflow.set_tag("champion.validated", "true" if validated else "false")
         mlflow.set_tags({"gate": "promoted" if promote else "rejected", "gate.reason": reason})
         _log_accuracy_plot(experiment.experiment_id)
     except BaseException:
@@ -102,7 +131,39 @@ def run(settings: TrainerSettings) -> Summary:
         champion_version=now.version if now else None,
         champion_accuracy=now.accuracy if now else None,
         seed=seed,
+        scored_champion_accuracy=champion_accuracy,
+        champion_validated=validated,
+        tolerance=tolerance,
     )
+
+
+# MLflow 3's UI opens an experiment without this tag in GenAI mode (traces, "Detect Issues");
+# the value is the UI's "Machine learning" kind (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in
+# mlflow/server/js).
+KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def _set_experiment_kind(client: MlflowClient, experiment: Any) -> None:
+    if (experiment.tags or {}).get(KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, KIND_TAG, EXPERIMENT_KIND)
+
+
+def _score_champion(champion: registry.Champion | None, data: pipeline.Dataset) -> float | None:
+    """The champion's accuracy on this run's held-out rows; None when there is no champion.
+
+    A champion that no longer loads scores 0: any challenger over the threshold replaces it.
+    """
+    if champion is None:
+        return None
+    try:
+        checked = champion_mod.load_and_check(
+            champion_mod.version_uri(champion.name, champion.version), data
+        )
+    except champion_mod.CheckFailed as exc:
+        log.warning("champion v%s failed its check, scoring it 0: %s", champion.version, exc)
+        return 0.0
+    return checked.accuracy
 
 
 def _end_failed(client: MlflowClient, run_id: str, attempts: int = 3) -> None:
@@ -124,19 +185,32 @@ def _end_failed(client: MlflowClient, run_id: str, attempts: int = 3) -> None:
 
 
 def _gate(
-    accuracy: float, threshold: float, champion: registry.Champion | None
+    accuracy: float,
+    threshold: float,
+    champion: registry.Champion | None,
+    champion_accuracy: float | None,
+    tolerance: float,
 ) -> tuple[bool, str]:
     """Whether to promote, and why (in words for the summary and the run's tags)."""
-    champion_accuracy = champion.accuracy if champion else None
-    if pipeline.is_promotable(accuracy, threshold, champion_accuracy):
-        return True, "passed the gate"
+    if champion is None:
+        champion_accuracy = None
+    if pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance):
+        if champion_accuracy is None:
+            return True, "passed the gate"
+        return True, (
+            f"passed the gate: {accuracy:.4f} vs champion v{champion.version if champion else '?'}"
+            f" {champion_accuracy:.4f} on the same rows (tolerance {tolerance:.4f})"
+        )
     if accuracy < threshold:
         return False, f"accuracy {accuracy:.4f} is below the threshold {threshold}"
     version = champion.version if champion else "?"
-    return False, f"accuracy {accuracy:.4f} is worse than champion v{version} ({champion_accuracy})"
+    return False, (
+        f"accuracy {accuracy:.4f} is worse than champion v{version} ({champion_accuracy:.4f} on "
+        f"the same rows) by more than the tolerance {tolerance:.4f}"
+    )
 
 
-def _log_run(result: pipeline.TrainResult, settings: TrainerSettings) -> None:
+def _log_run(result: pipeline.TrainResult, settings: TrainerSettings, tolerance: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,6 +226,10 @@ def _log_run(result: pipeline.TrainResult, settings: TrainerSettings) -> None:
             "model_type": "RandomForestClassifier",
             "train_rows": len(result.dataset.y_train),
             "test_rows": len(result.dataset.y_test),
+            # The held-out rows' identity: the same digest and split seed, the same rows.
+            "data_digest": result.dataset.digest,
+            "split_seed": result.dataset.split_seed,
+            "promotion_tolerance": round(tolerance, 6),
         }
     )
     metrics = {"accuracy": ev.accuracy}
@@ -175,6 +253,32 @@ def _log_run(result: pipeline.TrainResult, settings: TrainerSettings) -> None:
     plt.close(fig)
 
 
+def _log_dataset(data: pipeline.Dataset) -> None:
+    """The training data as an MLflow dataset input: name, digest, source and schema."""
+    import mlflow
+    import pandas as pd
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.pandas_dataset import from_pandas
+
+    x = np.concatenate([data.x_train, data.x_test])
+    y = np.concatenate([data.y_train, data.y_test])
+    frame = pd.DataFrame(x, columns=data.feature_names)
+    frame["species"] = [data.class_names[i] for i in y]
+    frame["split"] = ["train"] * len(data.y_train) + ["test"] * len(data.y_test)
+    dataset = from_pandas(
+        frame,
+        source=HTTPDatasetSource(DATA_SOURCE),
+        name=f"iris@{data.digest}",
+        targets="species",
+        digest=data.digest,
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+# Where scikit-learn's bundled copy of the data comes from (load_iris' own reference).
+DATA_SOURCE = "https://archive.ics.uci.edu/dataset/53/iris"
+
+
 def _log_model(result: pipeline.TrainResult) -> tuple[str, str | None]:
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -193,12 +297,11 @@ def _log_model(result: pipeline.TrainResult) -> tuple[str, str | None]:
 
 def _smoke_test(model_uri: str, result: pipeline.TrainResult) -> None:
     """Load the logged model back and check it predicts exactly what the trained one did."""
-    import mlflow.sklearn
-
-    loaded: Any = mlflow.sklearn.load_model(model_uri)
-    x = result.dataset.x_test
-    if not np.array_equal(loaded.predict(x), result.model.predict(x)):
-        raise TrainingFailed(f"the model logged at {model_uri} predicts differently once loaded")
+    expected = result.model.predict(result.dataset.x_test)
+    try:
+        champion_mod.load_and_check(model_uri, result.dataset, expected)
+    except champion_mod.CheckFailed as exc:
+        raise TrainingFailed(str(exc)) from exc
 
 
 def _store_graph(
@@ -240,6 +343,7 @@ def _register_and_promote(
     model_uri: str,
     run_id: str,
     model_id: str | None,
+    data: pipeline.Dataset,
     accuracy: float,
 ) -> str:
     from mlflow.exceptions import MlflowException
@@ -256,12 +360,18 @@ def _register_and_promote(
         source=model_uri,
         run_id=run_id,
         model_id=model_id,
-        tags={"accuracy": repr(accuracy)},
+        tags={
+            "accuracy": repr(accuracy),
+            "scored_accuracy": repr(accuracy),
+            "validated_at": repr(time.time()),
+            "data_digest": data.digest,
+            "split_seed": str(data.split_seed),
+        },
         await_creation_for=60,
     )
     try:
         checkpoint("registered")
-        client.set_registered_model_alias(name, settings.model_alias, str(mv.version))
+        champion_mod.move_alias(client, name, settings.model_alias, str(mv.version), "gate", run_id)
     except BaseException:
         # Leave no registered-but-never-promoted version behind when we still can.
         try:
