@@ -97,6 +97,7 @@ def test_c1_d3_every_alert_fires_and_resolves(cli, webhook):
         "IrisTrainingFailed",
         "IrisModelApiDown",
         "IrisMonitorDown",
+        "IrisInputDrift",
     }
 
     # Stale: the champion outlives the 36 s limit; a new champion resolves it.

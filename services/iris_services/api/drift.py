@@ -123,9 +123,11 @@ def row_warnings(values: Sequence[float], reference: Reference | None) -> list[s
 def _outside(values: Sequence[float], reference: Reference | None) -> list[bool]:
     if reference is None:
         return [v < 0 for v in values]
-    return [
-        not lo <= v <= hi for v, lo, hi in zip(values, reference.low, reference.high, strict=True)
-    ]
+    return list(map(_out, values, reference.low, reference.high))
+
+
+def _out(v: float, lo: float, hi: float) -> bool:
+    return v < lo or v > hi
 
 
 class Window:
@@ -148,12 +150,8 @@ class Window:
         """Count the rows of one request (an (n, 4) array)."""
         n = len(rows)
         if n == 1:
-            values = rows[0].tolist()
-            cuts = self.reference.edges
-            bins = tuple(bisect_right(e, v) for e, v in zip(cuts, values, strict=True))
-            for f, b in enumerate(bins):
-                self.counts[f][b] += 1
-            self._requests.append((now, 1, bins))
+            self.add_one(rows[0].tolist(), now)
+            return
         else:
             per_feature = []
             for f, edges in enumerate(self.reference._edge_arrays):
@@ -165,6 +163,17 @@ class Window:
             self._requests.append((now, n, per_feature))
         self.rows += n
         while self.rows > self.max_rows and len(self._requests) > 1:
+            self._drop()
+
+    def add_one(self, values: list[float], now: float) -> None:
+        """Count one row (the one-row request path: plain Python is faster than numpy here)."""
+        bins = tuple(map(bisect_right, self.reference.edges, values))
+        counts = self.counts
+        for f, b in enumerate(bins):
+            counts[f][b] += 1
+        self._requests.append((now, 1, bins))
+        self.rows += 1
+        if self.rows > self.max_rows:
             self._drop()
 
     def expire(self, now: float) -> None:
@@ -357,9 +366,12 @@ class DriftMonitor:
             if len(rows) == 1:
                 self._classes[int(best[0])] += 1
                 values = rows[0].tolist()
+                if window is not None:
+                    window.add_one(values, now)
+                    window = None  # counted
                 outside = _outside(values, reference)
                 flagged: Iterable[int] = ()
-                if any(outside):
+                if True in outside:
                     flagged = (0,)
                     for f, o in enumerate(outside):
                         self._out_of_range[f] += o
