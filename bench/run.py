@@ -195,7 +195,7 @@ class Bench:
             "irisctl status": timed([str(BIN / "irisctl"), "status", "--json"], n),
         }
 
-    def api_server(self, workers: int) -> tuple[str, object]:
+    def api_server(self, workers: int, tag: str = "") -> tuple[str, object]:
         port = free_port()
         env = {
             **self.env,
@@ -206,7 +206,9 @@ class Bench:
             "IRIS_POLL_SECONDS": "1",
         }
         cm = process(
-            [sys.executable, "-m", "iris_services.api"], env, self.home / f"bench-api-{workers}.log"
+            [sys.executable, "-m", "iris_services.api"],
+            env,
+            self.home / f"bench-api-{workers}{tag}.log",
         )
         return f"http://127.0.0.1:{port}", cm
 
@@ -295,6 +297,36 @@ def load_servers(b: Bench, model: str, workers: int, results: dict) -> None:
     results[(model, workers)] = (median_load(ours), median_load(theirs))
 
 
+def drift_overhead(b: Bench) -> tuple[Load, Load]:
+    """One-row throughput at 1 worker with the input-drift bookkeeping on, and off (medians)."""
+    runs, seconds = b.args.runs, b.args.seconds
+    on_url, on_cm = b.api_server(1)
+    b.env["IRIS_DRIFT_ENABLED"] = "false"
+    try:
+        off_url, off_cm = b.api_server(1, tag="nodrift")
+    finally:
+        del b.env["IRIS_DRIFT_ENABLED"]
+    with on_cm, off_cm:  # type: ignore[attr-defined]
+        wait_for(lambda: answers(f"{on_url}/readyz"), 120, "our API")
+        wait_for(lambda: answers(f"{off_url}/readyz"), 120, "our API without drift statistics")
+        wait_for(
+            lambda: "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{on_url}/metrics").text,
+            60,
+            "the API to fetch the champion's reference profile",
+        )
+        body = json.dumps({"features": ROW})
+        wrk(f"{on_url}/predict", body, 2)  # warm up both; fills the drift window too
+        wrk(f"{off_url}/predict", body, 2)
+        on, off = [], []
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            on.append(wrk(f"{on_url}/predict", body, seconds))
+            off.append(wrk(f"{off_url}/predict", body, seconds))
+        psi = "iris_api_feature_psi" in httpx.get(f"{on_url}/metrics").text
+        if not psi:
+            raise SystemExit("bench: the API with drift statistics exports no PSI")
+    return median_load(on), median_load(off)
+
+
 def rss_mib(root_pid: int) -> float:
     """Resident memory of a process and its children (the API's workers), MiB."""
     total = 0
@@ -319,6 +351,9 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=120, help="memory soak length, seconds")
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="1 run of 5 s, 20 s soak")
+    parser.add_argument(
+        "--only-drift", action="store_true", help="only the input-drift bookkeeping row"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds, args.soak, args.cli_runs = 1, 5, 20, 3
@@ -331,6 +366,12 @@ def main() -> int:
         t0 = time.perf_counter()
         up = json.loads(b.irisctl("up", "--json").stdout)
         up_wall = time.perf_counter() - t0
+        print("bench: input-drift bookkeeping on and off", file=sys.stderr)
+        drift_on, drift_off = drift_overhead(b)
+        if args.only_drift:
+            print("\n| measure | value |\n|---|---|")
+            print_drift(args, drift_on, drift_off)
+            return 0
         cli = b.cli_timings()
         results: dict = {}
         for workers in (1, 2):
@@ -427,6 +468,7 @@ def main() -> int:
         f"| API RSS over a {args.soak:.0f} s soak (2 workers), start → end (max) | "
         f"{rss[0]:.0f} → {rss[-1]:.0f} MiB ({max(rss):.0f}) |"
     )
+    print_drift(args, drift_on, drift_off)
     for name, ms in cli.items():
         print(f"| `{name}` (median of {args.cli_runs}) | {ms:.0f} ms |")
     print(
@@ -436,6 +478,15 @@ def main() -> int:
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in up["timings"].items())
     print(f"| `irisctl up` (cold, first model) | {up_wall:.1f} s wall ({steps}) |")
     return 0
+
+
+def print_drift(args: argparse.Namespace, on: Load, off: Load) -> None:
+    cost = (off.rps - on.rps) / off.rps * 100
+    print(
+        f"| input-drift bookkeeping: one-row req/s at 1 worker, on / off (medians of "
+        f"{args.runs} x {args.seconds:.0f} s; p99 on / off) | {on.rps:,.0f} / {off.rps:,.0f} "
+        f"(costs {cost:.1f} %; p99 {on.p99:.1f} / {off.p99:.1f} ms) |"
+    )
 
 
 if __name__ == "__main__":
