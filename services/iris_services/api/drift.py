@@ -337,6 +337,7 @@ class DriftMonitor:
         self._classes = [0] * len(CLASS_NAMES)  # since the last publish
         self._out_of_range = [0] * len(FEATURE_NAMES)
         self._published_bins = [0] * len(FEATURE_NAMES)
+        self._failed = False  # logged once
         if self.enabled:
             self._metrics = _Metrics(settings, registry, multiprocess)
             registry.register(_PsiCollector(self))
@@ -351,8 +352,10 @@ class DriftMonitor:
             return
         try:
             self._observe(version, rows, best, answers)
-        except Exception:  # a bookkeeping bug must not cost a prediction
-            log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
+        except Exception:  # a bookkeeping bug must not cost a prediction, nor flood the log
+            if not self._failed:
+                self._failed = True
+                log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
 
     def _observe(
         self, version: str, rows: np.ndarray, best: np.ndarray, answers: list[dict[str, Any]]
