@@ -523,12 +523,12 @@ def main() -> int:
 
 
 def print_drift(args: argparse.Namespace, d: DriftCost) -> None:
-    cost = (d.off.rps - d.on.rps) / d.off.rps * 100
-    cpu = (d.cpu_on_us - d.cpu_off_us) / d.cpu_off_us * 100
+    cost = (d.on.rps / d.off.rps - 1) * 100
+    cpu = (d.cpu_on_us / d.cpu_off_us - 1) * 100
     print(
         f"| input-drift bookkeeping, one-row requests at 1 worker, on / off (medians of "
         f"{args.runs} x {args.seconds:.0f} s, interleaved) | {d.on.rps:,.0f} / {d.off.rps:,.0f} "
-        f"req/s (throughput {cost:+.1f} % lower); API CPU {d.cpu_on_us:.0f} / "
+        f"req/s ({cost:+.1f} %); API CPU {d.cpu_on_us:.0f} / "
         f"{d.cpu_off_us:.0f} µs a request ({cpu:+.1f} %); p99 {d.on.p99:.1f} / {d.off.p99:.1f} ms |"
     )
 
