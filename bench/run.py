@@ -198,7 +198,9 @@ class Bench:
             "irisctl status": timed([str(BIN / "irisctl"), "status", "--json"], n),
         }
 
-    def api_server(self, workers: int, cache: Path | None = None) -> tuple[str, object]:
+    def api_server(
+        self, workers: int, cache: Path | None = None, tag: str = ""
+    ) -> tuple[str, object]:
         port = free_port()
         env = {
             **self.env,
@@ -211,7 +213,9 @@ class Bench:
         if cache is not None:
             env["IRIS_MODEL_CACHE_DIR"] = str(cache)
         cm = process(
-            [sys.executable, "-m", "iris_services.api"], env, self.home / f"bench-api-{workers}.log"
+            [sys.executable, "-m", "iris_services.api"],
+            env,
+            self.home / f"bench-api-{workers}{tag}.log",
         )
         return f"http://127.0.0.1:{port}", cm
 
@@ -333,6 +337,78 @@ def load_servers(
         floors[workers] = median_load(floor)
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system) of a process and its children (the API's workers), seconds."""
+    pids = [root_pid]
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def served(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('iris_api_requests_total{status="200"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@dataclass
+class DriftCost:
+    on: Load
+    off: Load
+    cpu_on_us: float  # the API's CPU time per request, microseconds (medians)
+    cpu_off_us: float
+
+
+def drift_overhead(b: Bench) -> DriftCost:
+    """One-row throughput and CPU per request at 1 worker, drift bookkeeping on and off.
+
+    Throughput on a shared 2-core machine moves with the neighbours' load; CPU time per request
+    of the API process moves much less, so both are reported."""
+    runs, seconds = b.args.runs, b.args.seconds
+    on_url, on_cm = b.api_server(1)
+    b.env["IRIS_DRIFT_ENABLED"] = "false"
+    try:
+        off_url, off_cm = b.api_server(1, tag="nodrift")
+    finally:
+        del b.env["IRIS_DRIFT_ENABLED"]
+    with on_cm as on_proc, off_cm as off_proc:  # type: ignore[attr-defined]
+        wait_for(lambda: answers(f"{on_url}/readyz"), 120, "our API")
+        wait_for(lambda: answers(f"{off_url}/readyz"), 120, "our API without drift statistics")
+        wait_for(
+            lambda: "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{on_url}/metrics").text,
+            60,
+            "the API to fetch the champion's reference profile",
+        )
+        body = json.dumps({"features": ROW})
+        wrk(f"{on_url}/predict", body, 2)  # warm up both; fills the drift window too
+        wrk(f"{off_url}/predict", body, 2)
+        loads: dict[str, list[Load]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            for key, url, proc in (("on", on_url, on_proc), ("off", off_url, off_proc)):
+                cpu0, n0 = cpu_seconds(proc.pid), served(url)
+                loads[key].append(wrk(f"{url}/predict", body, seconds))
+                cpu1, n1 = cpu_seconds(proc.pid), served(url)
+                cpu[key].append((cpu1 - cpu0) / max(n1 - n0, 1) * 1e6)
+        if "iris_api_feature_psi" not in httpx.get(f"{on_url}/metrics").text:
+            raise SystemExit("bench: the API with drift statistics exports no PSI")
+    return DriftCost(
+        median_load(loads["on"]),
+        median_load(loads["off"]),
+        statistics.median(cpu["on"]),
+        statistics.median(cpu["off"]),
+    )
+
+
 def rss_mib(root_pid: int) -> float:
     """Resident memory of a process and its children (the API's workers), MiB."""
     return sum(process_rss_mib(root_pid).values())
@@ -362,6 +438,9 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=120, help="memory soak length, seconds")
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="1 run of 5 s, 20 s soak")
+    parser.add_argument(
+        "--only-drift", action="store_true", help="only the input-drift bookkeeping row"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds, args.soak, args.cli_runs = 1, 5, 20, 3
@@ -374,6 +453,12 @@ def main() -> int:
         t0 = time.perf_counter()
         up = json.loads(b.irisctl("up", "--json").stdout)
         up_wall = time.perf_counter() - t0
+        print("bench: input-drift bookkeeping on and off", file=sys.stderr)
+        drift = drift_overhead(b)
+        if args.only_drift:
+            print("\n| measure | value |\n|---|---|")
+            print_drift(args, drift)
+            return 0
         cli = b.cli_timings()
         results: dict = {}
         floors: dict = {}
@@ -493,6 +578,7 @@ def main() -> int:
     )
     workers_rss = ", ".join(f"{v:.0f}" for v in per_worker.values())
     print(f"| RSS per API worker after the soak | {workers_rss} MiB |")
+    print_drift(args, drift)
     for name, ms in cli.items():
         print(f"| `{name}` (median of {args.cli_runs}) | {ms:.0f} ms |")
     print(
@@ -502,6 +588,17 @@ def main() -> int:
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in up["timings"].items())
     print(f"| `irisctl up` (cold, first model) | {up_wall:.1f} s wall ({steps}) |")
     return 0
+
+
+def print_drift(args: argparse.Namespace, d: DriftCost) -> None:
+    cost = (d.on.rps / d.off.rps - 1) * 100
+    cpu = (d.cpu_on_us / d.cpu_off_us - 1) * 100
+    print(
+        f"| input-drift bookkeeping, one-row requests at 1 worker, on / off (medians of "
+        f"{args.runs} x {args.seconds:.0f} s, interleaved) | {d.on.rps:,.0f} / {d.off.rps:,.0f} "
+        f"req/s ({cost:+.1f} %); API CPU {d.cpu_on_us:.0f} / "
+        f"{d.cpu_off_us:.0f} µs a request ({cpu:+.1f} %); p99 {d.on.p99:.1f} / {d.off.p99:.1f} ms |"
+    )
 
 
 if __name__ == "__main__":

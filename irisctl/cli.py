@@ -235,6 +235,30 @@ def alerts(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
 
 
 @app.command()
+def top(
+    ctx: typer.Context,
+    interval: float = typer.Option(2.0, "--interval", "-i", min=0.5, help="Seconds per refresh."),
+    once: bool = typer.Option(False, "--once", help="Print one screen and exit."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Live view from Prometheus: request and error rates, p50/p99 latency, served version,
+    class mix, input drift per feature, alert states. Ctrl-C quits.
+
+    Example: irisctl top
+    """
+    from . import ops
+
+    source = ops.top_source(_config(ctx))
+    if once or json_out:
+        snapshot = ops.traffic(source)
+        output.print_json(snapshot) if json_out else output.console.print(
+            output.top_view(snapshot, source, interval)
+        )
+        return
+    output.live_top(lambda: ops.traffic(source), source, interval)
+
+
+@app.command()
 def history(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--last", "-n", min=1, max=1000, help="How many runs."),

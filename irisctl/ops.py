@@ -75,6 +75,7 @@ class StatusResult:
     alerts_reason: str | None
     model_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    traffic: Traffic | None = None
 
     @property
     def healthy(self) -> bool:
@@ -100,6 +101,7 @@ class StatusResult:
             "alerts_reason": self.alerts_reason,
             "model_error": self.model_error,
             "notes": self.notes,
+            "traffic": self.traffic.as_status() if self.traffic else None,
         }
 
 
@@ -363,6 +365,7 @@ def status(config: Config) -> StatusResult:
         moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
+        traffic_f = pool.submit(_status_traffic, target, services)
         model_error = None
         notes = []
         try:
@@ -386,8 +389,9 @@ def status(config: Config) -> StatusResult:
                 "successful `irisctl train --now` moves the alias"
             )
         alerts, alerts_reason = alerts_f.result()
+        traffic = traffic_f.result()
     return StatusResult(
-        target.name, services, champion, runs, alerts, alerts_reason, model_error, notes
+        target.name, services, champion, runs, alerts, alerts_reason, model_error, notes, traffic
     )
 
 
@@ -410,6 +414,113 @@ def alerts(config: Config) -> list[prometheus.Alert]:
     """Every alert rule with its state, since when, annotations and runbook."""
     target = _running(config)
     return prometheus.alerts(target.endpoint("prometheus"))
+
+
+# -- traffic: what the API serves, from Prometheus (status, top) ------------------------------
+
+
+@dataclass
+class Traffic:
+    """The model API's traffic as Prometheus sees it now: load, latency, class mix, drift."""
+
+    prometheus: str
+    request_rate: float | None  # requests/s over ``rate_range``
+    error_ratio: float | None  # share of 5xx answers
+    rejected_ratio: float | None  # share of 4xx answers (bad input, too large)
+    p50_ms: float | None
+    p99_ms: float | None
+    versions: list[str]  # the served version (two during a swap)
+    class_mix: dict[str, float]  # share of the rows predicted as each class over ``mix_range``
+    psi: dict[str, float]  # per feature, over the API's drift window
+    window_rows: float | None
+    min_rows: float | None  # IrisInputDrift waits for this many rows
+    psi_threshold: float | None
+    out_of_range: dict[str, float]  # values outside the training range since the API started
+    alerts: list[dict[str, str]]
+    rate_range: str
+    mix_range: str
+    missing: list[str] = field(default_factory=list)  # what has no data, and why
+
+    def as_status(self) -> dict[str, Any]:
+        """The part ``status --json`` shows."""
+        return {
+            "psi": self.psi,
+            "window_rows": self.window_rows,
+            "min_rows": self.min_rows,
+            "psi_threshold": self.psi_threshold,
+            "class_mix": self.class_mix,
+            "mix_range": self.mix_range,
+            "missing": self.missing,
+        }
+
+
+def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Traffic:
+    """Query Prometheus for the API's traffic; IrisctlError when Prometheus does not answer."""
+    r, m = rate_range, mix_range
+    with prometheus.Query(prom_url) as q:
+        total = q.scalar(f"sum(rate(iris_api_requests_total[{r}]))")
+        errors = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"5.."}}[{r}]))')
+        rejected = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"4.."}}[{r}]))')
+        buckets = f"sum by (le) (rate(iris_api_request_duration_seconds_bucket[{r}]))"
+        p50 = q.scalar(f"histogram_quantile(0.5, {buckets})")
+        p99 = q.scalar(f"histogram_quantile(0.99, {buckets})")
+        versions = q.by("version", "max by (version) (iris_api_model_version_info) == 1")
+        mix = q.by("class", f"sum by (class) (increase(iris_api_predictions_total[{m}]))")
+        psi = q.by("feature", "max by (feature) (iris_api_feature_psi)")
+        rows = q.scalar("sum(iris_api_drift_window_rows)")
+        min_rows = q.scalar("max(iris_api_drift_min_window_rows)")
+        threshold = q.scalar("max(iris_api_drift_psi_threshold)")
+        loaded = q.scalar("min(iris_api_drift_reference_loaded)")
+        outside = q.by("feature", "sum by (feature) (iris_api_inputs_out_of_range_total)")
+    found = prometheus.alerts(prom_url)
+    missing = []
+    if total is None:
+        missing.append("no request metrics: is the model API scraped? (`irisctl status`)")
+    elif total == 0:
+        missing.append(f"no requests in the last {r}")
+    if loaded == 0:
+        missing.append(
+            "no drift reference: the champion was trained without a reference profile, "
+            "or the API could not fetch it (`irisctl logs model-api`)"
+        )
+    elif rows is not None and min_rows is not None and rows < min_rows:
+        missing.append(f"the drift window holds {rows:.0f} rows; alerts wait for {min_rows:.0f}")
+    mix_total = sum(mix.values())
+    return Traffic(
+        prometheus=prom_url,
+        request_rate=total,
+        # No 5xx series at all is no 5xx answer: 0 once there are requests.
+        error_ratio=(errors or 0.0) / total if total else None,
+        rejected_ratio=(rejected or 0.0) / total if total else None,
+        p50_ms=p50 * 1000 if p50 is not None else None,
+        p99_ms=p99 * 1000 if p99 is not None else None,
+        versions=sorted(versions, key=lambda v: int(v) if v.isdigit() else 0),
+        class_mix={c: n / mix_total for c, n in sorted(mix.items())} if mix_total else {},
+        psi=dict(sorted(psi.items())),
+        window_rows=rows,
+        min_rows=min_rows,
+        psi_threshold=threshold,
+        out_of_range=dict(sorted(outside.items())),
+        alerts=[{"name": a.name, "state": a.state} for a in found],
+        rate_range=r,
+        mix_range=m,
+        missing=missing,
+    )
+
+
+def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:
+    prom = next((s for s in services if s.name == "prometheus"), None)
+    if prom is None or prom.state == "absent":
+        return None
+    try:
+        return traffic(target.endpoint("prometheus"), mix_range="1h")
+    except IrisctlError:
+        return None  # `alerts_reason` already says why Prometheus is not there
+
+
+def top_source(config: Config) -> str:
+    """The Prometheus URL ``top`` reads, from the running stack's target."""
+    return _running(config).endpoint("prometheus")
 
 
 def history(config: Config, limit: int) -> list[HistoryRow]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
-    from .ops import BuildResult, Check, HistoryRow, StatusResult, TrainResult, UpResult
+    from .ops import BuildResult, Check, HistoryRow, StatusResult, Traffic, TrainResult, UpResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -160,6 +161,9 @@ def prediction(answer: dict[str, Any]) -> None:
             str(i), row["prediction"], *(f"{p:.3f}" for p in row["probabilities"].values())
         )
     console.print(table)
+    for i, row in enumerate(rows, 1):
+        for warning in row.get("warnings", []):
+            err_console.print(f"[yellow]Warning:[/] row {i}: {warning}", highlight=False)
 
 
 def status(result: StatusResult) -> None:
@@ -188,6 +192,9 @@ def status(result: StatusResult) -> None:
         console.print(runs)
     for note in result.notes:
         console.print(f"[yellow]Note:[/] {note}")
+    if result.traffic is not None:
+        for line in traffic_lines(result.traffic):
+            console.print(line)
     if result.alerts is None:
         console.print(f"Alerts: [yellow]unavailable[/] ({result.alerts_reason})")
     else:
@@ -310,3 +317,111 @@ def champion_periods(periods: list[Any]) -> None:
             p.ended_by or "",
         )
     console.print(table)
+
+
+# -- traffic: status lines and `top` ---------------------------------------------------------
+
+
+def _psi_style(psi: float, threshold: float | None) -> str:
+    limit = threshold or 0.2
+    return "red" if psi > limit else "yellow" if psi > limit / 2 else "green"
+
+
+def traffic_lines(t: Traffic) -> list[str]:
+    """Drift per feature and the class mix, one line each (for ``status``)."""
+    window = f"{t.window_rows:,.0f} rows" if t.window_rows is not None else "no window"
+    if t.psi:
+        drift = ", ".join(
+            f"{f} [{_psi_style(v, t.psi_threshold)}]{v:.2f}[/]" for f, v in t.psi.items()
+        )
+        line = f"Drift (PSI vs training rows, {window}): {drift}"
+    else:
+        line = f"Drift: [dim]not measured[/] ({window})"
+    mix = ", ".join(f"{c} {share:.0%}" for c, share in t.class_mix.items())
+    return [
+        line,
+        f"Class mix ({t.mix_range}): {mix or '[dim]no predictions[/]'}",
+        *(f"[yellow]Note:[/] {m}" for m in t.missing if not m.startswith("no requests")),
+    ]
+
+
+def _num(value: float | None, fmt: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def _bar(share: float, width: int = 20) -> str:
+    filled = round(max(0.0, min(share, 1.0)) * width)
+    return "█" * filled + "[dim]" + "·" * (width - filled) + "[/]"
+
+
+def top_view(t: Traffic | None, source: str, interval: float, error: str | None = None) -> Any:
+    """One screen of ``top``: load and latency, served version, class mix, drift, alerts."""
+    from rich.console import Group
+
+    stamp = time.strftime("%H:%M:%S")
+    head = (
+        f"[bold]irisctl top[/] — Prometheus {source}, every {interval:g}s — {stamp} — Ctrl-C quits"
+    )
+    if t is None:
+        return Group(head, f"[red]{error}[/]", "[dim]retrying…[/]")
+    api = Table(box=None, padding=(0, 2), title="model API", title_justify="left")
+    for name in ("req/s", "errors (5xx)", "rejected (4xx)", "p50", "p99", "serving"):
+        api.add_column(name, justify="right")
+    api.add_row(
+        _num(t.request_rate, ",.1f"),
+        _num(None if t.error_ratio is None else t.error_ratio * 100, ".2f", "%"),
+        _num(None if t.rejected_ratio is None else t.rejected_ratio * 100, ".2f", "%"),
+        _num(t.p50_ms, ".1f", " ms"),
+        _num(t.p99_ms, ".1f", " ms"),
+        ", ".join(f"v{v}" for v in t.versions) or "-",
+    )
+    mix = Table(box=None, padding=(0, 2), title=f"class mix ({t.mix_range})", title_justify="left")
+    mix.add_column("class")
+    mix.add_column("share", justify="right")
+    mix.add_column("")
+    for name, share in t.class_mix.items():
+        mix.add_row(name, f"{share:.0%}", _bar(share))
+    window = (
+        f"[dim]window {_num(t.window_rows, ',.0f')} rows; IrisInputDrift above PSI "
+        f"{_num(t.psi_threshold, 'g')} once it holds {_num(t.min_rows, ',.0f')}[/]"
+    )
+    drift = Table(box=None, padding=(0, 2), title="input drift", title_justify="left")
+    for name in ("feature", "PSI", "", "out of range"):
+        drift.add_column(name, justify="left" if name in ("feature", "") else "right")
+    for feature in sorted(set(t.psi) | set(t.out_of_range)):
+        psi = t.psi.get(feature)
+        value = "-" if psi is None else f"[{_psi_style(psi, t.psi_threshold)}]{psi:.3f}[/]"
+        scale = (t.psi_threshold or 0.2) * 2
+        drift.add_row(
+            feature,
+            value,
+            _bar((psi or 0.0) / scale, 10),
+            _num(t.out_of_range.get(feature), ",.0f"),
+        )
+    alerts = "alerts: " + (
+        ", ".join(f"{a['name']} {_styled(a['state'])}" for a in t.alerts) or "[dim]no rules[/]"
+    )
+    notes = [f"[yellow]•[/] {m}" for m in t.missing]
+    return Group(head, "", api, "", mix, "", drift, window, "", alerts, *notes)
+
+
+def live_top(read: Callable[[], Traffic], source: str, interval: float) -> None:
+    """Redraw ``top`` every ``interval`` seconds until Ctrl-C; errors are shown, then retried."""
+    from rich.live import Live
+
+    from .errors import IrisctlError
+
+    def view() -> Any:
+        try:
+            return top_view(read(), source, interval)
+        except IrisctlError as exc:
+            hint = f" — {exc.hint}" if exc.hint else ""
+            return top_view(None, source, interval, f"{exc.message}{hint}")
+
+    try:
+        with Live(view(), console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass  # the way out: no "interrupted", exit 0

@@ -45,6 +45,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "alert_webhook_url": ("", str),  # Alertmanager's receiver; empty: notify nobody
     # Cap every rule's `for:` (e.g. "5s") in the rendered rules: for demos and tests only.
     "alert_for_max": ("", str),
+    # The model API's input-drift window and the rows IrisInputDrift waits for (api/drift.py).
+    "drift_window_rows": (10_000, int),
+    "drift_window_seconds": (3600.0, float),
+    "drift_min_rows": (500, int),
     # Kubernetes targets
     "namespace": ("iris-mlops", str),
     "registry": ("", str),  # where `--target kubernetes` pushes and pulls the services image
@@ -121,6 +125,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
     if name == "backend_store_uri" and value and "://" not in value:
         raise BadInput(f"backend_store_uri from {source} must be a URI like postgresql://…")
+    if name.startswith("drift_") and value <= 0:
+        raise BadInput(f"{name} from {source} must be positive, not {value}")
     if name in ("minikube_cpus", "minikube_memory_mb", "rollout_timeout") and value <= 0:
         raise BadInput(f"{name} from {source} must be positive, not {value}")
     if name == "alert_webhook_url" and value and not value.startswith(("http://", "https://")):

@@ -71,3 +71,45 @@ def _timestamp(value: str | None) -> float | None:
     head, _, frac = value.rstrip("Z").partition(".")
     text = head + (f".{frac[:6]}" if frac else "") + "+00:00"
     return datetime.fromisoformat(text).timestamp()
+
+
+class Query:
+    """Instant PromQL queries over one keep-alive connection (``with Query(url) as q: …``)."""
+
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=timeout_s)
+
+    def __enter__(self) -> Query:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """The (labels, value) pairs of an instant query; NaN values are left out."""
+        try:
+            resp = self._http.get("/api/v1/query", params={"query": promql})
+            resp.raise_for_status()
+            result = resp.json()["data"]["result"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise IrisctlError(
+                f"Prometheus at {self.url} is not reachable: {type(exc).__name__}",
+                "is it installed and running? `irisctl status` shows it "
+                "(install: sudo apt-get install prometheus)",
+            ) from None
+        out = []
+        for item in result:
+            value = float(item["value"][1])
+            if value == value:  # not NaN (a quantile of no requests)
+                out.append((dict(item["metric"]), value))
+        return out
+
+    def scalar(self, promql: str) -> float | None:
+        """The value of a query that yields at most one series, or None."""
+        found = self.vector(promql)
+        return found[0][1] if found else None
+
+    def by(self, label: str, promql: str) -> dict[str, float]:
+        """label value → value, of a query aggregated ``by (label)``."""
+        return {m.get(label, ""): v for m, v in self.vector(promql)}

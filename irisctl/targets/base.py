@@ -82,6 +82,10 @@ def service_settings(config: Config, tracking_uri: str) -> dict[str, str]:
         "IRIS_STALE_AFTER_SECONDS": str(config["stale_after_hours"] * 3600),
         # How often the API and the monitor read the registry.
         "IRIS_POLL_SECONDS": str(config["poll_seconds"]),
+        # The API's input-drift window (api/drift.py).
+        "IRIS_DRIFT_WINDOW_ROWS": str(config["drift_window_rows"]),
+        "IRIS_DRIFT_WINDOW_SECONDS": str(config["drift_window_seconds"]),
+        "IRIS_DRIFT_MIN_ROWS": str(config["drift_min_rows"]),
         # Bounded MLflow calls: the client's defaults wait ~4 minutes on a dead server.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",

@@ -97,6 +97,7 @@ def test_c1_d3_every_alert_fires_and_resolves(cli, webhook):
         "IrisTrainingFailed",
         "IrisModelApiDown",
         "IrisMonitorDown",
+        "IrisInputDrift",
     }
 
     # Stale: no run re-validates the champion within the 36 s limit; a training resolves it.

@@ -121,6 +121,7 @@ def test_e1_e2_e4_lifecycle(cli):
         "IrisTrainingFailed",
         "IrisModelApiDown",
         "IrisMonitorDown",
+        "IrisInputDrift",
     }
     assert all(a["state"] in ("inactive", "pending", "firing") for a in status["alerts"])
     # `train --now` returns once the API serves the new champion: no waiting here.

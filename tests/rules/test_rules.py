@@ -35,7 +35,7 @@ def test_rules_file_passes_promtool_check_with_lint():
         str(templates_dir() / "prometheus" / "alerts.yml"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 rules found" in proc.stdout
+    assert "6 rules found" in proc.stdout
 
 
 def test_d3_d4_rule_unit_tests_pass():
@@ -54,6 +54,7 @@ def test_every_alert_has_severity_summary_description_and_runbook():
         "IrisTrainingFailed",
         "IrisModelApiDown",
         "IrisMonitorDown",
+        "IrisInputDrift",
     }
     readme = (HERE.parents[1] / "README.md").read_text().lower()
     for rule in alerts:
@@ -107,4 +108,4 @@ def test_capped_for_windows_still_pass_promtool(tmp_path, monkeypatch):
     import yaml
 
     fors = [r.get("for") for g in yaml.safe_load(rules)["groups"] for r in g["rules"]]
-    assert fors == ["1s", "0m", "0m", "1s", "1s"]
+    assert fors == ["1s", "0m", "0m", "1s", "1s", "1s"]

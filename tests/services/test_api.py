@@ -254,7 +254,7 @@ def test_b4_real_champion_is_served_and_swapped_under_load(service_env, tmp_path
 
     def hammer(url: str) -> None:
         with httpx.Client(timeout=10) as http:
-            for _ in range(5000):  # bounded in count and in time (stop)
+            for _ in range(50_000):  # bounded in count and in time (stop)
                 if stop.is_set():
                     return
                 try:

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..common.settings import CLASS_NAMES, ApiSettings
 from . import schemas
+from .drift import DriftMonitor, Fetch
 from .model_holder import Loaded, ModelHolder
 
 NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
@@ -148,10 +149,12 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(chunks)
 
 
-def _answer(loaded: Loaded, rows: np.ndarray) -> list[dict[str, Any]]:
-    proba = loaded.predict_proba(rows)  # the one place rows become probabilities
+def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
+    # The one place rows become probabilities: the graph takes float32; the drift statistics
+    # compare the values as sent (float64) with the training range.
+    proba = loaded.predict_proba(rows.astype(np.float32))
     best = proba.argmax(axis=1)
-    return [
+    answers = [
         {
             "prediction": CLASS_NAMES[int(i)],
             "class_index": int(i),
@@ -159,13 +162,27 @@ def _answer(loaded: Loaded, rows: np.ndarray) -> list[dict[str, Any]]:
         }
         for i, p in zip(best, proba, strict=True)
     ]
+    drift.observe(loaded.champion.version, rows, best, answers)  # adds "warnings" to odd rows
+    return answers
 
 
-def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True) -> FastAPI:
-    """Build the app around a model holder; ``poll`` starts the background alias watcher."""
+def create_app(
+    settings: ApiSettings,
+    holder: ModelHolder,
+    *,
+    poll: bool = True,
+    fetch_reference: Fetch | None = None,
+) -> FastAPI:
+    """Build the app around a model holder; ``poll`` starts the background alias watcher.
+
+    ``fetch_reference(name, version)`` returns a champion's reference profile (default: from
+    MLflow's REST API); the input-drift statistics compare served rows with it.
+    """
     metrics = Metrics()
     holder.on_swap(metrics.swapped)
     holder.on_failure(metrics.load_failures.inc)
+    drift = DriftMonitor(settings, metrics.registry, metrics.multiprocess, fetch_reference)
+    holder.on_swap(drift.swapped)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -190,6 +207,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
                 daemon=True,
             )
             thread.start()
+            drift.start(stop)
         yield
         stop.set()
 
@@ -200,6 +218,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
         lifespan=lifespan,
     )
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
+    app.state.drift = drift
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -232,13 +251,23 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             }
         }
     }
+    answered: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "One prediction (`features`), or one per row (`instances`)",
+            "model": schemas.PredictOneAnswer | schemas.PredictBatchAnswer,
+        }
+    }
     rejected: dict[int | str, dict[str, Any]] = {
         413: {"description": "Body over the size limit, or a batch over the row limit", **error},
         422: {"description": "Not valid input: the message says what is wrong", **error},
         503: {"description": "No model loaded yet: run `irisctl train --now`", **error},
     }
 
-    @app.post("/predict", openapi_extra={"requestBody": body_schema}, responses=rejected)
+    @app.post(
+        "/predict",
+        openapi_extra={"requestBody": body_schema},
+        responses={**answered, **rejected},
+    )
     async def predict(request: Request) -> Response:
         """Classify one flower (`features`) or a batch (`instances`)."""
         body = await _read_body(request, settings.max_body_bytes)
@@ -253,13 +282,13 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
             return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
         model_ref = {"name": loaded.champion.name, "version": loaded.champion.version}
         if isinstance(parsed, schemas.PredictOne):
-            answer = _answer(loaded, np.array([parsed.features], dtype=np.float32))[0]
+            answer = _answer(loaded, np.array([parsed.features]), drift)[0]
             return _json({**answer, "model": model_ref})
         if len(parsed.instances) > settings.max_batch_rows:
             return _error(413, f"a batch holds at most {settings.max_batch_rows} rows")
         return _json(
             {
-                "predictions": _answer(loaded, np.array(parsed.instances, dtype=np.float32)),
+                "predictions": _answer(loaded, np.array(parsed.instances), drift),
                 "model": model_ref,
             }
         )
@@ -310,6 +339,7 @@ def create_app(settings: ApiSettings, holder: ModelHolder, *, poll: bool = True)
     )
     async def prom_metrics() -> Response:
         """Prometheus metrics."""
+        drift.publish()  # this worker's latest counts; the others publish every second
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -31,6 +31,42 @@ class PredictBatch(BaseModel):
     instances: list[Row] = Field(min_length=1, examples=[[[5.1, 3.5, 1.4, 0.2]]])
 
 
+class Prediction(BaseModel):
+    """The answer for one flower."""
+
+    prediction: str = Field(examples=["setosa"])
+    class_index: int = Field(ge=0, examples=[0])
+    probabilities: dict[str, float] = Field(
+        examples=[{"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0}]
+    )
+    warnings: list[str] = Field(
+        default=[],
+        description="Only when a value is negative or outside the model's training range: the "
+        "row is still answered, but the model never saw such a flower.",
+        examples=[["petal_length 30.0 is outside the training range 1.0–6.9"]],  # noqa: RUF001
+    )
+
+
+class ModelRef(BaseModel):
+    """The registered model version that answered."""
+
+    name: str
+    version: str
+
+
+class PredictOneAnswer(Prediction):
+    """The answer to ``features``."""
+
+    model: ModelRef
+
+
+class PredictBatchAnswer(BaseModel):
+    """The answer to ``instances``: one prediction per row, in order."""
+
+    predictions: list[Prediction]
+    model: ModelRef
+
+
 class BadInput(ValueError):
     """The body is not a valid prediction request; the message is safe to return."""
 

@@ -14,6 +14,10 @@ MODEL_ALIAS = "champion"
 EXPERIMENT_NAME = "iris_classification"
 # scikit-learn's load_iris().target_names; a model-behaviour test keeps them equal.
 CLASS_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
+# The four measurements in the order /predict takes them (cm); names of the drift metrics' labels.
+FEATURE_NAMES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+# The trainer's reference profile of the training rows, a run artifact (train/profile.py).
+REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
 
 
 def _env(name: str) -> AliasChoices:
@@ -73,6 +77,16 @@ class ApiSettings(CommonSettings):
     )
     # Where workers share downloaded graphs (<sha256>.onnx); unset: a temp dir per API process.
     model_cache_dir: str | None = Field(None, validation_alias=_env("IRIS_MODEL_CACHE_DIR"))
+    # Served-input statistics (api/drift.py): off only to measure what they cost (bench/run.py).
+    drift_enabled: bool = Field(True, validation_alias=_env("IRIS_DRIFT_ENABLED"))
+    # The sliding window: the last N rows the API answered (split evenly over the workers) that
+    # are at most this old.
+    drift_window_rows: int = Field(10_000, ge=1, validation_alias=_env("IRIS_DRIFT_WINDOW_ROWS"))
+    drift_window_s: float = Field(3600.0, gt=0, validation_alias=_env("IRIS_DRIFT_WINDOW_SECONDS"))
+    # IrisInputDrift fires above this PSI only once the window holds this many rows: windows of
+    # 500 rows drawn from the Iris data itself stay below PSI 0.11 (tests/services/test_drift.py).
+    drift_psi_threshold: float = Field(0.2, gt=0, validation_alias=_env("IRIS_DRIFT_PSI_THRESHOLD"))
+    drift_min_rows: int = Field(500, ge=1, validation_alias=_env("IRIS_DRIFT_MIN_ROWS"))
 
 
 class MonitorSettings(CommonSettings):

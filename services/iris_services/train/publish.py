@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..common import registry
-from ..common.settings import TrainerSettings
+from ..common.settings import FEATURE_NAMES, REFERENCE_PROFILE_ARTIFACT, TrainerSettings
 from ..common.wait import wait_for_http
 from . import champion as champion_mod
-from . import onnx_export, pipeline
+from . import onnx_export, pipeline, profile
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -94,6 +94,12 @@ def run(settings: TrainerSettings) -> Summary:
         if champion_accuracy is not None:
             mlflow.log_metric("champion_accuracy", champion_accuracy)
         model_uri, model_id = _log_model(result)
+        # What the API's drift statistics compare served rows with (api/drift.py).
+        d = result.dataset
+        mlflow.log_dict(
+            profile.reference_profile(d.x_train, d.y_train, FEATURE_NAMES, d.class_names),
+            REFERENCE_PROFILE_ARTIFACT,
+        )
         checkpoint("model_logged")
         _smoke_test(model_uri, result)
         checkpoint("model_verified")

@@ -1,0 +1,545 @@
+"""Served-input statistics: are the rows the API answers still like the champion's training rows?
+
+Each worker keeps a sliding window of the rows it answered — the last ``drift_window_rows /
+workers`` rows, counted in whole requests, none older than ``drift_window_s`` — binned with the
+edges of the champion's reference profile (train/profile.py). It also counts the predicted
+classes and the values outside the training range, and warns about such rows in the answer. The
+request path only bins and counts in memory, under a lock nobody holds for long; a tick every
+second (a background thread, and each scrape) expires old rows and publishes the counts to
+Prometheus, and fetches the reference profile when the champion changes. The window resets
+when the champion changes.
+
+Across workers (prometheus_client's multiprocess mode): each worker publishes its window's bin
+counts as a ``livesum`` gauge, so a scrape, whichever worker answers it, sees the bins of every
+worker's window summed, and the PSI is computed at scrape time from those sums against the
+reference: the PSI of the API's whole window. A PSI per worker, aggregated with max or mean,
+would be the PSI of 1/workers of the rows, noisier: max overstates drift, mean understates it.
+Like the API's other live gauges, a worker that dies without cleanup keeps its last counts until
+the API restarts. For a moment after a champion change the workers' windows may mix two
+references' bins; the minimum row count the alert waits for and its ``for:`` absorb that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import httpx
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..common.settings import (
+    CLASS_NAMES,
+    FEATURE_NAMES,
+    REFERENCE_PROFILE_ARTIFACT,
+    ApiSettings,
+)
+
+log = logging.getLogger("iris.api")
+
+EPSILON = 1e-4  # the share an empty bin counts as, so that PSI stays finite
+TICK_S = 1.0
+RETRY_S = 30.0  # after a failed or empty fetch of the reference profile
+
+Fetch = Callable[[str, str], dict[str, Any] | None]  # (model name, version) → profile or None
+
+
+# -- the pure part -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A champion's reference profile, ready for binning (features in FEATURE_NAMES order)."""
+
+    version: str
+    edges: tuple[tuple[float, ...], ...]
+    expected: tuple[tuple[float, ...], ...]  # share of the training rows in each bin
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    _edge_arrays: tuple[np.ndarray, ...] = field(repr=False, compare=False, default=())
+
+    @classmethod
+    def from_profile(cls, version: str, profile: dict[str, Any]) -> Reference:
+        """Check and convert the trainer's JSON; ValueError when it is not a usable profile."""
+        try:
+            features = [profile["features"][name] for name in FEATURE_NAMES]
+            edges = tuple(tuple(float(e) for e in f["edges"]) for f in features)
+            counts = [[float(c) for c in f["counts"]] for f in features]
+            low = tuple(float(f["min"]) for f in features)
+            high = tuple(float(f["max"]) for f in features)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a reference profile: {type(exc).__name__} {exc}") from None
+        for name, e, c in zip(FEATURE_NAMES, edges, counts, strict=True):
+            if len(c) != len(e) + 1 or sum(c) <= 0 or list(e) != sorted(e):
+                raise ValueError(f"not a reference profile: bins of {name} do not add up")
+        return cls(
+            version=version,
+            edges=edges,
+            expected=tuple(tuple(x / sum(c) for x in c) for c in counts),
+            low=low,
+            high=high,
+            _edge_arrays=tuple(np.array(e) for e in edges),
+        )
+
+
+def psi(expected: Sequence[float], counts: Sequence[float]) -> float | None:
+    """Population Stability Index of ``counts`` against the ``expected`` shares; None if empty.
+
+    sum over bins of (actual - expected) * ln(actual / expected), each share floored at EPSILON.
+    """
+    total = float(sum(counts))
+    if total <= 0:
+        return None
+    out = 0.0
+    for e, c in zip(expected, counts, strict=True):
+        a, e = max(c / total, EPSILON), max(e, EPSILON)
+        out += (a - e) * math.log(a / e)
+    return out
+
+
+def row_warnings(values: Sequence[float], reference: Reference | None) -> list[str]:
+    """What is wrong with one row's values: negative, or outside the training range."""
+    out = []
+    for i, (name, v) in enumerate(zip(FEATURE_NAMES, values, strict=True)):
+        v = float(v)
+        if v < 0:
+            out.append(f"{name} {v} is negative: no length or width can be")
+        elif reference is not None and not reference.low[i] <= v <= reference.high[i]:
+            out.append(
+                f"{name} {v} is outside the training range {reference.low[i]}–{reference.high[i]}"  # noqa: RUF001 - an en dash, as in prose
+            )
+    return out
+
+
+def _outside(values: Sequence[float], reference: Reference | None) -> list[bool]:
+    if reference is None:
+        return [v < 0 for v in values]
+    return list(map(_out, values, reference.low, reference.high))
+
+
+def _out(v: float, lo: float, hi: float) -> bool:
+    return v < lo or v > hi
+
+
+class Window:
+    """Bin counts per feature of the rows of recent requests (pure: the caller gives the time).
+
+    Holds the last ``max_rows`` rows in whole requests (the newest request stays even when it is
+    larger) that are at most ``max_age_s`` old.
+    """
+
+    def __init__(self, reference: Reference, max_rows: int, max_age_s: float) -> None:
+        self.reference = reference
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.counts = [[0] * (len(e) + 1) for e in reference.edges]
+        self.rows = 0
+        # (time, rows, bins): one row's bin per feature, or a batch's counts per feature
+        self._requests: deque[tuple[float, int, Any]] = deque()
+
+    def add(self, rows: np.ndarray, now: float) -> None:
+        """Count the rows of one request (an (n, 4) array)."""
+        n = len(rows)
+        if n == 1:
+            self.add_one(rows[0].tolist(), now)
+            return
+        else:
+            per_feature = []
+            for f, edges in enumerate(self.reference._edge_arrays):
+                idx = np.searchsorted(edges, rows[:, f], side="right")
+                c = np.bincount(idx, minlength=len(edges) + 1).tolist()
+                for b, k in enumerate(c):
+                    self.counts[f][b] += k
+                per_feature.append(c)
+            self._requests.append((now, n, per_feature))
+        self.rows += n
+        while self.rows > self.max_rows and len(self._requests) > 1:
+            self._drop()
+
+    def add_one(self, values: list[float], now: float) -> None:
+        """Count one row (the one-row request path: plain Python is faster than numpy here)."""
+        bins = tuple(map(bisect_right, self.reference.edges, values))
+        counts = self.counts
+        for f, b in enumerate(bins):
+            counts[f][b] += 1
+        self._requests.append((now, 1, bins))
+        self.rows += 1
+        if self.rows > self.max_rows:
+            self._drop()
+
+    def expire(self, now: float) -> None:
+        """Forget the requests older than ``max_age_s``."""
+        while self._requests and self._requests[0][0] < now - self.max_age_s:
+            self._drop()
+
+    def _drop(self) -> None:
+        _, n, bins = self._requests.popleft()
+        if n == 1:
+            for f, b in enumerate(bins):
+                self.counts[f][b] -= 1
+        else:
+            for f, c in enumerate(bins):
+                for b, k in enumerate(c):
+                    self.counts[f][b] -= k
+        self.rows -= n
+
+    def psi(self) -> dict[str, float]:
+        """PSI per feature of this window alone (a single worker's view)."""
+        return _psi_by_feature(self.reference, lambda f, b: self.counts[f][b])
+
+
+def _psi_by_feature(reference: Reference, count: Callable[[int, int], float]) -> dict[str, float]:
+    out = {}
+    for f, name in enumerate(FEATURE_NAMES):
+        expected = reference.expected[f]
+        value = psi(expected, [count(f, b) for b in range(len(expected))])
+        if value is not None:
+            out[name] = value
+    return out
+
+
+# -- the reference profile, from MLflow over its REST API --------------------------------------
+
+
+def fetch_reference(
+    tracking_uri: str, name: str, version: str, timeout_s: float = 10.0
+) -> dict[str, Any] | None:
+    """The reference profile logged with a registered version; None when it has none.
+
+    Version → its run → the run's artifact root → the file, through the MLflow server's proxied
+    artifact endpoint (``--serve-artifacts``), so the API needs no storage credentials.
+    """
+    with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as http:
+        mv = http.get(
+            "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version}
+        )
+        mv.raise_for_status()
+        run_id = mv.json()["model_version"].get("run_id")
+        if not run_id:
+            return None
+        run = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id})
+        run.raise_for_status()
+        root = _proxied_path(run.json()["run"]["info"]["artifact_uri"])
+        resp = http.get(f"/api/2.0/mlflow-artifacts/artifacts/{root}/{REFERENCE_PROFILE_ARTIFACT}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return dict(resp.json())
+
+
+def _proxied_path(artifact_uri: str) -> str:
+    """The path under ``/api/2.0/mlflow-artifacts/artifacts/`` of a proxied artifact root."""
+    parsed = urlparse(artifact_uri)
+    anchor = "/api/2.0/mlflow-artifacts/artifacts/"
+    if parsed.scheme == "mlflow-artifacts":
+        path = parsed.path
+    elif parsed.scheme in ("http", "https") and anchor in parsed.path:
+        path = parsed.path.split(anchor, 1)[1]
+    else:
+        raise ValueError(f"{artifact_uri} is not served by MLflow's proxy (--serve-artifacts)")
+    return quote(path.strip("/"))
+
+
+# -- the worker's monitor: request hook, publisher, metrics -------------------------------------
+
+
+class _Metrics:
+    """The drift series; in multiprocess mode each worker writes its own, summed at scrape."""
+
+    def __init__(self, settings: ApiSettings, registry: CollectorRegistry, multiprocess: bool):
+        r = None if multiprocess else registry
+        self.predictions = Counter(
+            "iris_api_predictions", "Rows answered, by predicted class", ["class"], registry=r
+        )
+        self.out_of_range = Counter(
+            "iris_api_inputs_out_of_range",
+            "Served values outside the champion's training range (or negative), by feature",
+            ["feature"],
+            registry=r,
+        )
+        self.window_rows = Gauge(
+            "iris_api_drift_window_rows",
+            "Rows in the drift window (every worker's, summed)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.bin_rows = Gauge(
+            "iris_api_drift_window_bin_rows",
+            "Rows of the drift window in each reference bin of a feature",
+            ["feature", "bin"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.reference_loaded = Gauge(
+            "iris_api_drift_reference_loaded",
+            "1 when every worker holds the champion's reference profile",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.min_rows = Gauge(
+            "iris_api_drift_min_window_rows",
+            "Rows the window must hold before IrisInputDrift may fire",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.threshold = Gauge(
+            "iris_api_drift_psi_threshold",
+            "PSI above which IrisInputDrift fires",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        for name in CLASS_NAMES:  # from 0, so that increase() sees the first rows
+            self.predictions.labels(name)
+        for name in FEATURE_NAMES:
+            self.out_of_range.labels(name)
+        self.min_rows.set(settings.drift_min_rows)
+        self.threshold.set(settings.drift_psi_threshold)
+        self.reference_loaded.set(0)
+        self.window_rows.set(0)
+
+
+class DriftMonitor:
+    """One worker's served-input statistics: ``observe`` in the request path, ``tick`` besides."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        registry: CollectorRegistry,
+        multiprocess: bool = False,
+        fetch: Fetch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.enabled = settings.drift_enabled
+        self._model_name = settings.model_name
+        self._max_rows = max(1, math.ceil(settings.drift_window_rows / settings.workers))
+        self._max_age_s = settings.drift_window_s
+        self._fetch: Fetch = fetch or (
+            lambda name, version: fetch_reference(
+                settings.tracking_uri, name, version, float(settings.mlflow_timeout_s)
+            )
+        )
+        self._clock = clock
+        self._multiprocess = multiprocess
+        self._lock = threading.Lock()
+        self._window: Window | None = None
+        self._wanted: tuple[str, str] | None = None  # (name, version) of the served champion
+        self._next_fetch = 0.0
+        self._told: str | None = None  # the version whose missing profile was logged
+        self._classes = [0] * len(CLASS_NAMES)  # since the last publish
+        self._out_of_range = [0] * len(FEATURE_NAMES)
+        self._published_bins = [0] * len(FEATURE_NAMES)
+        self._failed = False  # logged once
+        if self.enabled:
+            self._metrics = _Metrics(settings, registry, multiprocess)
+            registry.register(_PsiCollector(self))
+
+    # -- the request path: called once per request, must never fail it ------------------------
+
+    def observe(
+        self, version: str, rows: np.ndarray, best: np.ndarray, answers: list[dict[str, Any]]
+    ) -> None:
+        """Count one request's rows and predicted classes; add ``warnings`` to odd rows' answers."""
+        if not self.enabled:
+            return
+        try:
+            self._observe(version, rows, best, answers)
+        except Exception:  # a bookkeeping bug must not cost a prediction, nor flood the log
+            if not self._failed:
+                self._failed = True
+                log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
+
+    def _observe(
+        self, version: str, rows: np.ndarray, best: np.ndarray, answers: list[dict[str, Any]]
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._wanted is None or self._wanted[1] != version:
+                self._reset((self._model_name, version))  # the swap hook did not run (yet)
+            window = self._window
+            reference = window.reference if window is not None else None
+            if len(rows) == 1:
+                self._classes[int(best[0])] += 1
+                values = rows[0].tolist()
+                if window is not None:
+                    window.add_one(values, now)
+                    window = None  # counted
+                outside = _outside(values, reference)
+                flagged: Iterable[int] = ()
+                if True in outside:
+                    flagged = (0,)
+                    for f, o in enumerate(outside):
+                        self._out_of_range[f] += o
+            else:
+                for c, n in enumerate(np.bincount(best, minlength=len(CLASS_NAMES)).tolist()):
+                    self._classes[c] += n
+                if reference is None:
+                    bad = rows < 0
+                else:
+                    bad = (rows < np.array(reference.low)) | (rows > np.array(reference.high))
+                for f, n in enumerate(bad.sum(axis=0).tolist()):
+                    self._out_of_range[f] += n
+                flagged = np.flatnonzero(bad.any(axis=1)).tolist()
+            if window is not None:
+                window.add(rows, now)
+        for i in flagged:
+            answers[i]["warnings"] = row_warnings(rows[i].tolist(), reference)
+
+    # -- the champion -------------------------------------------------------------------------
+
+    def swapped(self, old: Any, new: Any) -> None:
+        """The holder's swap hook: a new champion resets the window; its profile is fetched."""
+        if self.enabled:
+            with self._lock:
+                self._reset((new.champion.name, new.champion.version))
+
+    def _reset(self, wanted: tuple[str, str]) -> None:
+        self._wanted = wanted
+        self._window = None
+        self._next_fetch = 0.0
+
+    @property
+    def reference(self) -> Reference | None:
+        window = self._window
+        return window.reference if window is not None else None
+
+    def _maybe_fetch(self) -> None:
+        with self._lock:
+            wanted = self._wanted
+            have = self._window.reference.version if self._window is not None else None
+        if wanted is None or wanted[1] == have or self._clock() < self._next_fetch:
+            return
+        try:
+            profile = self._fetch(*wanted)
+            reference = Reference.from_profile(wanted[1], profile) if profile else None
+        except Exception as exc:
+            self._next_fetch = self._clock() + RETRY_S
+            log.warning(
+                "could not fetch the reference profile of version %s: %s",
+                wanted[1],
+                exc,
+                extra={"event": "drift.reference_failed", "version": wanted[1]},
+            )
+            return
+        if reference is None:
+            self._next_fetch = self._clock() + RETRY_S
+            if self._told != wanted[1]:
+                self._told = wanted[1]
+                log.warning(
+                    "version %s has no %s: input drift is not measured for it",
+                    wanted[1],
+                    REFERENCE_PROFILE_ARTIFACT,
+                    extra={"event": "drift.reference_missing", "version": wanted[1]},
+                )
+            return
+        with self._lock:
+            if self._wanted == wanted:
+                self._window = Window(reference, self._max_rows, self._max_age_s)
+        log.info(
+            "measuring input drift against version %s's training rows",
+            wanted[1],
+            extra={"event": "drift.reference_loaded", "version": wanted[1]},
+        )
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Fetch the champion's reference if due, expire old rows, publish the counts."""
+        if not self.enabled:
+            return
+        self._maybe_fetch()
+        self.publish()
+
+    def publish(self) -> None:
+        """Write the window and the counts since the last publish to this worker's metrics."""
+        if not self.enabled:
+            return
+        with self._lock:
+            window = self._window
+            if window is not None:
+                window.expire(self._clock())
+                counts = [list(c) for c in window.counts]
+            else:
+                counts = [[] for _ in FEATURE_NAMES]
+            rows = window.rows if window is not None else 0
+            classes, self._classes = self._classes, [0] * len(CLASS_NAMES)
+            outside, self._out_of_range = self._out_of_range, [0] * len(FEATURE_NAMES)
+        m = self._metrics
+        for name, n in zip(CLASS_NAMES, classes, strict=True):
+            if n:
+                m.predictions.labels(name).inc(n)
+        for name, n in zip(FEATURE_NAMES, outside, strict=True):
+            if n:
+                m.out_of_range.labels(name).inc(n)
+        for f, name in enumerate(FEATURE_NAMES):
+            for b in range(max(len(counts[f]), self._published_bins[f])):
+                m.bin_rows.labels(name, str(b)).set(counts[f][b] if b < len(counts[f]) else 0)
+            self._published_bins[f] = max(len(counts[f]), self._published_bins[f])
+        m.window_rows.set(rows)
+        m.reference_loaded.set(1 if window is not None else 0)
+
+    def start(self, stop: threading.Event) -> None:
+        """Tick every second in a daemon thread until ``stop`` is set."""
+        if not self.enabled:
+            return
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    self.tick()
+                except Exception:
+                    log.exception("drift tick failed", extra={"event": "drift.failed"})
+                stop.wait(TICK_S)
+
+        threading.Thread(target=run, name="drift", daemon=True).start()
+
+    def summed_bins(self) -> dict[tuple[str, str], float]:
+        """The published bin counts, (feature, bin) → rows, summed over every live worker."""
+        if self._multiprocess:
+            from prometheus_client import multiprocess
+
+            families: Iterable[Metric] = multiprocess.MultiProcessCollector(None).collect()
+        else:
+            families = self._metrics.bin_rows.collect()
+        return {
+            (s.labels["feature"], s.labels["bin"]): s.value
+            for family in families
+            if family.name == "iris_api_drift_window_bin_rows"
+            for s in family.samples
+        }
+
+
+class _PsiCollector:
+    """``iris_api_feature_psi{feature}``, computed at scrape time over every worker's window."""
+
+    def __init__(self, monitor: DriftMonitor) -> None:
+        self.monitor = monitor
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "iris_api_feature_psi",
+            "Population Stability Index of the drift window against the training rows",
+            labels=["feature"],
+        )
+
+    def collect(self) -> list[Metric]:
+        reference = self.monitor.reference
+        if reference is None:
+            return []
+        sums = self.monitor.summed_bins()
+        family = self._family()
+        values = _psi_by_feature(reference, lambda f, b: sums.get((FEATURE_NAMES[f], str(b)), 0.0))
+        for name, value in values.items():
+            family.add_metric([name], value)
+        return [family]

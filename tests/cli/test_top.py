@@ -1,0 +1,169 @@
+"""`irisctl top` and the traffic part of `status`: against a loopback HTTP server that answers
+Prometheus' query and rules endpoints (the end-to-end test uses the real Prometheus)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from irisctl import ops, output
+from irisctl.errors import IrisctlError
+from irisctl.targets.base import ServiceState
+from tests.cli.test_cli import FakeTarget, run
+from tests.cli.test_cli import fake as fake
+from tests.cli.test_cli import home as home
+from tests.conftest import free_port
+
+# PromQL (as ops.traffic sends it, matched by a fragment) → vector result
+ANSWERS = {
+    'status=~"5.."': [],
+    'status=~"4.."': [({}, 0.5)],
+    "sum(rate(iris_api_requests_total": [({}, 10.0)],
+    "histogram_quantile(0.5": [({}, 0.002)],
+    "histogram_quantile(0.99": [({}, "NaN")],
+    "iris_api_model_version_info": [({"version": "3"}, 1)],
+    "iris_api_predictions_total": [({"class": "setosa"}, 30), ({"class": "virginica"}, 10)],
+    "iris_api_feature_psi": [
+        ({"feature": "petal_length"}, 1.5),
+        ({"feature": "sepal_width"}, 0.01),
+    ],
+    "iris_api_drift_window_rows": [({}, 40)],
+    "iris_api_drift_min_window_rows": [({}, 500)],
+    "iris_api_drift_psi_threshold": [({}, 0.2)],
+    "iris_api_drift_reference_loaded": [({}, 1)],
+    "iris_api_inputs_out_of_range_total": [({"feature": "petal_length"}, 7)],
+}
+RULES = {
+    "groups": [
+        {
+            "rules": [
+                {"type": "alerting", "name": "IrisInputDrift", "state": "pending", "labels": {}},
+                {"type": "alerting", "name": "IrisModelStale", "state": "inactive", "labels": {}},
+            ]
+        }
+    ]
+}
+
+
+class FakePrometheus:
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                if url.path == "/api/v1/rules":
+                    body = {"status": "success", "data": RULES}
+                else:
+                    query = parse_qs(url.query)["query"][0]
+                    found = next((v for k, v in ANSWERS.items() if k in query), [])
+                    result = [{"metric": m, "value": [0, str(v)]} for m, v in found]
+                    body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def prom(fake: FakeTarget, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePrometheus]:
+    server = FakePrometheus()
+    endpoint = fake.endpoint
+    monkeypatch.setattr(
+        fake, "endpoint", lambda s: server.url if s == "prometheus" else endpoint(s)
+    )
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def test_top_json_is_one_snapshot_of_the_traffic(prom):
+    result = run("top", "--json")
+    assert result.exit_code == 0, result.output
+    t = json.loads(result.output)
+    assert t["request_rate"] == 10.0 and t["error_ratio"] == 0.0 and t["rejected_ratio"] == 0.05
+    assert t["p50_ms"] == 2.0 and t["p99_ms"] is None  # NaN: no request in the range
+    assert t["versions"] == ["3"]
+    assert t["class_mix"] == {"setosa": 0.75, "virginica": 0.25}
+    assert t["psi"] == {"petal_length": 1.5, "sepal_width": 0.01}
+    assert t["window_rows"] == 40 and t["min_rows"] == 500 and t["psi_threshold"] == 0.2
+    assert t["out_of_range"] == {"petal_length": 7}
+    assert {"name": "IrisInputDrift", "state": "pending"} in t["alerts"]
+    assert t["missing"] == ["the drift window holds 40 rows; alerts wait for 500"]
+
+
+def test_top_once_draws_one_screen(prom):
+    result = run("top", "--once")
+    assert result.exit_code == 0, result.output
+    for text in ("req/s", "v3", "setosa", "75%", "petal_length", "1.500", "IrisInputDrift"):
+        assert text in result.output
+
+
+def test_top_without_prometheus_says_what_is_missing_and_exits_1(fake):
+    result = run("top", "--once")  # the fake's Prometheus URL has nothing listening
+    assert result.exit_code == 1
+    assert "Prometheus at http://127.0.0.1:3 is not reachable" in result.output
+    assert "apt-get install prometheus" in result.output
+
+
+def test_top_when_not_up_exits_3(home):
+    result = run("top", "--once")
+    assert result.exit_code == 3 and "irisctl up" in result.output
+
+
+def test_live_top_redraws_shows_errors_and_ends_cleanly_on_ctrl_c(prom, monkeypatch):
+    calls = {"n": 0}
+    views: list[tuple[object, str | None]] = []
+    draw = output.top_view
+    monkeypatch.setattr(
+        output, "top_view", lambda t, s, i, error=None: views.append((t, error)) or draw(t, s, i)
+    )
+
+    def read() -> ops.Traffic:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise IrisctlError("Prometheus at X is not reachable: ConnectError", "install it")
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return ops.traffic(prom.url)
+
+    output.live_top(read, prom.url, 0.01)  # returns: Ctrl-C is the way out, not an error
+    assert calls["n"] == 4 and len(views) == 3
+    assert views[0][0].psi["petal_length"] == 1.5  # type: ignore[union-attr]
+    assert views[1] == (None, "Prometheus at X is not reachable: ConnectError — install it")
+    assert views[2][0] is not None  # back once Prometheus answers again
+
+
+def test_status_shows_drift_and_the_class_mix(prom, fake, monkeypatch):
+    services = fake.services()
+    monkeypatch.setattr(
+        fake,
+        "services",
+        lambda: [
+            *services[:-1],
+            ServiceState("prometheus", "running", prom.url, 10.0, 100),
+        ],
+    )
+    data = json.loads(run("status", "--json").output)
+    assert data["traffic"]["psi"]["petal_length"] == 1.5
+    assert data["traffic"]["class_mix"] == {"setosa": 0.75, "virginica": 0.25}
+    text = run("status").output
+    assert "Drift (PSI vs training rows, 40 rows): petal_length" in text
+    assert "Class mix (1h): setosa 75%, virginica 25%" in text
+
+
+def test_status_without_prometheus_has_no_traffic(fake):
+    data = json.loads(run("status", "--json").output)
+    assert data["traffic"] is None and data["alerts"] is None
