@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
     from .ops import BuildResult, Check, HistoryRow, StatusResult, TrainResult, UpResult
@@ -118,9 +119,50 @@ def up(result: UpResult) -> None:
     for name, url in result.urls.items():
         table.add_row(name, url)
     console.print(table)
-    console.print("Try: [bold]irisctl predict 5.1 3.5 1.4 0.2[/]")
+    console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
+    activate = Path(sys.argv[0]).parent / "activate"
+    if command_name() != "irisctl" and activate.exists():
+        console.print(
+            f"  (or put irisctl on your PATH: [bold]source {_short(activate)}[/])", highlight=False
+        )
     for w in result.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}")
+
+
+def command_name() -> str:
+    """How to run this irisctl again: ``irisctl`` when PATH finds this one, else its path
+    (``.venv/bin/irisctl`` after ``make up``, whose venv is not activated)."""
+    me = Path(sys.argv[0])
+    if me.name != "irisctl":  # python -m irisctl, or a test runner
+        return "irisctl"
+    found = shutil.which("irisctl")
+    if found and Path(found).resolve() == me.resolve():
+        return "irisctl"
+    return _short(me)
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, else absolute."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+_INTERRUPTED = {
+    "train": "the training goes on as a job: follow it with `irisctl logs trainer -f`, "
+    "stop it with `irisctl train --cancel`",
+    "up": "the services that were starting go on starting (and a first training, if one had "
+    "started, goes on as a job): see `irisctl status`; continue with `irisctl up`, or stop "
+    "everything with `irisctl down`",
+}
+
+
+def interrupted(verb: str | None) -> None:
+    """What goes on after Ctrl-C, and how to follow or stop it."""
+    what = _INTERRUPTED.get(verb or "")
+    err_console.print(f"interrupted{': ' + what if what else ''}", highlight=False, soft_wrap=True)
 
 
 def train(result: TrainResult) -> None:
@@ -129,12 +171,12 @@ def train(result: TrainResult) -> None:
         return
     if s.get("promoted"):
         console.print(
-            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
+            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → "
             f"registered version {s['version']}, now [bold]champion[/]"
         )
     else:
         console.print(
-            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
+            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → not promoted "
             f"({s['reason']}); champion stays v{s.get('champion_version')}"
         )
 
@@ -174,7 +216,7 @@ def status(result: StatusResult) -> None:
                 r.run_id[:12],
                 f"{age(r.started_at)} ago",
                 _styled(r.status.lower()),
-                f"{r.accuracy:.4f}" if r.accuracy is not None else "-",
+                f"{r.accuracy:.3f}" if r.accuracy is not None else "-",
                 r.gate or "-",
             )
         console.print(runs)
@@ -232,7 +274,7 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
     table = Table("started", "run", "status", "accuracy", "registered", "champion")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
-        acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
+        acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
         version = f"v{r.registered_version}" if r.registered_version else "no"
         table.add_row(
             started,
@@ -270,3 +312,9 @@ def error(message: str, hint: str | None) -> None:
     err_console.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
     if hint:
         err_console.print(f"[dim]Hint:[/] {hint}", highlight=False, soft_wrap=True)
+
+
+def lines(texts: list[str]) -> None:
+    """One line each, as they are."""
+    for text in texts:
+        console.print(text, highlight=False)

@@ -676,6 +676,15 @@ class KubeTarget:
         )
         return TrainOutcome(code or 1, said.summary, said.error or reason or f"job {job} failed")
 
+    def cancel_training(self) -> list[str]:
+        """Delete every active training Job, its pods first (Foreground), so none finishes."""
+        cluster = self.cluster()
+        return [
+            f"deleted job {_name(job)}"
+            for job in cluster.find("batch/v1", "Job", TRAINER_SELECTOR)
+            if _job_active(job) and cluster.delete("batch/v1", "Job", _name(job), "Foreground")
+        ]
+
     def _create_job(self, cluster: Cluster) -> str:
         cron = cluster.get("batch/v1", "CronJob", CRONJOB)
         if cron is None:

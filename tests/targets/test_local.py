@@ -88,3 +88,27 @@ def test_d1_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, 
     )
     alerts, reason = ops._alerts(t, [ServiceState("prometheus", "absent", None)])
     assert alerts is None and "apt-get install prometheus" in (reason or "")
+
+
+def test_one_comment_for_all_programs_not_one_copy_each(tmp_path):
+    conf = target(tmp_path).render()["supervisord.conf"]
+    assert conf.count("[program:") >= 5
+    assert conf.count("whole process group") == 1
+
+
+def test_prometheus_names_the_address_irisctl_prints_in_generator_urls(tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    t = target(tmp_path, prometheus_port=19091)
+    prom = next(p for p in t.programs() if p.name == "prometheus")
+    assert "--web.external-url=http://127.0.0.1:19091/" in prom.command
+
+
+def test_running_with_different_settings_names_what_differs(tmp_path):
+    from irisctl.targets.local import changed_settings
+
+    before = target(tmp_path).render()["supervisord.conf"]
+    after = target(tmp_path, api_workers=3, train_schedule="0,30 * * * *").render()
+    changed = changed_settings(before, after["supervisord.conf"])
+    assert "model-api: IRIS_API_WORKERS" in changed[0] and changed[0].endswith("→ 3")
+    assert "scheduler: IRIS_TRAIN_SCHEDULE 0 3 * * * → 0,30 * * * *" in changed
+    assert changed_settings(before, before) == []

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from ..common import logs, registry
 from ..common.settings import ApiSettings
+from ..common.wait import wait_for_http
 from .app import create_app
 from .model_holder import MlflowRegistry, ModelHolder
 
@@ -52,6 +53,12 @@ def _die_with_parent() -> None:
 def main() -> int:
     settings = ApiSettings()
     logs.setup()
+    # Started with MLflow (supervisord, a pod beside it): wait quietly until it answers, so the
+    # first load is not a burst of connection-refused retries and registry errors. Bounded by
+    # the first-load timeout; after it the workers do not wait again and serve 503 meanwhile.
+    mlflow_health = settings.tracking_uri.rstrip("/") + "/health"
+    if not wait_for_http(mlflow_health, settings.startup_load_timeout_s, max_delay_s=1.0):
+        os.environ["IRIS_STARTUP_LOAD_TIMEOUT_SECONDS"] = "0"
     metrics_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers inherit this before they import prometheus_client (see app.Metrics).

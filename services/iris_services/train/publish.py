@@ -130,9 +130,11 @@ def _gate(
     if pipeline.is_promotable(accuracy, threshold, champion_accuracy):
         return True, "passed the gate"
     if accuracy < threshold:
-        return False, f"accuracy {accuracy:.4f} is below the threshold {threshold}"
+        return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
     version = champion.version if champion else "?"
-    return False, f"accuracy {accuracy:.4f} is worse than champion v{version} ({champion_accuracy})"
+    # Rounded for people; the run's metric and the summary's fields keep full precision.
+    theirs = f"{champion_accuracy:.3f}" if champion_accuracy is not None else "?"
+    return False, f"accuracy {accuracy:.3f} is worse than champion v{version} ({theirs})"
 
 
 def _log_run(result: pipeline.TrainResult, settings: TrainerSettings) -> None:
