@@ -39,7 +39,8 @@ class _Group(TyperGroup):
                 output.err_console.print_exception()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            output.interrupted(ctx.invoked_subcommand)
+            reporter = (ctx.obj or {}).get("reporter")
+            output.interrupted(ctx.invoked_subcommand, reporter.unfinished if reporter else None)
             raise typer.Exit(130) from None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -223,7 +224,7 @@ def up(
         train_schedule=schedule,
         backend_store_uri=backend_store_uri,
     )
-    report = _reporter(json_out)
+    report = ctx.obj["reporter"] = _reporter(json_out)  # Ctrl-C says what was still starting
     result = ops.up(config, report.progress, report.line)
     output.print_json(result) if json_out else output.up(result)
 

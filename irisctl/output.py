@@ -99,9 +99,14 @@ class Reporter:
 
     def __init__(self, to_stderr: bool = False) -> None:
         self.console = err_console if to_stderr else console
+        self.unfinished: dict[str, str] = {}  # step → its last state, until it is done
 
     def progress(self, step: str, state: str) -> None:
         done = state in ("healthy", "already running", "restarted") or state.startswith("serving")
+        if done:
+            self.unfinished.pop(step, None)
+        else:
+            self.unfinished[step] = state
         mark = "[green]✓[/]" if done else "[dim]…[/]"
         self.console.print(f"{mark} {step:<12} {state}", highlight=False)
 
@@ -159,9 +164,12 @@ _INTERRUPTED = {
 }
 
 
-def interrupted(verb: str | None) -> None:
+def interrupted(verb: str | None, unfinished: dict[str, str] | None = None) -> None:
     """What goes on after Ctrl-C, and how to follow or stop it."""
     what = _INTERRUPTED.get(verb or "")
+    if unfinished:
+        left = ", ".join(f"{step} ({state})" for step, state in unfinished.items())
+        err_console.print(f"interrupted while: {left}", highlight=False, soft_wrap=True)
     err_console.print(f"interrupted{': ' + what if what else ''}", highlight=False, soft_wrap=True)
 
 

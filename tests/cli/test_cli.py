@@ -579,11 +579,16 @@ def test_ctrl_c_during_train_says_the_training_goes_on_and_how_to_stop_it(fake, 
 
 def test_ctrl_c_during_up_says_what_was_left_and_how_to_stop_or_continue(fake, monkeypatch):
     def interrupted(progress):
+        progress("mlflow", "waiting")
+        progress("model-api", "waiting")
+        progress("mlflow", "healthy")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(fake, "up", interrupted)
     result = run("up")
     assert result.exit_code == 130
+    assert "interrupted while: model-api (waiting)" in result.output
+    assert "mlflow (waiting)" not in result.output
     assert "irisctl down" in result.output and "irisctl up" in result.output
 
 
