@@ -233,9 +233,9 @@ class LocalTarget:
                 rules_file=str(self.run_dir / "alerts.yml"),
                 alertmanager=alertmanager,
             ),
-            "alerts.yml": render.runbooks_at(
-                render.cap_for(render.read(RULES_TEMPLATE), self.config["alert_for_max"]),
-                self.endpoint("model-api"),
+            "alerts.yml": render.cap_for(
+                render.runbooks_at(render.read(RULES_TEMPLATE), self.endpoint("model-api")),
+                self.config["alert_for_max"],
             ),
         }
         if alertmanager:

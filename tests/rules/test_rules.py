@@ -65,11 +65,17 @@ def test_every_alert_has_severity_summary_description_and_runbook():
         assert f'<a id="{anchor}"></a>' in runbooks, f"runbooks.md has no section {anchor}"
 
 
-def test_the_local_target_points_runbooks_at_its_model_api(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cap", ["", "1s"])
+def test_the_local_target_points_runbooks_at_its_model_api(tmp_path, monkeypatch, cap):
+    import yaml
+
     monkeypatch.setenv("IRISCTL_API_PORT", "18123")
-    rules = LocalTarget(settings.load(home=tmp_path)).render()["alerts.yml"]
-    assert rules.count('runbook_url: "http://127.0.0.1:18123/runbooks#runbook-') == 5
-    assert render.RUNBOOKS_AT not in rules
+    monkeypatch.setenv("IRISCTL_ALERT_FOR_MAX", cap)
+    rules = yaml.safe_load(LocalTarget(settings.load(home=tmp_path)).render()["alerts.yml"])
+    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert urls and all(u.startswith("http://127.0.0.1:18123/runbooks#runbook-") for u in urls), (
+        urls
+    )
 
 
 def test_rendered_local_prometheus_config_passes_promtool(tmp_path):
