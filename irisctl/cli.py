@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import __version__, output
-from .errors import EXIT_FAILED, BadInput, IrisctlError
+from .errors import EXIT_FAILED, EXIT_NOT_UP, BadInput, IrisctlError, NotUp
 
 if TYPE_CHECKING:
     from .settings import Config
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 class _Group(TyperGroup):
     """The error boundary: an IrisctlError becomes 'Error: … / Hint: …' and its exit code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _what_a_user_types(self.params)
+        for command in self.commands.values():
+            _what_a_user_types(command.params)
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
@@ -33,8 +39,82 @@ class _Group(TyperGroup):
                 output.err_console.print_exception()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            output.err_console.print("interrupted")
+            reporter = (ctx.obj or {}).get("reporter")
+            output.interrupted(ctx.invoked_subcommand, reporter.unfinished if reporter else None)
             raise typer.Exit(130) from None
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, args))
+
+
+def hoist_global_options(group: Any, args: list[str]) -> list[str]:
+    """Move the global options given after the verb to before it, as kubectl accepts them.
+
+    ``irisctl up --target local -v`` is ``irisctl --target local -v up``. Values of the verb's own
+    options and everything after ``--`` stay where they are.
+    """
+    takes_value = _option_names(group.params)
+    verb_at = 0
+    while verb_at < len(args) and args[verb_at].startswith("-") and args[verb_at] != "--":
+        name = args[verb_at].split("=", 1)[0]
+        verb_at += 2 if takes_value.get(name) and "=" not in args[verb_at] else 1
+    if verb_at >= len(args) or args[verb_at] not in group.commands:
+        return args
+    own = _option_names(group.commands[args[verb_at]].params)
+    hoisted: list[str] = []
+    kept: list[str] = []
+    rest = args[verb_at + 1 :]
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            kept += rest[i:]
+            break
+        width = 2 if "=" not in token else 1
+        if name in takes_value and name not in own:
+            width = width if takes_value[name] else 1
+            hoisted += rest[i : i + width]
+        else:
+            width = width if own.get(name) else 1
+            kept += rest[i : i + width]
+        i += width
+    return [*args[:verb_at], *hoisted, args[verb_at], *kept]
+
+
+def _what_a_user_types(params: list[Any]) -> None:
+    """Help shows what a user types: an option a word for its value (``--api-port PORT``, not
+    ``<int>``); flags and arguments no type label (see ``_no_type_label``)."""
+    for p in params:
+        option = getattr(p, "param_type_name", "") == "option"
+        if option and not (p.is_flag or p.count) and p.metavar is None:
+            p.metavar = max(p.opts, key=len).lstrip("-").split("-")[-1].upper()
+
+
+def _no_type_label(self: Any, ctx: Any) -> str | None:
+    # typer labels every flag `<bool>` (even --help) and every argument with its Python type
+    # (`<list[str]>`), which reads as if flags took values. Class-wide, so typer's own --help
+    # and completion flags read the same.
+    if isinstance(self, TyperArgument):
+        return None
+    if self.is_flag or self.count:
+        return ""
+    return _typer_option_type(self, ctx)
+
+
+_typer_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _no_type_label  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _no_type_label  # type: ignore[method-assign]
+
+
+def _option_names(params: list[Any]) -> dict[str, bool]:
+    """Each option's spellings → whether it takes a value."""
+    return {
+        name: not (p.is_flag or p.count)
+        for p in params
+        if getattr(p, "param_type_name", "") == "option" and not p.is_eager
+        for name in (*p.opts, *p.secondary_opts)
+    }
 
 
 app = typer.Typer(
@@ -115,9 +195,11 @@ def up(
         None, "--alertmanager-port", help="Local Alertmanager port [9093]."
     ),
     threshold: float = typer.Option(
-        None, "--threshold", help="Promotion accuracy threshold [0.9]."
+        None, "--threshold", metavar="0-1", help="Promotion accuracy threshold [0.9]."
     ),
-    schedule: str = typer.Option(None, "--schedule", help="Training cron schedule [0 3 * * *]."),
+    schedule: str = typer.Option(
+        None, "--schedule", metavar="CRON", help="Training cron schedule [0 3 * * *]."
+    ),
     backend_store_uri: str = typer.Option(
         None,
         "--backend-store-uri",
@@ -142,7 +224,7 @@ def up(
         train_schedule=schedule,
         backend_store_uri=backend_store_uri,
     )
-    report = _reporter(json_out)
+    report = ctx.obj["reporter"] = _reporter(json_out)  # Ctrl-C says what was still starting
     result = ops.up(config, report.progress, report.line)
     output.print_json(result) if json_out else output.up(result)
 
@@ -151,14 +233,23 @@ def up(
 def train(
     ctx: typer.Context,
     now: bool = typer.Option(False, "--now", help="Run one training job now."),
+    cancel: bool = typer.Option(False, "--cancel", help="Stop the training that is running."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Run one training job now, stream its logs and report the result.
+
+    Ctrl-C stops following, not the training: `irisctl train --cancel` stops it.
 
     Example: irisctl train --now
     """
     from . import ops
 
+    if now and cancel:
+        raise BadInput("give --now or --cancel, not both")
+    if cancel:
+        stopped = ops.cancel_training(_config(ctx))
+        output.print_json(stopped) if json_out else output.lines(stopped or ["no training ran"])
+        return
     if not now:
         raise BadInput(
             "train runs only on demand with --now; scheduled runs follow the schedule",
@@ -178,9 +269,13 @@ def train(
 def predict(
     ctx: typer.Context,
     features: list[str] = typer.Argument(
-        None, help="Sepal length, sepal width, petal length, petal width (cm)."
+        None,
+        metavar="F1 F2 F3 F4",
+        help="Four numbers (cm): sepal length, sepal width, petal length, petal width.",
     ),
-    file: Path = typer.Option(None, "--file", "-f", help="CSV file of rows of 4 features (batch)."),
+    file: Path = typer.Option(
+        None, "--file", "-f", metavar="CSV", help="CSV file of rows of 4 features (batch)."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Ask the served model; print the class and its probabilities.
@@ -190,7 +285,10 @@ def predict(
     from . import ops
 
     if file is not None and features:
-        raise BadInput("give either 4 features or --file, not both")
+        raise BadInput(
+            "give either 4 features or --file, not both",
+            "irisctl predict 5.1 3.5 1.4 0.2, or irisctl predict --file rows.csv",
+        )
     rows = ops.read_rows(file) if file is not None else [ops.parse_features(features or [])]
     answer = ops.predict(_config(ctx), rows)
     output.print_json(answer) if json_out else output.prediction(answer)
@@ -216,7 +314,15 @@ def status(
         found = ops.secrets(_config(ctx))
         output.print_json(found) if json_out else output.secrets(found)
         return
-    result = ops.status(_config(ctx))
+    try:
+        result = ops.status(_config(ctx))
+    except NotUp as exc:
+        if not json_out:
+            raise
+        output.error(exc.message, exc.hint)
+        # Scripts get the same shape, every service stopped, and the contract's exit code.
+        output.print_json(ops.stopped_status(_config(ctx)).as_json())
+        raise typer.Exit(EXIT_NOT_UP) from None
     output.print_json(result.as_json()) if json_out else output.status(result)
     if not result.healthy:
         raise typer.Exit(EXIT_FAILED)
@@ -261,9 +367,11 @@ def top(
 @app.command()
 def history(
     ctx: typer.Context,
-    limit: int = typer.Option(20, "--last", "-n", min=1, max=1000, help="How many runs."),
+    limit: int = typer.Option(
+        20, "--last", "-n", min=1, max=1000, metavar="N", help="How many runs."
+    ),
     plot: Path = typer.Option(
-        None, "--plot", help="Also write the accuracy-over-time chart (PNG)."
+        None, "--plot", metavar="FILE.png", help="Also write the accuracy-over-time chart (PNG)."
     ),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -323,11 +431,14 @@ def logs(
     ctx: typer.Context,
     service: str = typer.Argument(
         ...,
+        metavar="SERVICE",
         help="mlflow, trainer, model-api, monitor, prometheus, alertmanager; scheduler (local), "
         "minio (Kubernetes).",
     ),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
-    tail: int = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
+    tail: int = typer.Option(
+        None, "--tail", "-n", min=0, metavar="N", help="Only the last N lines."
+    ),
 ) -> None:
     """Print a service's log (`trainer`: the last training run).
 

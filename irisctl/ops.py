@@ -269,6 +269,11 @@ def train(config: Config, on_line: Callable[[str], None]) -> TrainResult:
     return result
 
 
+def cancel_training(config: Config) -> list[str]:
+    """Stop the running training job(s) of the running stack; what was stopped."""
+    return _running(config).cancel_training()
+
+
 def _wait_serving(api_url: str, version: str, timeout_s: float) -> bool:
     """Until the API's ``/model`` is ``version``; False at the deadline, or at once when the API
     does not answer at all (it is down: `status` says so; nothing to wait for)."""
@@ -393,6 +398,13 @@ def status(config: Config) -> StatusResult:
     return StatusResult(
         target.name, services, champion, runs, alerts, alerts_reason, model_error, notes, traffic
     )
+
+
+def stopped_status(config: Config) -> StatusResult:
+    """``status``'s shape for a stack that is not up: every service stopped, nothing known."""
+    target, _ = _current(config)
+    services = [ServiceState(name, "stopped", None) for name in SERVICES]
+    return StatusResult(target.name, services, None, [], None, "the stack is not up")
 
 
 def _alerts(
@@ -610,6 +622,18 @@ def doctor(config: Config) -> list[Check]:
             "ok" if prom else "warn",
             prom or "not found on PATH",
             "" if prom else "sudo apt-get install prometheus (alerts need it)",
+        )
+    )
+    # Debian names it prometheus-alertmanager; upstream's binary is alertmanager.
+    alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    checks.append(
+        Check(
+            "alertmanager",
+            "ok" if alertmanager else "warn",
+            alertmanager or "not found on PATH",
+            ""
+            if alertmanager
+            else "sudo apt-get install prometheus-alertmanager (alert notifications need it)",
         )
     )
     home = config.home

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
     from .ops import BuildResult, Check, HistoryRow, StatusResult, Traffic, TrainResult, UpResult
@@ -99,9 +100,14 @@ class Reporter:
 
     def __init__(self, to_stderr: bool = False) -> None:
         self.console = err_console if to_stderr else console
+        self.unfinished: dict[str, str] = {}  # step → its last state, until it is done
 
     def progress(self, step: str, state: str) -> None:
         done = state in ("healthy", "already running", "restarted") or state.startswith("serving")
+        if done:
+            self.unfinished.pop(step, None)
+        else:
+            self.unfinished[step] = state
         mark = "[green]✓[/]" if done else "[dim]…[/]"
         self.console.print(f"{mark} {step:<12} {state}", highlight=False)
 
@@ -119,9 +125,53 @@ def up(result: UpResult) -> None:
     for name, url in result.urls.items():
         table.add_row(name, url)
     console.print(table)
-    console.print("Try: [bold]irisctl predict 5.1 3.5 1.4 0.2[/]")
+    console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
+    activate = Path(sys.argv[0]).parent / "activate"
+    if command_name() != "irisctl" and activate.exists():
+        console.print(
+            f"  (or put irisctl on your PATH: [bold]source {_short(activate)}[/])", highlight=False
+        )
     for w in result.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}")
+
+
+def command_name() -> str:
+    """How to run this irisctl again: ``irisctl`` when PATH finds this one, else its path
+    (``.venv/bin/irisctl`` after ``make up``, whose venv is not activated)."""
+    me = Path(sys.argv[0])
+    if me.name != "irisctl":  # python -m irisctl, or a test runner
+        return "irisctl"
+    found = shutil.which("irisctl")
+    if found and Path(found).resolve() == me.resolve():
+        return "irisctl"
+    return _short(me)
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, else absolute."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+_INTERRUPTED = {
+    "train": "the training goes on as a job: follow it with `irisctl logs trainer -f`, "
+    "stop it with `irisctl train --cancel`",
+    "up": "the services that were starting go on starting (and a first training, if one had "
+    "started, goes on as a job): see `irisctl status`; continue with `irisctl up`, or stop "
+    "everything with `irisctl down`",
+}
+
+
+def interrupted(verb: str | None, unfinished: dict[str, str] | None = None) -> None:
+    """What goes on after Ctrl-C, and how to follow or stop it."""
+    what = _INTERRUPTED.get(verb or "")
+    if unfinished:
+        left = ", ".join(f"{step} ({state})" for step, state in unfinished.items())
+        err_console.print(f"interrupted while: {left}", highlight=False, soft_wrap=True)
+    err_console.print(f"interrupted{': ' + what if what else ''}", highlight=False, soft_wrap=True)
 
 
 def train(result: TrainResult) -> None:
@@ -130,21 +180,21 @@ def train(result: TrainResult) -> None:
         return
     if s.get("promoted"):
         console.print(
-            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → "
+            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → "
             f"registered version {s['version']}, now [bold]champion[/]"
         )
         if s.get("scored_champion_accuracy") is not None:
             console.print(f"  {s['reason']}")
     else:
         console.print(
-            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.4f} → not promoted "
+            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → not promoted "
             f"({s['reason']}); champion stays v{s.get('champion_version')}"
         )
         if s.get("champion_validated") is not None:  # continuous validation
             verdict = "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
             console.print(
                 f"  champion v{s.get('champion_version')} scored "
-                f"{s.get('scored_champion_accuracy', 0):.4f} on the same rows: {verdict}"
+                f"{s.get('scored_champion_accuracy', 0):.3f} on the same rows: {verdict}"
             )
 
 
@@ -186,7 +236,7 @@ def status(result: StatusResult) -> None:
                 r.run_id[:12],
                 f"{age(r.started_at)} ago",
                 _styled(r.status.lower()),
-                f"{r.accuracy:.4f}" if r.accuracy is not None else "-",
+                f"{r.accuracy:.3f}" if r.accuracy is not None else "-",
                 r.gate or "-",
             )
         console.print(runs)
@@ -247,7 +297,7 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
     table = Table("started", "run", "status", "accuracy", "registered", "champion")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
-        acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
+        acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
         version = f"v{r.registered_version}" if r.registered_version else "no"
         table.add_row(
             started,
@@ -293,7 +343,7 @@ def alias_moved(result: Any) -> None:
     was = f"v{result.from_version}" if result.from_version else "none"
     console.print(
         f"[green]✓[/] {result.alias}: {was} → [bold]v{result.to_version}[/] ({result.reason}; "
-        f"accuracy {result.accuracy:.4f} on the held-out rows)"
+        f"accuracy {result.accuracy:.3f} on the held-out rows)"
     )
     if not result.served:
         err_console.print(
@@ -425,3 +475,9 @@ def live_top(read: Callable[[], Traffic], source: str, interval: float) -> None:
                 live.update(view(), refresh=True)
     except KeyboardInterrupt:
         pass  # the way out: no "interrupted", exit 0
+
+
+def lines(texts: list[str]) -> None:
+    """One line each, as they are."""
+    for text in texts:
+        console.print(text, highlight=False)

@@ -83,6 +83,14 @@ def stream(files: dict[str, str]) -> str:
     return "".join(parts)
 
 
+RUNBOOKS_AT = "http://127.0.0.1:8080/runbooks"  # as written in the rules file
+
+
+def runbooks_at(rules_text: str, api_url: str) -> str:
+    """The rules with each ``runbook_url`` on the model API at ``api_url`` (it serves them)."""
+    return rules_text.replace(f"{RUNBOOKS_AT}#", f"{api_url}/runbooks#")
+
+
 def read(name: str) -> str:
     """A shipped file, verbatim."""
     return (templates_dir() / name).read_text()

@@ -260,7 +260,9 @@ class Cluster:
                 field_manager=FIELD_MANAGER,
             )
 
-    def delete(self, api_version: str, kind: str, name: str) -> bool:
+    def delete(
+        self, api_version: str, kind: str, name: str, propagation: str = "Background"
+    ) -> bool:
         """Delete one object (its dependents in the background); False when it was not there."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
@@ -270,7 +272,7 @@ class Cluster:
                     self._resource(api_version, kind),
                     name=name,
                     namespace=self._ns(kind),
-                    propagation_policy="Background",
+                    propagation_policy=propagation,
                 )
             except NotFoundError:
                 return False

@@ -73,6 +73,16 @@ class Supervisor:
             ) from None
         return True
 
+    def stop_process(self, name: str) -> bool:
+        """Stop one program (its whole process group); False when it was not running."""
+        try:
+            self._rpc().stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" in fault.faultString:
+                return False
+            raise IrisctlError(f"supervisord could not stop {name}: {fault.faultString}") from None
+        return True
+
     def pid(self) -> int | None:
         try:
             return int(self._rpc().getPID())

@@ -134,6 +134,9 @@ class Target(Protocol):
         If one is already running: refuse, or with ``attach`` follow it to its end instead.
         """
 
+    def cancel_training(self) -> list[str]:
+        """Stop every running training job (``irisctl train --cancel``); what was stopped."""
+
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         """A service's log lines (``trainer``: the last training run)."""
 

@@ -191,6 +191,8 @@ class LocalTarget:
                         f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
                         "--storage.tsdb.retention.size=512MB",
                         f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                        # The address irisctl prints, in alerts' generatorURL (not the hostname).
+                        f"--web.external-url={self.endpoint('prometheus')}/",
                     ],
                     {},
                     home,
@@ -237,7 +239,10 @@ class LocalTarget:
                 rules_file=str(self.run_dir / "alerts.yml"),
                 alertmanager=alertmanager,
             ),
-            "alerts.yml": render.cap_for(render.read(RULES_TEMPLATE), self.config["alert_for_max"]),
+            "alerts.yml": render.cap_for(
+                render.runbooks_at(render.read(RULES_TEMPLATE), self.endpoint("model-api")),
+                self.config["alert_for_max"],
+            ),
         }
         if alertmanager:
             files["alertmanager.yml"] = render.render(
@@ -255,8 +260,10 @@ class LocalTarget:
         if self.supervisor.running():
             current = (self.run_dir / "supervisord.conf").read_text()
             if current != files["supervisord.conf"]:
+                changed = changed_settings(current, files["supervisord.conf"])
                 raise IrisctlError(
-                    "the local stack is running with different settings",
+                    "the local stack is running with different settings"
+                    + (f": {'; '.join(changed)}" if changed else ""),
                     "run `irisctl down` first, then `irisctl up` with the new settings",
                 )
             progress("supervisord", "already running")
@@ -391,6 +398,19 @@ class LocalTarget:
             raise BadInput(f"{service} has no HTTP endpoint")
         return f"http://127.0.0.1:{self.config.ports[key]}"
 
+    def page(self, service: str) -> str:
+        """The URL to print for a service: one a person can open and read."""
+        base = self.endpoint(service)
+        if service == "prometheus":
+            # Debian's 2.42 has only the classic UI: its /alerts is 404, /classic/alerts is the
+            # page; Prometheus 3 dropped /classic.
+            classic = web.healthy(f"{base}/classic/alerts", 1.0)
+            return f"{base}/classic/alerts" if classic else f"{base}/alerts"
+        if service == "alertmanager":
+            # Debian's Alertmanager ships no web UI: its API's list of alerts is what there is.
+            return f"{base}/api/v2/alerts"
+        return base
+
     def services(self) -> list[ServiceState]:
         if not self.supervisor.running():
             raise NotUp()
@@ -427,7 +447,7 @@ class LocalTarget:
                 ServiceState(
                     name,
                     st,
-                    self.endpoint(name) if name in HEALTH_PATHS else None,
+                    self.page(name) if name in HEALTH_PATHS else None,
                     uptime_s=float(info["now"] - info["start"])
                     if info["statename"] == "RUNNING"
                     else None,
@@ -469,6 +489,14 @@ class LocalTarget:
             raise training_busy()
         return TrainOutcome(exit_code=code, summary=said.summary, error=said.error)
 
+    def cancel_training(self) -> list[str]:
+        if not self.supervisor.running():
+            raise NotUp()
+        pid = self.supervisor.info("trainer").get("pid")
+        if not self.supervisor.stop_process("trainer"):
+            return []
+        return [f"stopped the training (pid {pid})" if pid else "stopped the training"]
+
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         path = self.logs_dir / f"{service}.log"
         if not path.exists():
@@ -507,6 +535,53 @@ class LocalTarget:
                 if lines:
                     return lines[-1][:300]
         return "no log"
+
+
+def changed_settings(running: str, wanted: str) -> list[str]:
+    """What differs between two rendered supervisord configs, in words: the program and the
+    setting (``model-api: IRIS_API_WORKERS 2 → 4``)."""
+    import configparser
+
+    def parse(text: str) -> configparser.RawConfigParser:
+        parser = configparser.RawConfigParser(strict=False)
+        parser.read_string(text)
+        return parser
+
+    old, new = parse(running), parse(wanted)
+    out = []
+    for section in sorted(set(old.sections()) | set(new.sections())):
+        name = section.removeprefix("program:")
+        if not old.has_section(section) or not new.has_section(section):
+            out.append(f"{name} {'added' if new.has_section(section) else 'removed'}")
+            continue
+        for key in sorted(set(old[section]) | set(new[section])):
+            before, after = old[section].get(key, "-"), new[section].get(key, "-")
+            if before == after:
+                continue
+            if key == "environment":
+                envs = _env_pairs(before), _env_pairs(after)
+                for var in sorted(set(envs[0]) | set(envs[1])):
+                    if envs[0].get(var) != envs[1].get(var):
+                        out.append(f"{name}: {var} {envs[0].get(var)} → {envs[1].get(var)}")
+            elif key == "command":
+                a, b = before.split(), after.split()
+                out.append(
+                    f"{name}: {' '.join(t for t in a if t not in b) or '-'} → "
+                    f"{' '.join(t for t in b if t not in a) or '-'}"
+                )
+            else:
+                out.append(f"{name}: {key} {before} → {after}")
+    return out
+
+
+def _env_pairs(text: str) -> dict[str, str]:
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace, lexer.whitespace_split = ",", True  # KEY="v, with commas",KEY2="v2"
+    pairs = {}
+    for item in lexer:
+        key, _, value = item.partition("=")
+        pairs[key] = value
+    return pairs
 
 
 def _exit_detail(info: dict[str, Any]) -> str:

@@ -92,6 +92,10 @@ class FakeTarget:
         self.calls.append(f"down purge={purge}" + (" dry_run" if dry_run else ""))
         return ["stopped"]
 
+    def cancel_training(self) -> list[str]:
+        self.calls.append("cancel")
+        return ["stopped the training (pid 42)"]
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeTarget:
@@ -434,7 +438,7 @@ def test_alerts_json_and_table(fake, monkeypatch):
             1_700_000_000.0,
             "No new model for 2d",
             "…",
-            "README.md#runbook-irismodelstale",
+            "http://127.0.0.1:8080/runbooks#runbook-irismodelstale",
         ),
         prometheus.Alert("IrisMonitorDown", "inactive", "critical"),
     ]
@@ -595,3 +599,143 @@ def test_bad_promotion_tolerance_or_telemetry_switch_is_a_usage_error(
     monkeypatch.setenv(key, value)
     result = run("render")
     assert result.exit_code == 2 and key.removeprefix("IRISCTL_").lower() in result.output
+
+
+@pytest.mark.parametrize(
+    ("after", "before"),
+    [
+        (["up", "--target", "minikube"], ["--target", "minikube", "up"]),
+        (["up", "--target=local", "-v"], ["--target=local", "-v", "up"]),
+        (
+            ["logs", "trainer", "-f", "--namespace", "x"],
+            ["--namespace", "x", "logs", "trainer", "-f"],
+        ),
+        (["-v", "status", "--json", "--verbose"], ["-v", "--verbose", "status", "--json"]),
+        # the verb's own option values and everything after `--` stay where they are
+        (["history", "--plot", "--target"], ["history", "--plot", "--target"]),
+        (["predict", "--", "-1", "--target", "x"], ["predict", "--", "-1", "--target", "x"]),
+        (["nosuchverb", "--target", "x"], ["nosuchverb", "--target", "x"]),
+    ],
+)
+def test_global_options_after_the_verb_move_before_it(after, before):
+    from typer.main import get_command
+
+    assert cli.hoist_global_options(get_command(cli.app), after) == before
+
+
+def test_global_options_work_after_the_verb(home):
+    assert run("render", "--target", "local", "--json").stdout == (
+        run("--target", "local", "render", "--json").stdout
+    )
+    late = run("render", "--target", "nowhere", "-v")
+    assert late.exit_code == 2 and "unknown target 'nowhere'" in late.output
+    assert "Traceback" in late.output  # -v after the verb shows the traceback too
+
+
+def test_help_shows_what_a_user_types_not_python_types():
+    from typer.main import get_command
+
+    group = get_command(cli.app)
+    for name in ["", *group.commands]:  # type: ignore[attr-defined]
+        text = run(*([name] if name else []), "--help").output
+        labels = re.findall(r"<(?:bool|int|float|str|path|list\[[a-z]+\])>", text)
+        assert not labels, f"irisctl {name} --help shows {labels}"
+    up_help = run("up", "--help").output
+    assert re.search(r"--api-port\s+PORT", up_help) and re.search(r"--json\s+Print", up_help)
+    assert "F1 F2 F3 F4" in run("predict", "--help").output
+
+
+def test_predict_features_and_file_is_an_error_with_its_hint(fake, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("5.1,3.5,1.4,0.2\n")
+    result = run("predict", "--file", str(rows), "5", "1", "1", "1")
+    assert result.exit_code == 2
+    assert "Error: give either 4 features or --file" in result.output
+    assert "Hint: irisctl predict 5.1 3.5 1.4 0.2" in result.output
+
+
+def test_status_json_when_down_prints_the_shape_with_services_stopped_and_exits_3(home):
+    result = run("status", "--json")
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert set(data) >= {"target", "services", "model", "alerts"}
+    assert {"mlflow", "trainer", "model-api", "monitor", "prometheus"} <= set(data["services"])
+    assert {s["state"] for s in data["services"].values()} == {"stopped"}
+    assert data["model"] is None and data["alerts"] is None
+
+
+def test_ctrl_c_during_train_says_the_training_goes_on_and_how_to_stop_it(fake, monkeypatch):
+    def interrupted(on_line, attach=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fake, "train", interrupted)
+    result = run("train", "--now")
+    assert result.exit_code == 130
+    assert "irisctl logs trainer -f" in result.output
+    assert "irisctl train --cancel" in result.output
+
+
+def test_ctrl_c_during_up_says_what_was_left_and_how_to_stop_or_continue(fake, monkeypatch):
+    def interrupted(progress):
+        progress("mlflow", "waiting")
+        progress("model-api", "waiting")
+        progress("mlflow", "healthy")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fake, "up", interrupted)
+    result = run("up")
+    assert result.exit_code == 130
+    assert "interrupted while: model-api (waiting)" in result.output
+    assert "mlflow (waiting)" not in result.output
+    assert "irisctl down" in result.output and "irisctl up" in result.output
+
+
+def test_train_cancel_stops_the_running_training(fake):
+    result = run("train", "--cancel")
+    assert result.exit_code == 0 and "stopped the training (pid 42)" in result.output
+    assert fake.calls == ["cancel"]
+    assert run("train", "--now", "--cancel").exit_code == 2
+    fake.running = False
+    assert run("train", "--cancel").exit_code == 3
+
+
+def test_messages_round_accuracy_json_keeps_it_whole(fake):
+    fake.train_outcome = TrainOutcome(
+        0,
+        {
+            "run_id": "r9",
+            "accuracy": 0.9333333333333333,
+            "promoted": False,
+            "reason": "accuracy 0.933 is worse than champion v1 (0.967)",
+            "champion_version": "1",
+        },
+        None,
+    )
+    text = run("train", "--now").output
+    assert "accuracy 0.933 →" in text and "0.9333" not in text
+    data = json.loads(run("train", "--now", "--json").stdout)
+    assert data["summary"]["accuracy"] == 0.9333333333333333
+
+
+def test_up_prints_a_try_command_that_works_from_here(monkeypatch, tmp_path):
+    from irisctl import output
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    exe = venv_bin / "irisctl"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(exe)])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv is not activated
+    assert output.command_name() == ".venv/bin/irisctl"
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")  # it is
+    assert output.command_name() == "irisctl"
+
+
+def test_doctor_checks_the_alertmanager_binary(home, monkeypatch):
+    checks = {c["name"]: c for c in json.loads(run("doctor", "--json").stdout)}
+    assert "alertmanager" in checks
+    monkeypatch.setenv("PATH", "/nonexistent")
+    missing = {c["name"]: c for c in json.loads(run("doctor", "--json").stdout)}["alertmanager"]
+    assert missing["level"] == "warn" and "prometheus-alertmanager" in missing["fix"]

@@ -11,6 +11,7 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from tests.conftest import free_port, wait_until
@@ -106,7 +107,9 @@ def test_c1_d3_every_alert_fires_and_resolves(cli, webhook):
         a for a in json.loads(cli("alerts", "--json").stdout) if a["name"] == "IrisModelStale"
     )
     assert detail["since"] and "champion was not validated for" in detail["summary"]
-    assert detail["runbook_url"] == "README.md#runbook-irismodelstale"
+    assert detail["runbook_url"].endswith("/runbooks#runbook-irismodelstale")
+    runbook = httpx.get(detail["runbook_url"], timeout=10)
+    assert runbook.status_code == 200 and 'id="runbook-irismodelstale"' in runbook.text
     status = json.loads(cli("status", "--json").stdout)
     assert {"name": "IrisModelStale", "state": "firing"}.items() <= next(
         a for a in status["alerts"] if a["name"] == "IrisModelStale"

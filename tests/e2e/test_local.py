@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port, http_ok, wait_until
@@ -77,6 +79,20 @@ def group_rss_mib(pid: int) -> float:
     return total_kib / 1024
 
 
+def assert_readable(url: str) -> None:
+    """200, and a page, text or JSON a person can read (not `{"detail": "Not Found"}`)."""
+    resp = httpx.get(url, follow_redirects=True, timeout=10)
+    assert resp.status_code == 200, f"{url}: {resp.status_code}"
+    kind = resp.headers.get("content-type", "")
+    assert kind.startswith(("text/html", "text/plain", "application/json")), f"{url}: {kind}"
+    if kind.startswith("text/html"):
+        assert re.search(r"<title>[^<]+</title>|<h1>", resp.text), f"{url}: a page without a title"
+    elif kind.startswith("application/json"):
+        assert "Not Found" not in json.dumps(resp.json()), url
+    else:
+        assert resp.text.strip(), f"{url}: empty"
+
+
 @pytest.fixture
 def cli(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e", numbered=True)
@@ -94,6 +110,27 @@ def test_e1_e2_e4_lifecycle(cli):
     first = cli.json("status")
     assert set(first["services"]) >= {"mlflow", "trainer", "model-api", "monitor", "prometheus"}
     assert first["model"]["version"] == "1" and first["model"]["alias"] == "champion"
+
+    # Every URL `up` and `status` print leads somewhere a person can read.
+    printed = set(re.findall(r"http://127\.0\.0\.1:\d+\S*", proc.stdout))
+    printed |= {s["url"] for s in first["services"].values() if s["url"]}
+    assert len(printed) >= 4, printed
+    for url in sorted(printed):
+        assert_readable(url)
+    api = f"http://127.0.0.1:{cli.ports['api']}"
+    assert "version 1" in httpx.get(api, timeout=10).text
+    # Alerts' generatorURL names the address irisctl prints, not this machine's hostname.
+    flags = httpx.get(f"http://127.0.0.1:{cli.ports['prometheus']}/api/v1/status/flags").json()
+    assert flags["data"]["web.external-url"] == f"http://127.0.0.1:{cli.ports['prometheus']}/"
+    # A healthy start logs no errors: the API and the monitor wait quietly for MLflow.
+    for service in ("model-api", "monitor"):
+        lines = (cli.home / "logs" / f"{service}.log").read_text().splitlines()
+        records = [json.loads(ln) for ln in lines if ln.startswith("{")]
+        assert not [ln for ln in lines if not ln.startswith("{")], f"{service}: not JSON"
+        loud = [r for r in records if r["level"] in ("error", "warning", "critical")]
+        assert not loud, f"{service}: {loud}"
+        waits = [r for r in records if r.get("event") == "wait"]
+        assert len(waits) <= 1, f"{service} waited noisily: {waits}"
 
     # up again changes nothing: same processes, no new model version.
     again = cli("up")
@@ -163,6 +200,9 @@ def test_e1_e2_e4_lifecycle(cli):
     assert not [n for n, p in running.items() if alive(p)]
     assert "warning" not in proc.stdout
     assert cli("status").returncode == 3
+    down = cli("status", "--json")
+    assert down.returncode == 3
+    assert {s["state"] for s in json.loads(down.stdout)["services"].values()} == {"stopped"}
     assert cli("predict", "5.1", "3.5", "1.4", "0.2").returncode == 3
 
     proc = cli("up")
@@ -174,6 +214,26 @@ def test_e1_e2_e4_lifecycle(cli):
     assert (cli.home / "logs" / "model-api.log").stat().st_size > 0
     trainer_log = cli("logs", "trainer")
     assert trainer_log.returncode == 0 and "training.summary" in trainer_log.stdout
+
+    # Ctrl-C stops following, not the training, and says so; `train --cancel` stops it.
+    log = cli.home / "logs" / "trainer.log"
+    starts = log.read_text().count('"training.start"')
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "irisctl", "train", "--now"],
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: log.read_text().count('"training.start"') > starts, 60, 0.1, "a training")
+    follow.send_signal(signal.SIGINT)
+    _, err = follow.communicate(timeout=30)
+    assert follow.returncode == 130 and "irisctl logs trainer -f" in err, err
+    assert "irisctl train --cancel" in err
+    cancel = cli("train", "--cancel")
+    assert cancel.returncode == 0 and "stopped the training" in cancel.stdout, cancel.stdout
+    wait_until(lambda: "training cancelled" in log.read_text(), 30, 0.2, "the trainer to unwind")
+    assert cli.json("status")["services"]["trainer"]["state"] != "running"
 
     running = pids(after)
     proc = cli("down", "--purge", "--yes")

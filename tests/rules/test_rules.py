@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from irisctl import settings
+from irisctl import render, settings
 from irisctl.render import templates_dir
 from irisctl.targets.local import LocalTarget
 
 HERE = Path(__file__).parent
+RUNBOOKS = HERE.parents[1] / "services" / "iris_services" / "api" / "runbooks.md"
 PROMTOOL = shutil.which("promtool")
 
 if PROMTOOL is None:
@@ -56,12 +57,26 @@ def test_every_alert_has_severity_summary_description_and_runbook():
         "IrisMonitorDown",
         "IrisInputDrift",
     }
-    readme = (HERE.parents[1] / "README.md").read_text().lower()
+    runbooks = RUNBOOKS.read_text()
     for rule in alerts:
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
-        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
-        assert f'<a id="{anchor}"></a>' in readme, f"README has no runbook section {anchor}"
+        page, anchor = rule["annotations"]["runbook_url"].split("#", 1)
+        assert page == render.RUNBOOKS_AT, "a runbook_url the model API does not serve"
+        assert f'<a id="{anchor}"></a>' in runbooks, f"runbooks.md has no section {anchor}"
+
+
+@pytest.mark.parametrize("cap", ["", "1s"])
+def test_the_local_target_points_runbooks_at_its_model_api(tmp_path, monkeypatch, cap):
+    import yaml
+
+    monkeypatch.setenv("IRISCTL_API_PORT", "18123")
+    monkeypatch.setenv("IRISCTL_ALERT_FOR_MAX", cap)
+    rules = yaml.safe_load(LocalTarget(settings.load(home=tmp_path)).render()["alerts.yml"])
+    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert urls and all(u.startswith("http://127.0.0.1:18123/runbooks#runbook-") for u in urls), (
+        urls
+    )
 
 
 def test_rendered_local_prometheus_config_passes_promtool(tmp_path):

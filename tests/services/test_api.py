@@ -557,3 +557,57 @@ def test_a_worker_imports_neither_mlflow_nor_sklearn(service_env):
     assert "onnxruntime" in modules and "iris_services.api.graph" in modules
     heavy = {m for m in modules if m.split(".")[0] in {"mlflow", "sklearn", "scipy", "pandas"}}
     assert heavy == set()
+
+
+def test_the_index_and_the_runbooks_are_pages_a_person_reads(client, fake):
+    assert "no model yet" in client.get("/").text
+    fake.promote("3")
+    refresh(client)
+    index = client.get("/")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert "version 3" in index.text
+    for link in ("/docs", "/model", "/metrics", "/openapi.json", "/runbooks"):
+        assert f'href="{link}"' in index.text
+        assert client.get(link).status_code == 200, link
+    runbooks = client.get("/runbooks").text
+    for alert in ("IrisModelStale", "IrisModelAccuracyLow", "IrisModelApiDown"):
+        assert f'<a id="runbook-{alert.lower()}"></a>' in runbooks and f"<b>{alert}</b>" in runbooks
+
+
+def test_docs_load_no_asset_from_another_host(client):
+    """Offline (a plane, an air-gapped cluster): every script and style /docs and /redoc load
+    is served by the API itself."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        text = client.get(page).text
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", text) + re.findall(
+            r"""url: ['"]([^'"]+)['"]""", text
+        )
+        assert assets, page
+        for asset in assets:
+            assert asset.startswith("/"), f"{page} loads {asset} from another host"
+            resp = client.get(asset)
+            assert resp.status_code == 200 and len(resp.content) > 100, asset
+
+
+def test_a6_urllib_reads_the_413_of_an_oversize_body(fake):
+    """Python's urllib sends the whole body before it reads: the server must read the rest of
+    an oversize body before closing, or urllib gets "connection reset" instead of the 413."""
+    import urllib.error
+    import urllib.request
+
+    fake.promote("1")
+    holder = ModelHolder(fake)
+    holder.refresh()
+    app = create_app(ApiSettings(), holder, poll=False)  # the default 1 MiB limit
+    body = b'{"features": [' + b"1.0, " * (1_000_000) + b"1.0]}"  # ~5 MiB
+    with LiveServer(app) as url:
+        for _ in range(8):
+            request = urllib.request.Request(
+                f"{url}/predict", data=body, headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                urllib.request.urlopen(request, timeout=10)
+            assert answered.value.code == 413
+            assert b"larger than" in answered.value.read()

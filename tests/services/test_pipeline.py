@@ -140,3 +140,38 @@ def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels(
             assert not pipeline.is_promotable(bad_accuracy, 0.0, champion_accuracy, tolerance)
     assert passed >= 150
     assert fresh / passed >= 0.95
+
+
+def test_gate_reasons_round_accuracy_for_people():
+    from iris_services.common.registry import Champion
+    from iris_services.train.publish import _gate
+
+    champion = Champion("iris-classifier", "1", "champion", 0.9666666666666667, 0.0, None, "")
+    _, reason = _gate(0.9333333333333333, 0.9, champion, 0.9666666666666667, 0.0)
+    assert reason == (
+        "accuracy 0.933 is worse than champion v1 (0.967 on the same rows) by more than the "
+        "tolerance 0.000"
+    )
+    _, reason = _gate(0.8666666666666667, 0.9, None, None, 0.0)
+    assert reason == "accuracy 0.867 is below the threshold 0.9"
+
+
+def test_the_first_plot_of_a_machine_logs_no_font_cache_chatter(tmp_path):
+    """matplotlib says "generated new fontManager" at INFO the first time it runs somewhere."""
+    import subprocess
+    import sys
+
+    code = (
+        "from iris_services.common import logs; logs.setup(); "
+        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; "
+        "plt.figure(); plt.text(0, 0, 'x'); plt.savefig('/dev/null', format='png')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"MPLCONFIGDIR": str(tmp_path / "fresh"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fontManager" not in proc.stdout + proc.stderr

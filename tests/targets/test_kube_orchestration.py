@@ -456,3 +456,33 @@ def test_a_training_job_deleted_while_followed_ends_the_wait(env):
     fake._control = control
     outcome = t.train(lambda line: None)
     assert outcome.exit_code == 137 and "was deleted" in outcome.error
+
+
+def test_train_cancel_deletes_the_active_training_jobs_pods_first(env):
+    """Not a cluster: an active and a finished training Job are seeded in the fake."""
+    t = target(cluster=fake_cluster())
+    fake = t.cluster().dynamic
+    for name, status in (
+        ("ml-model-training-manual-1", {"active": 1}),
+        ("ml-model-training-29000000", {"conditions": [{"type": "Complete", "status": "True"}]}),
+    ):
+        fake.put(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "trainer"}},
+                "spec": {},
+                "status": status,
+            }
+        )
+    assert t.cancel_training() == ["deleted job ml-model-training-manual-1"]
+    deletes = [c for c in fake.calls if c[0] == "delete"]
+    assert deletes == [
+        (
+            "delete",
+            "Job",
+            "ml-model-training-manual-1",
+            {"namespace": "iris-mlops", "propagation_policy": "Foreground"},
+        )
+    ]
+    assert t.cancel_training() == []

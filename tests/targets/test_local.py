@@ -106,3 +106,27 @@ def test_promotion_tolerance_reaches_the_trainer_only_when_set(tmp_path):
 
     assert "IRIS_PROMOTION_TOLERANCE" not in trainer_env()
     assert trainer_env(promotion_tolerance=0.05)["IRIS_PROMOTION_TOLERANCE"] == "0.05"
+
+
+def test_one_comment_for_all_programs_not_one_copy_each(tmp_path):
+    conf = target(tmp_path).render()["supervisord.conf"]
+    assert conf.count("[program:") >= 5
+    assert conf.count("whole process group") == 1
+
+
+def test_prometheus_names_the_address_irisctl_prints_in_generator_urls(tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    t = target(tmp_path, prometheus_port=19091)
+    prom = next(p for p in t.programs() if p.name == "prometheus")
+    assert "--web.external-url=http://127.0.0.1:19091/" in prom.command
+
+
+def test_running_with_different_settings_names_what_differs(tmp_path):
+    from irisctl.targets.local import changed_settings
+
+    before = target(tmp_path).render()["supervisord.conf"]
+    after = target(tmp_path, api_workers=3, train_schedule="0,30 * * * *").render()
+    changed = changed_settings(before, after["supervisord.conf"])
+    assert "model-api: IRIS_API_WORKERS" in changed[0] and changed[0].endswith("→ 3")
+    assert "scheduler: IRIS_TRAIN_SCHEDULE 0 3 * * * → 0,30 * * * *" in changed
+    assert changed_settings(before, before) == []

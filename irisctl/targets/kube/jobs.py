@@ -53,6 +53,15 @@ def train(
     return TrainOutcome(code or 1, said.summary, said.error or reason or f"job {job} failed")
 
 
+def cancel(cluster: Cluster) -> list[str]:
+    """Delete every active training Job, its pods first (Foreground), so none finishes."""
+    return [
+        f"deleted job {name(job)}"
+        for job in cluster.find("batch/v1", "Job", TRAINER_SELECTOR)
+        if job_active(job) and cluster.delete("batch/v1", "Job", name(job), "Foreground")
+    ]
+
+
 def create_job(cluster: Cluster) -> str:
     """A Job from the CronJob's jobTemplate, owned by the CronJob; its name."""
     cron = cluster.get("batch/v1", "CronJob", CRONJOB)

@@ -306,6 +306,10 @@ class KubeTarget:
             self.cluster(), on_line, attach, self.config["rollout_timeout"], self.poll_s
         )
 
+    def cancel_training(self) -> list[str]:
+        """Delete every active training Job, its pods first, so none finishes."""
+        return jobs.cancel(self.cluster())
+
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         """The newest pod's log (``trainer``: the newest training Job's), secrets redacted."""
         if service == "scheduler":

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from ..common import logs
 from ..common.settings import ApiSettings
+from ..common.wait import wait_for_http
 from .app import create_app
 from .mlflow_rest import RestRegistry
 from .model_holder import ModelHolder
@@ -74,6 +75,12 @@ def _parent_gone(recorded: str | None) -> bool:
 def main() -> int:
     settings = ApiSettings()
     logs.setup()
+    # Started with MLflow (supervisord, a pod beside it): wait quietly until it answers, so the
+    # first load is not a burst of connection-refused retries and registry errors. Bounded by
+    # the first-load timeout; after it the workers do not wait again and serve 503 meanwhile.
+    mlflow_health = settings.tracking_uri.rstrip("/") + "/health"
+    if not wait_for_http(mlflow_health, settings.startup_load_timeout_s, max_delay_s=1.0):
+        os.environ["IRIS_STARTUP_LOAD_TIMEOUT_SECONDS"] = "0"
     metrics_dir = None
     os.environ[PARENT_PID] = str(os.getpid())  # the workers' parent, for _die_with_parent
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

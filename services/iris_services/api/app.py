@@ -24,10 +24,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..common.settings import CLASS_NAMES, ApiSettings
-from . import schemas
+from . import pages, schemas
 from .drift import DriftMonitor, Fetch
 from .model_holder import Loaded, ModelHolder
 
@@ -136,17 +137,41 @@ class PredictMetricsMiddleware:
             self.metrics.duration.observe(time.perf_counter() - start)
 
 
+# An oversize body is read and discarded up to these bounds before the 413: a client that sends
+# the whole body before reading (Python's urllib) otherwise gets "connection reset" when the
+# server closes with bytes unread, instead of the 413.
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
+DRAIN_MAX_SECONDS = 3.0
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None when it is over ``limit`` bytes (checked before and while reading)."""
     declared = request.headers.get("content-length")
+    stream = request.stream()
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_MAX_BYTES:
+            await _drain(stream)
         return None
     chunks = bytearray()
-    async for chunk in request.stream():
+    async for chunk in stream:
         chunks += chunk
         if len(chunks) > limit:
+            await _drain(stream)
             return None
     return bytes(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    """Read and discard the rest of a body, bounded in bytes and time."""
+    seen = 0
+    try:
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            async for chunk in stream:
+                seen += len(chunk)
+                if seen > DRAIN_MAX_BYTES:
+                    return
+    except (TimeoutError, ClientDisconnect):
+        return
 
 
 def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
@@ -216,6 +241,13 @@ def create_app(
         version="1",
         summary="Serves the champion of the iris-classifier registered model.",
         lifespan=lifespan,
+        docs_url=None,  # pages.install serves them from shipped assets, not a CDN
+        redoc_url=None,
+    )
+    pages.install(
+        app,
+        settings.model_name,
+        lambda: holder.current.champion.version if holder.current else None,
     )
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     app.state.drift = drift

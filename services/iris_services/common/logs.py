@@ -38,5 +38,6 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "mlflow", "alembic", "httpx", "uvicorn.access"):
+    # matplotlib: "generated new fontManager" at INFO on the first plot of a machine.
+    for noisy in ("urllib3", "mlflow", "alembic", "httpx", "uvicorn.access", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

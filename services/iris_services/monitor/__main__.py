@@ -12,9 +12,11 @@ from prometheus_client import start_http_server
 
 from ..common import logs, registry
 from ..common.settings import MonitorSettings
+from ..common.wait import wait_for_http
 from .exporter import Exporter, MlflowSource
 
 log = logging.getLogger("iris.monitor")
+WAIT_FOR_MLFLOW_S = 120.0
 
 
 def main() -> int:
@@ -27,6 +29,14 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
+        # Started with MLflow: wait quietly (one line) until it answers, instead of a warning
+        # per poll; the metrics endpoint answers meanwhile, with no registry series yet.
+        wait_for_http(
+            settings.tracking_uri.rstrip("/") + "/health",
+            WAIT_FOR_MLFLOW_S,
+            max_delay_s=1.0,
+            stop=stop,
+        )
         exporter.run_forever(stop)
     server.shutdown()
     return 0

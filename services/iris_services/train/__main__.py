@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import sys
 
 from ..common import logs
@@ -17,6 +18,7 @@ from . import publish
 
 EXIT_FAILED = 1
 EXIT_BUSY = 75
+EXIT_CANCELLED = 128 + signal.SIGTERM
 
 log = logging.getLogger("iris.trainer")
 
@@ -33,8 +35,17 @@ def main() -> int:
             log.error("another training is already running", extra={"event": "training.busy"})
             return EXIT_BUSY
     log.info("training started", extra={"event": "training.start", "pid": os.getpid()})
+    # `irisctl train --cancel` (supervisord's stop, a deleted Job's pod) sends SIGTERM: unwind,
+    # so the run ends FAILED and the lock is released, instead of dying mid-request.
+    signal.signal(signal.SIGTERM, _cancelled)
     try:
         summary = publish.run(settings)
+    except KeyboardInterrupt:
+        log.warning(
+            "training cancelled",
+            extra={"event": "training.failed", "error": "cancelled"},
+        )
+        return EXIT_CANCELLED
     except Exception as exc:
         log.exception(
             "training failed: %s", exc, extra={"event": "training.failed", "error": str(exc)}
@@ -49,13 +60,17 @@ def main() -> int:
         else f"not promoted: {summary.reason}"
     )
     log.info(
-        "run %s: accuracy %.4f, %s",
+        "run %s: accuracy %.3f, %s",
         summary.run_id,
         summary.accuracy,
         verdict,
         extra={"event": "training.summary", **publish.summary_dict(summary)},
     )
     return 0
+
+
+def _cancelled(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

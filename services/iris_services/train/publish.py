@@ -204,15 +204,16 @@ def _gate(
         if champion_accuracy is None:
             return True, "passed the gate"
         return True, (
-            f"passed the gate: {accuracy:.4f} vs champion v{champion.version if champion else '?'}"
-            f" {champion_accuracy:.4f} on the same rows (tolerance {tolerance:.4f})"
+            f"passed the gate: {accuracy:.3f} vs champion v{champion.version if champion else '?'}"
+            f" {champion_accuracy:.3f} on the same rows (tolerance {tolerance:.3f})"
         )
     if accuracy < threshold:
-        return False, f"accuracy {accuracy:.4f} is below the threshold {threshold}"
+        return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
     version = champion.version if champion else "?"
+    # Rounded for people; the run's metrics and the summary's fields keep full precision.
     return False, (
-        f"accuracy {accuracy:.4f} is worse than champion v{version} ({champion_accuracy:.4f} on "
-        f"the same rows) by more than the tolerance {tolerance:.4f}"
+        f"accuracy {accuracy:.3f} is worse than champion v{version} ({champion_accuracy:.3f} on "
+        f"the same rows) by more than the tolerance {tolerance:.3f}"
     )
 
 
