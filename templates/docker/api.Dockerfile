@@ -9,7 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app
+    PYTHONPATH=/app \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true
 
 # A venv: Debian's system pip refuses installs (PEP 668). Then drop what the API never runs:
 # pip itself, onnxruntime's model-conversion tools, numpy's build tools and test suites.

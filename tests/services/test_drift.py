@@ -20,10 +20,11 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 from prometheus_client import CollectorRegistry
 from sklearn.datasets import load_iris
 
-from iris_services.api import drift
+from iris_services.api import drift, mlflow_rest
 from iris_services.api.app import create_app
 from iris_services.api.drift import DriftMonitor, Reference, Window
 from iris_services.api.model_holder import ModelHolder
@@ -330,12 +331,13 @@ def test_trainer_logs_the_profile_and_the_api_fetches_it_over_rest(service_env, 
     summary = publish.run(TrainerSettings())
     name = service_env["IRIS_MODEL_NAME"]
     fetched = drift.fetch_reference(mlflow_server.url, name, summary.version)
-    assert fetched == iris_profile(int(service_env["IRIS_SEED"]))
-    # A version whose run has no profile (trained before there were profiles): None.
+    assert fetched == iris_profile(pipeline.SPLIT_SEED)  # the fixed held-out split's training rows
+    # Stored in the version's logged model, beside its ONNX graph.
+    source = MlflowClient(mlflow_server.url).get_model_version(name, summary.version).source
     stored = [p for p in Path(mlflow_server.root).rglob(REFERENCE_PROFILE_ARTIFACT)]
-    mine = [p for p in stored if summary.run_id in str(p)]
-    assert len(mine) == 1
-    mine[0].unlink()
+    mine = [p for p in stored if source.removeprefix("models:/") in str(p)]
+    assert len(mine) == 1 and (mine[0].parent / "model.onnx").exists()
+    mine[0].unlink()  # a version trained before there were profiles: None
     assert drift.fetch_reference(mlflow_server.url, name, summary.version) is None
     with pytest.raises(httpx.HTTPStatusError):
         drift.fetch_reference(mlflow_server.url, name, "99")
@@ -350,12 +352,12 @@ def test_trainer_logs_the_profile_and_the_api_fetches_it_over_rest(service_env, 
     ],
 )
 def test_proxied_artifact_roots_map_to_the_download_path(uri, path):
-    assert drift._proxied_path(uri) == path
+    assert mlflow_rest.artifact_path(uri) == path
 
 
 def test_an_artifact_root_the_server_does_not_proxy_is_an_error():
-    with pytest.raises(ValueError, match="serve-artifacts"):
-        drift._proxied_path("s3://bucket/1/abc/artifacts")
+    with pytest.raises(mlflow_rest.RegistryError, match="serve-artifacts"):
+        mlflow_rest.artifact_path("s3://bucket/1/abc/artifacts")
 
 
 # -- through the app ---------------------------------------------------------------------------

@@ -9,7 +9,13 @@ background port-forward), ``teardown`` (``down``); ``target`` composes them.
 """
 
 from .forwarding import FORWARDS
-from .images import BUILT_IMAGES, build_context, build_images, build_services_image, services_image_tag
+from .images import (
+    BUILT_IMAGES,
+    build_context,
+    build_images,
+    build_services_image,
+    services_image_tag,
+)
 from .jobs import CRONJOB, TRAINER_SELECTOR
 from .manifests import IMAGES, MANIFESTS, NAMESPACE, RESOURCES, SECRET_NAME
 from .rollout import STUCK, WORKLOADS

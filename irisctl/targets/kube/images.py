@@ -1,4 +1,4 @@
-"""The images irisctl builds: their build contexts, tags that change with them, where they are built."""
+"""The images irisctl builds: their build contexts, tags that follow them, where they are built."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def build_context(image: str = "services") -> dict[str, Path]:
     dockerfile, requirements, parts = _IMAGE_FILES[image]
     package = Path(iris_services.__file__).parent
     context = {"Dockerfile": docker / dockerfile, "requirements.txt": docker / requirements}
-    for source in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
+    # Code and the pages shipped beside it (api/runbooks.md), nothing a test run left behind.
+    shipped = (p for p in package.rglob("*") if p.suffix in {".py", ".md"} and p.is_file())
+    for source in sorted(p for p in shipped if "__pycache__" not in p.parts):
         relative = source.relative_to(package).as_posix()
         if any(relative.startswith(part) for part in parts):
             context[f"iris_services/{relative}"] = source

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -43,6 +43,7 @@ from ..common.settings import (
     REFERENCE_PROFILE_ARTIFACT,
     ApiSettings,
 )
+from . import mlflow_rest
 
 log = logging.getLogger("iris.api")
 
@@ -213,40 +214,30 @@ def _psi_by_feature(reference: Reference, count: Callable[[int, int], float]) ->
 def fetch_reference(
     tracking_uri: str, name: str, version: str, timeout_s: float = 10.0
 ) -> dict[str, Any] | None:
-    """The reference profile logged with a registered version; None when it has none.
+    """The reference profile stored with a registered version, beside its ONNX graph in the same
+    logged model; None when it has none.
 
-    Version → its run → the run's artifact root → the file, through the MLflow server's proxied
-    artifact endpoint (``--serve-artifacts``), so the API needs no storage credentials.
+    Version → its logged model → the model's artifact root → the file, through the MLflow
+    server's proxied artifact endpoint (``--serve-artifacts``), so the API needs no storage
+    credentials (the same path as the graph: ``mlflow_rest``).
     """
     with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as http:
         mv = http.get(
             "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version}
         )
         mv.raise_for_status()
-        run_id = mv.json()["model_version"].get("run_id")
-        if not run_id:
-            return None
-        run = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id})
-        run.raise_for_status()
-        root = _proxied_path(run.json()["run"]["info"]["artifact_uri"])
+        source = str(mv.json()["model_version"].get("source", ""))
+        if not source.startswith("models:/m-"):
+            return None  # registered before MLflow 3's logged models: no profile beside it
+        model_id = source.removeprefix("models:/").split("/", 1)[0]
+        info = http.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}")
+        info.raise_for_status()
+        root = quote(mlflow_rest.artifact_path(info.json()["model"]["info"]["artifact_uri"]))
         resp = http.get(f"/api/2.0/mlflow-artifacts/artifacts/{root}/{REFERENCE_PROFILE_ARTIFACT}")
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
         return dict(resp.json())
-
-
-def _proxied_path(artifact_uri: str) -> str:
-    """The path under ``/api/2.0/mlflow-artifacts/artifacts/`` of a proxied artifact root."""
-    parsed = urlparse(artifact_uri)
-    anchor = "/api/2.0/mlflow-artifacts/artifacts/"
-    if parsed.scheme == "mlflow-artifacts":
-        path = parsed.path
-    elif parsed.scheme in ("http", "https") and anchor in parsed.path:
-        path = parsed.path.split(anchor, 1)[1]
-    else:
-        raise ValueError(f"{artifact_uri} is not served by MLflow's proxy (--serve-artifacts)")
-    return quote(path.strip("/"))
 
 
 # -- the worker's monitor: request hook, publisher, metrics -------------------------------------

@@ -86,7 +86,7 @@ class RestRegistry:
                 f"version {champion.version} has no compiled ONNX graph (trained before "
                 "irisctl compiled models, or its compilation failed): run `irisctl train --now`"
             )
-        return GraphModel(self._graph(digest, _artifact_path(info["artifact_uri"])), digest)
+        return GraphModel(self._graph(digest, artifact_path(info["artifact_uri"])), digest)
 
     def _graph(self, digest: str, artifact_dir: str) -> bytes:
         self._cache.mkdir(parents=True, exist_ok=True)
@@ -130,15 +130,20 @@ def _logged_model_id(champion: Champion) -> str:
     )
 
 
-def _artifact_path(artifact_uri: str) -> str:
-    """``mlflow-artifacts:/1/models/m-x/artifacts`` → ``1/models/m-x/artifacts``."""
+def artifact_path(artifact_uri: str) -> str:
+    """The path under ``/api/2.0/mlflow-artifacts/artifacts/`` of a proxied artifact root:
+    ``mlflow-artifacts:/1/models/m-x/artifacts`` (also with a host) or the server's own
+    ``http(s)://…/api/2.0/mlflow-artifacts/artifacts/…`` → ``1/models/m-x/artifacts``."""
     parsed = urlparse(artifact_uri)
-    if parsed.scheme != "mlflow-artifacts":
-        raise RegistryError(
-            f"the model's artifacts are at {artifact_uri}, which the MLflow server does not "
-            "proxy: start it with --serve-artifacts"
-        )
-    return parsed.path.lstrip("/")
+    anchor = "/api/2.0/mlflow-artifacts/artifacts/"
+    if parsed.scheme == "mlflow-artifacts":
+        return parsed.path.strip("/")
+    if parsed.scheme in ("http", "https") and anchor in parsed.path:
+        return parsed.path.split(anchor, 1)[1].strip("/")
+    raise RegistryError(
+        f"the model's artifacts are at {artifact_uri}, which the MLflow server does not "
+        "proxy: start it with --serve-artifacts"
+    )
 
 
 def _read_if_valid(path: Path, digest: str) -> bytes | None:

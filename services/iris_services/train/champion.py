@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,6 +101,47 @@ def load_and_check(model_uri: str, data: Dataset, expected: np.ndarray | None = 
         raise CheckFailed(f"the model logged at {model_uri} predicts differently once loaded")
     accuracy = float(np.mean(predicted == data.y_test))
     return Checked(model_uri, accuracy, len(data.y_test))
+
+
+def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) -> None:
+    """The version's ONNX graph, what the model API serves, is there, matches its digest and
+    answers like the scikit-learn model on the held-out rows (as the trainer verified it)."""
+    import hashlib
+    import tempfile
+
+    import mlflow.artifacts
+    import mlflow.sklearn
+
+    from . import onnx_export
+
+    mv = client.get_model_version(name, version)
+    model_id = getattr(mv, "model_id", None) or str(mv.source).removeprefix("models:/")
+    try:
+        logged = client.get_logged_model(model_id)
+    except Exception as exc:
+        raise CheckFailed(f"its logged model {model_id} cannot be read: {exc}") from exc
+    digest = (logged.tags or {}).get(onnx_export.DIGEST_TAG)
+    if not digest:
+        raise CheckFailed(
+            "it has no verified ONNX graph, so the model API cannot serve it (trained before "
+            "irisctl compiled models, or its compilation failed: see the run's tags)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{logged.artifact_location}/{onnx_export.GRAPH_FILE}", dst_path=tmp
+            )
+            graph = Path(path).read_bytes()
+        except Exception as exc:
+            raise CheckFailed(f"its ONNX graph cannot be downloaded: {exc}") from exc
+    if hashlib.sha256(graph).hexdigest() != digest:
+        raise CheckFailed("its ONNX graph does not match the digest recorded when it was verified")
+    model: Any = mlflow.sklearn.load_model(version_uri(name, version))
+    try:
+        expected = np.asarray(model.predict_proba(data.x_test), dtype=np.float64)
+        onnx_export.check_agreement(expected, onnx_export.run_graph(graph, data.x_test))
+    except onnx_export.ExportFailed as exc:
+        raise CheckFailed(f"its ONNX graph does not answer like the model: {exc}") from exc
 
 
 def version_uri(name: str, version: str) -> str:
@@ -238,6 +280,7 @@ def promote(
         raise Refused(f"version {version} is already the {alias}; nothing moved")
     try:
         checked = load_and_check(version_uri(name, version), data)
+        check_graph(client, name, version, data)
     except CheckFailed as exc:
         raise Refused(f"version {version} failed the smoke check: {exc}") from None
     if checked.accuracy + 1e-9 < threshold and not force:

@@ -7,6 +7,7 @@ never "the latest version".
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -94,12 +95,7 @@ def run(settings: TrainerSettings) -> Summary:
         if champion_accuracy is not None:
             mlflow.log_metric("champion_accuracy", champion_accuracy)
         model_uri, model_id = _log_model(result)
-        # What the API's drift statistics compare served rows with (api/drift.py).
-        d = result.dataset
-        mlflow.log_dict(
-            profile.reference_profile(d.x_train, d.y_train, FEATURE_NAMES, d.class_names),
-            REFERENCE_PROFILE_ARTIFACT,
-        )
+        _store_profile(result.dataset, model_id)
         checkpoint("model_logged")
         _smoke_test(model_uri, result)
         checkpoint("model_verified")
@@ -309,6 +305,25 @@ def _smoke_test(model_uri: str, result: pipeline.TrainResult) -> None:
         champion_mod.load_and_check(model_uri, result.dataset, expected)
     except champion_mod.CheckFailed as exc:
         raise TrainingFailed(str(exc)) from exc
+
+
+def _store_profile(data: pipeline.Dataset, model_id: str | None) -> None:
+    """What the API's drift statistics compare served rows with (api/drift.py), stored in the
+    logged model beside its ONNX graph, so a registered version carries both."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    if model_id is None:
+        raise TrainingFailed("MLflow returned no logged-model id to store the reference profile in")
+    reference = profile.reference_profile(
+        data.x_train, data.y_train, FEATURE_NAMES, data.class_names
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / REFERENCE_PROFILE_ARTIFACT
+        path.write_text(json.dumps(reference))
+        mlflow.MlflowClient().log_model_artifact(model_id, str(path))
 
 
 def _store_graph(
