@@ -10,7 +10,6 @@ deletes, and that it refuses to act on a context the user did not choose.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 
@@ -86,30 +85,6 @@ def progress_recorder():
 
 
 # -- up ----------------------------------------------------------------------------------------
-
-
-def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
-    """Not a cluster: the fake keeps model-api unready with a crash-looping pod."""
-    cluster = fake_cluster()
-    crashing = cluster.dynamic.keep_unready("model-api", "CrashLoopBackOff", restarts=4)
-    cluster.core.previous[crashing] = "starting\nValueError: MLFLOW_TRACKING_URI is bad\n"
-    seen, progress = progress_recorder()
-    with pytest.raises(IrisctlError) as err:
-        target(cluster=cluster, rollout_timeout=0.2).up(progress)
-    assert "model-api: CrashLoopBackOff (restarts 4)" in err.value.message
-    assert "MLFLOW_TRACKING_URI is bad" in err.value.message
-    assert any(step == "model-api" and "CrashLoopBackOff" in s for step, s in seen)
-    # Recorded as up once applied: `train --now`, `status` and `down` act on it (issue 11).
-    assert state.read(env.home)["up"]
-
-
-def test_up_stops_at_once_on_an_image_that_cannot_be_pulled(env):
-    """Not a cluster: the fake's mlflow pod waits in ImagePullBackOff."""
-    cluster = fake_cluster()
-    cluster.dynamic.keep_unready("mlflow", "ImagePullBackOff")
-    with pytest.raises(IrisctlError) as err:
-        target(cluster=cluster, rollout_timeout=3600).up(lambda *a: None)
-    assert "mlflow: ImagePullBackOff" in err.value.message and "after" not in err.value.message
 
 
 # -- safety: the context, minikube and Docker (RELIABILITY.md F1-F3) ---------------------------
@@ -342,38 +317,6 @@ def test_minikube_docker_env_and_status_parsing(env):
     assert all(c.startswith("-p minikube ") for c in argv_log(env))
 
 
-def test_g1_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
-    """Not a cluster: a Secret holding a marker is seeded in the fake; every output is searched."""
-    marker = "MARKER-7f3a9c1e-not-a-real-password"
-    cluster = fake_cluster()
-    t = target(cluster=cluster)
-    cluster.dynamic.put(
-        kube.manifests.secret_document(
-            t.namespace,
-            {
-                "minio-root-user": "iris-user",
-                "minio-root-password": marker,
-                "mlflow-backend-store-uri": f"postgresql://mlflow:{marker}@db:5432/mlflow",
-            },
-        )
-    )
-    seen, progress = progress_recorder()
-    t.up(progress)
-    cluster.core.logs["mlflow-abc12"] = f"boto3 using {marker}\n"
-    outputs = [
-        " ".join(f"{a} {b}" for a, b in seen),
-        "".join(t.render().values()),
-        " ".join(s.detail for s in t.services()),
-        "\n".join(t.logs("mlflow", follow=False, tail=None)),
-        (env.home / "state.json").read_text(),
-        json.dumps([c[:3] for c in cluster.dynamic.calls]),
-        capsys.readouterr().out,
-    ]
-    assert all(marker not in out for out in outputs)
-    assert cluster.secret("iris-credentials")["minio-root-password"] == marker  # kept, not replaced
-    assert t.secrets()["minio-root-password"] == marker  # the one way to see it
-
-
 class _FakeEngine:
     """Not a Docker engine: records pushes and answers with the SDK's decoded stream."""
 
@@ -439,50 +382,3 @@ def test_the_background_port_forward_reports_why_it_could_not_start(env, tmp_pat
     assert "not reachable" in err.value.message or "127.0.0.1:1" in err.value.message
     pid = state.read(env.home)["forwarder_pid"]
     assert isinstance(pid, int) and t.forwarder.pid() is None  # it exited; nothing left
-
-
-def test_a_training_job_deleted_while_followed_ends_the_wait(env):
-    """Not a cluster: the fake's Job vanishes once its log has been streamed."""
-    t = _up(env)
-    fake = t.cluster().dynamic
-    fake.healthy = False
-
-    def control(obj):
-        if obj["kind"] == "Job":
-            name = obj["metadata"]["name"]
-            fake.put(pod(f"{name}-x1", {"job-name": name}, terminated=137))
-            fake.objects.pop(("Job", name))  # deleted: it will never complete
-
-    fake._control = control
-    outcome = t.train(lambda line: None)
-    assert outcome.exit_code == 137 and "was deleted" in outcome.error
-
-
-def test_train_cancel_deletes_the_active_training_jobs_pods_first(env):
-    """Not a cluster: an active and a finished training Job are seeded in the fake."""
-    t = target(cluster=fake_cluster())
-    fake = t.cluster().dynamic
-    for name, status in (
-        ("ml-model-training-manual-1", {"active": 1}),
-        ("ml-model-training-29000000", {"conditions": [{"type": "Complete", "status": "True"}]}),
-    ):
-        fake.put(
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "trainer"}},
-                "spec": {},
-                "status": status,
-            }
-        )
-    assert t.cancel_training() == ["deleted job ml-model-training-manual-1"]
-    deletes = [c for c in fake.calls if c[0] == "delete"]
-    assert deletes == [
-        (
-            "delete",
-            "Job",
-            "ml-model-training-manual-1",
-            {"namespace": "iris-mlops", "propagation_policy": "Foreground"},
-        )
-    ]
-    assert t.cancel_training() == []

@@ -60,9 +60,10 @@ def wait_ready(cluster: Cluster, progress: Progress, timeout_s: float, poll_s: f
     deadline = time.monotonic() + timeout_s
     said: dict[str, str] = {}
     while True:
-        waiting = pending(cluster)
+        only_alive: set[str] = set()
+        waiting = pending(cluster, only_alive)
         for name in (*WORKLOADS, "minio-create-bucket"):
-            now = waiting.get(name, "healthy")
+            now = waiting.get(name, ALIVE if name in only_alive else "healthy")
             if said.get(name) != now:
                 progress(name, now)
                 said[name] = now
@@ -82,8 +83,12 @@ def wait_ready(cluster: Cluster, progress: Progress, timeout_s: float, poll_s: f
         time.sleep(poll_s)
 
 
-def pending(cluster: Cluster) -> dict[str, str]:
-    """Workload → why it is not ready yet (absent: ready)."""
+ALIVE = "alive (ready once it serves a model)"
+
+
+def pending(cluster: Cluster, only_alive: set[str] | None = None) -> dict[str, str]:
+    """Workload → why it is not ready yet (absent: ready); ``only_alive`` gets the names that
+    are alive but not ready (``ALIVE_IS_ENOUGH``)."""
     deployments = {d["metadata"]["name"]: d for d in cluster.find("apps/v1", "Deployment")}
     pods = cluster.find("v1", "Pod", PART_OF)
     out = {}
@@ -92,8 +97,11 @@ def pending(cluster: Cluster) -> dict[str, str]:
         mine = [p for p in pods if label(p, "app.kubernetes.io/name") == name]
         if d is None:
             out[name] = "not created yet"
-        elif rolled_out(d) or (name in ALIVE_IS_ENOUGH and alive(mine)):
+        elif rolled_out(d):
             continue
+        elif name in ALIVE_IS_ENOUGH and alive(mine):
+            if only_alive is not None:
+                only_alive.add(name)
         else:
             out[name] = why(cluster, name, pods)
     job = cluster.get("batch/v1", "Job", "minio-create-bucket")

@@ -44,6 +44,10 @@ imitates, and where the real behaviour is documented:
   #pod-backoff-failure-policy), then status.failed and conditions FailureTarget/Failed with
   ``BackoffLimitExceeded``; success: status.succeeded, SuccessCriteriaMet/Complete.
   CronJobs are stored only (no schedule runs).
+- **Containers that do not run** (``container_trouble``): CrashLoopBackOff with restartCount,
+  lastState and the previous container's log (``previous=true``); ErrImagePull then
+  ImagePullBackOff with the pod Pending (https://kubernetes.io/docs/concepts/containers/images/
+  #imagepullbackoff), its log refused ("is waiting to start").
 - **Pod logs**: ``GET .../pods/NAME/log`` with ``tailLines``, ``previous``, and
   ``follow=true`` streaming chunked until the container ends.
 - **Port-forward**: ``GET/POST .../pods/NAME/portforward?ports=P`` upgraded to a websocket with
@@ -56,7 +60,8 @@ imitates, and where the real behaviour is documented:
 
 Not covered: protobuf bodies (``kubectl create``/``run`` send them: 415 here; ``kubectl
 apply``/``get``/``delete`` speak JSON), watches, RBAC/authn, admission webhooks, quotas,
-scheduling, image pulls, restarts, multi-container pods, resourceVersion conflicts, managedFields.
+scheduling, real image pulls and restarts (only reported, see above), multi-container pods,
+resourceVersion conflicts, managedFields.
 """
 
 from __future__ import annotations
@@ -282,6 +287,11 @@ class Emulator:
         # (namespace, app) → why pod creation is refused ("exceeded quota: ..."): the
         # ReplicaSet and Deployment get ReplicaFailure/FailedCreate, and an Event.
         self.pod_create_error: dict[tuple[str, str], str] = {}
+        # (namespace, app) → a container that does not run: {"reason": "CrashLoopBackOff",
+        # "restarts": 4, "previous_log": [...]} or {"reason": "ImagePullBackOff"} (the pod
+        # shows ErrImagePull first, ImagePullBackOff after ``pull_backoff_s``).
+        self.container_trouble: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pull_backoff_s = 0.5
         self.requests: list[tuple[str, str]] = []  # (method, path?query) as received
         self.forwards = 0  # port-forward websockets opened
         self._rv = 0
@@ -1115,9 +1125,55 @@ class Emulator:
         }
         self.objects[("Pod", ns, name)] = pod
         self.runtime[(ns, name)] = PodRuntime(changed=asyncio.Event())
+        app = (pod["metadata"].get("labels") or {}).get(APP, "")
+        trouble = self.container_trouble.get((ns, app))
+        if trouble:
+            self._trouble(pod, trouble)
+            return pod
         if self.pod_hook is not None:
             self.loop.run_in_executor(None, self.pod_hook, copy.deepcopy(pod))
         return pod
+
+    def _trouble(self, pod: dict[str, Any], trouble: dict[str, Any]) -> None:
+        """A container that does not run, as the kubelet reports it (no pod_hook: no process)."""
+        cs = pod["status"]["containerStatuses"][0]
+        cs.update(ready=False, started=False)
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if trouble["reason"] == "CrashLoopBackOff":
+            cs["restartCount"] = trouble.get("restarts", 3)
+            cs["state"] = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off 40s restarting failed container={cs['name']} "
+                    f"pod={name}_{ns}({pod['metadata']['uid']})",
+                }
+            }
+            cs["lastState"] = {
+                "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": now()}
+            }
+            self.runtime[(ns, name)].previous_log = list(trouble.get("previous_log", []))
+        else:  # an image that cannot be pulled: ErrImagePull, then ImagePullBackOff
+            pod["status"]["phase"] = "Pending"
+            pod["status"].pop("podIP", None)
+            image = cs["image"]
+            cs["state"] = {
+                "waiting": {
+                    "reason": "ErrImagePull",
+                    "message": f'failed to pull and unpack image "{image}": failed to resolve '
+                    f"reference: pull access denied, repository does not exist",
+                }
+            }
+
+            def back_off() -> None:
+                cs["state"] = {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": f'Back-off pulling image "{image}"',
+                    }
+                }
+                pod["metadata"]["resourceVersion"] = self._next_rv()
+
+            self.loop.call_later(self.pull_backoff_s, back_off)
 
     @staticmethod
     def _conditions(ready: bool, message: str = "") -> list[dict[str, Any]]:
@@ -1439,6 +1495,8 @@ class Emulator:
                 for (kind, ns, _name), pod in list(self.objects.items()):
                     if kind != "Pod" or pod["status"]["phase"] != "Running":
                         continue
+                    if "running" not in pod["status"]["containerStatuses"][0]["state"]:
+                        continue  # crash-looping or never started: no probes
                     ready, message = await self._probe(session, ns, pod)
                     if not ready:
                         self.event(pod, "Unhealthy", message)
@@ -1518,6 +1576,23 @@ class Emulator:
             raise self._not_found("pods", "", name)
         rt = self.runtime.setdefault((ns, name), PodRuntime(changed=asyncio.Event()))
         q = request.query
+        state = pod["status"]["containerStatuses"][0]["state"]
+        if (
+            q.get("previous") not in ("true", "1")
+            and "waiting" in state
+            and (state["waiting"]["reason"] != "CrashLoopBackOff")
+        ):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{pod["spec"]["containers"][0]["name"]}" in pod "{name}" is waiting '
+                f"to start: {state['waiting']['reason']}",
+            )
+        if q.get("previous") in ("true", "1") and rt.previous_log:
+            lines = list(rt.previous_log)
+            if q.get("tailLines"):
+                lines = lines[-int(q["tailLines"]) :]
+            return web.Response(text="".join(ln + "\n" for ln in lines), content_type="text/plain")
         if q.get("previous") in ("true", "1"):
             raise ApiError(
                 400,

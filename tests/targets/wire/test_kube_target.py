@@ -213,3 +213,120 @@ def env_home():
     from pathlib import Path
 
     return Path(os.environ["IRISCTL_HOME"])
+
+
+def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
+    env.container_trouble[(NS, "model-api")] = {
+        "reason": "CrashLoopBackOff",
+        "restarts": 4,
+        "previous_log": ["starting", "ValueError: MLFLOW_TRACKING_URI is bad"],
+    }
+    seen: list[tuple[str, str]] = []
+    with pytest.raises(IrisctlError) as err:
+        target(rollout_timeout=2).up(lambda step, what: seen.append((step, what)))
+    assert "model-api: CrashLoopBackOff (restarts 4)" in err.value.message
+    assert "MLFLOW_TRACKING_URI is bad" in err.value.message
+    assert state.read(env_home())["up"]  # recorded once applied (issue 11)
+
+
+def test_up_stops_on_an_image_pull_back_off_not_on_the_first_err_image_pull(env):
+    env.pull_backoff_s = 1.0
+    env.container_trouble[(NS, "mlflow")] = {"reason": "ImagePullBackOff"}
+    seen: list[tuple[str, str]] = []
+    with pytest.raises(IrisctlError) as err:
+        target(rollout_timeout=600).up(lambda step, what: seen.append((step, what)))
+    assert "mlflow: ImagePullBackOff" in err.value.message and "after" not in err.value.message
+    assert any("ErrImagePull" in what for step, what in seen if step == "mlflow"), seen
+
+
+def test_a_training_job_deleted_while_followed_ends_the_wait(env):
+    t = target()
+    up(t)
+    env.job_outcome = lambda job, pod: None  # runs until the test acts
+
+    def delete_the_job() -> None:
+        wait_until(
+            lambda: env.list("Pod", NS, "app.kubernetes.io/name=trainer"),
+            timeout_s=10,
+            what="the training pod",
+        )
+        job = next(j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-"))
+        pod = env.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
+        env.log(NS, pod, "training started")
+        # `kubectl delete job` (Background): the Job and its pod go; the kubelet kills it (137).
+        env.end_pod(NS, pod, 137, ["Killed"])
+        env.call(
+            lambda: env._delete(
+                ("batch", "v1", "jobs", "Job", True),
+                NS,
+                job["metadata"]["name"],
+                "Background",
+                False,
+            )
+        )
+
+    import threading
+
+    threading.Thread(target=delete_the_job, daemon=True).start()
+    outcome = t.train(lambda line: None)
+    assert "deleted" in (outcome.error or ""), outcome
+
+
+def test_train_cancel_deletes_the_active_training_job_and_its_pod(env):
+    """`irisctl train --cancel`: the active training Job goes with its pod (Foreground), the
+    follower says it was deleted, a finished Job stays, and a second cancel finds nothing."""
+    import threading
+
+    t = target()
+    up(t)
+    env.job_outcome = lambda job, pod: (0, ["done"])
+    assert t.train(lambda line: None).exit_code == 0  # a finished Job: cancel leaves it
+    finished = {j["metadata"]["name"] for j in env.list("Job", NS)}
+    env.job_outcome = lambda job, pod: None  # the next one runs until cancelled
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.append(t.train(lambda line: None)))
+    runner.start()
+    wait_until(
+        lambda: len(env.list("Pod", NS, "app.kubernetes.io/name=trainer")) == 2,
+        timeout_s=10,
+        what="the second training pod",
+    )
+    active = {j["metadata"]["name"] for j in env.list("Job", NS)} - finished
+    assert target().cancel_training() == [f"deleted job {name}" for name in sorted(active)]
+    runner.join(30)
+    assert not runner.is_alive() and "deleted" in (outcomes[0].error or ""), outcomes
+    assert {j["metadata"]["name"] for j in env.list("Job", NS)} == finished
+    assert target().cancel_training() == []
+
+
+def test_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
+    from irisctl.targets.kube import manifests
+
+    marker = "MARKER-7f3a9c1e-not-a-real-password"
+    up(target())  # the namespace; then the Secret is replaced by one holding the marker
+    secret = manifests.secret_document(
+        NS,
+        {
+            "minio-root-user": "iris-user",
+            "minio-root-password": marker,
+            "mlflow-backend-store-uri": f"postgresql://mlflow:{marker}@db:5432/mlflow",
+        },
+    )
+    env.call(lambda: env.objects.pop(("Secret", NS, "iris-credentials")))
+    env.call(lambda: env._create(("", "v1", "secrets", "Secret", True), NS, secret))
+    t = target()
+    seen = up(t)
+    pod = env.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
+    env.log(NS, pod, f"boto3 using {marker}")
+    wait_until(lambda: env.call(lambda: env.runtime[(NS, pod)].log), timeout_s=5)
+    outputs = [
+        " ".join(f"{a} {b}" for a, b in seen),
+        "".join(t.render().values()),
+        " ".join(s.detail for s in t.services()),
+        "\n".join(t.logs("mlflow", follow=False, tail=None)),
+        (env_home() / "state.json").read_text(),
+        json.dumps([o for k, o in env.call(lambda: dict(env.objects)).items() if k[0] != "Secret"]),
+        capsys.readouterr().out,
+    ]
+    assert all(marker not in out for out in outputs)
+    assert t.secrets()["minio-root-password"] == marker  # kept, and the one way to see it
