@@ -139,9 +139,10 @@ def run(settings: TrainerSettings) -> Summary:
     )
 
 
-# MLflow 3's UI opens an experiment without this tag in GenAI mode (traces, "Detect Issues");
-# the value is the UI's "Machine learning" kind (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in
-# mlflow/server/js).
+# MLflow's marker of an experiment's kind; the value is what its UI calls "Machine learning"
+# (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in mlflow/server/js). MLflow 3.17's UI itself picks
+# GenAI or model training per browser and ignores it, so `irisctl up` also prints a link that
+# asks for model training (README, "Training, registry and the gate").
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
