@@ -143,6 +143,8 @@ class LocalTarget:
                     **env,
                     "PORT": str(ports["api"]),
                     "IRIS_API_WORKERS": str(self.config["api_workers"]),
+                    # the workers share one download of each graph (<sha256>.onnx) here
+                    "IRIS_MODEL_CACHE_DIR": str(self.run_dir / "model-api"),
                 },
                 home,
                 priority=20,
