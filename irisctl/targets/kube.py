@@ -88,7 +88,10 @@ def build_context() -> dict[str, Path]:
 
     package = Path(iris_services.__file__).parent
     context = {"Dockerfile": docker / "Dockerfile", "requirements.txt": docker / "requirements.txt"}
-    for source in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
+    shipped = (".py", ".md")  # code, and the runbooks the model API serves
+    for source in sorted(
+        p for p in package.rglob("*") if p.suffix in shipped and "__pycache__" not in p.parts
+    ):
         context[f"iris_services/{source.relative_to(package)}"] = source
     return context
 
