@@ -179,6 +179,9 @@ def test_model_api_container_serves_the_champion(api_image, service_env):
         body = httpx.post(f"{url}/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).json()
         assert body["prediction"] == "setosa" and body["model"]["version"] == "1"
         assert len(httpx.get(f"{url}/model").json()["graph_sha256"]) == 64
+        # The pages for people ship in the image too: offline docs' assets, the runbooks.
+        assert httpx.get(f"{url}/docs-assets/swagger-ui-bundle.js").status_code == 200
+        assert 'id="runbook-irismodelstale"' in httpx.get(f"{url}/runbooks").text
     finally:
         docker("rm", "-f", cid, check=False)
 

@@ -611,3 +611,19 @@ def test_a6_urllib_reads_the_413_of_an_oversize_body(fake):
                 urllib.request.urlopen(request, timeout=10)
             assert answered.value.code == 413
             assert b"larger than" in answered.value.read()
+
+
+def test_runbooks_render_whatever_the_locale(client):
+    """A container's C locale decodes files as ASCII unless told: runbooks.md has an em dash."""
+    import subprocess
+    import sys
+
+    code = "from iris_services.api import pages; print(len(pages.runbooks_html()))"
+    proc = subprocess.run(
+        [sys.executable, "-X", "utf8=0", "-c", code],
+        env={"LC_ALL": "C", "LANG": "C", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

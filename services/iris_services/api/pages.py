@@ -99,7 +99,7 @@ _ANCHOR = re.compile(r'^<a id="([a-z0-9-]+)"></a>$')
 def runbooks_html() -> str:
     """``runbooks.md`` as HTML: its anchors kept, paragraphs, **bold** and `code`."""
     out = []
-    for block in RUNBOOKS.read_text().split("\n\n"):
+    for block in RUNBOOKS.read_text(encoding="utf-8").split("\n\n"):
         lines = block.strip().splitlines()
         if not lines:
             continue
