@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,7 +69,8 @@ def create_job(cluster: Cluster) -> str:
     if cron is None:
         raise NotUp(f"no CronJob {CRONJOB} in namespace {cluster.namespace}")
     template = cron["spec"]["jobTemplate"]
-    job = f"{CRONJOB}-manual-{int(time.time())}"
+    # The time for people, a random suffix so two trainings in one second do not collide (409).
+    job = f"{CRONJOB}-manual-{int(time.time())}-{secrets.token_hex(2)}"
     cluster.create(
         {
             "apiVersion": "batch/v1",

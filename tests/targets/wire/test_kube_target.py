@@ -286,12 +286,13 @@ def test_train_cancel_deletes_the_active_training_job_and_its_pod(env):
     outcomes = []
     runner = threading.Thread(target=lambda: outcomes.append(t.train(lambda line: None)))
     runner.start()
-    wait_until(
-        lambda: len(env.list("Pod", NS, "app.kubernetes.io/name=trainer")) == 2,
-        timeout_s=10,
-        what="the second training pod",
-    )
-    active = {j["metadata"]["name"] for j in env.list("Job", NS)} - finished
+
+    def running() -> set[str]:
+        jobs = {j["metadata"]["name"] for j in env.list("Job", NS)} - finished
+        pods = {p["metadata"]["labels"].get("job-name") for p in env.list("Pod", NS)}
+        return jobs & pods
+
+    active = wait_until(running, timeout_s=30, what="the second training's pod")
     assert target().cancel_training() == [f"deleted job {name}" for name in sorted(active)]
     runner.join(30)
     assert not runner.is_alive() and "deleted" in (outcomes[0].error or ""), outcomes
