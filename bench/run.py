@@ -372,41 +372,59 @@ def drift_overhead(b: Bench) -> DriftCost:
     """One-row throughput and CPU per request at 1 worker, drift bookkeeping on and off.
 
     Throughput on a shared 2-core machine moves with the neighbours' load; CPU time per request
-    of the API process moves much less, so both are reported."""
-    runs, seconds = b.args.runs, b.args.seconds
-    on_url, on_cm = b.api_server(1)
-    b.env["IRIS_DRIFT_ENABLED"] = "false"
-    try:
-        off_url, off_cm = b.api_server(1, tag="nodrift")
-    finally:
-        del b.env["IRIS_DRIFT_ENABLED"]
-    with on_cm as on_proc, off_cm as off_proc:  # type: ignore[attr-defined]
-        wait_for(lambda: answers(f"{on_url}/readyz"), 120, "our API")
-        wait_for(lambda: answers(f"{off_url}/readyz"), 120, "our API without drift statistics")
-        wait_for(
-            lambda: "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{on_url}/metrics").text,
-            60,
-            "the API to fetch the champion's reference profile",
-        )
-        body = json.dumps({"features": ROW})
-        wrk(f"{on_url}/predict", body, 2)  # warm up both; fills the drift window too
-        wrk(f"{off_url}/predict", body, 2)
-        loads: dict[str, list[Load]] = {"on": [], "off": []}
-        cpu: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(runs):  # interleaved, so machine noise hits both alike
-            for key, url, proc in (("on", on_url, on_proc), ("off", off_url, off_proc)):
-                cpu0, n0 = cpu_seconds(proc.pid), served(url)
-                loads[key].append(wrk(f"{url}/predict", body, seconds))
-                cpu1, n1 = cpu_seconds(proc.pid), served(url)
-                cpu[key].append((cpu1 - cpu0) / max(n1 - n0, 1) * 1e6)
-        if "iris_api_feature_psi" not in httpx.get(f"{on_url}/metrics").text:
-            raise SystemExit("bench: the API with drift statistics exports no PSI")
+    of the API process moves much less, so both are reported. An A/A run (off in both) measured
+    the first process of a pair ~7 % slower whatever it runs, so the pair runs twice with the
+    roles swapped, and each role's medians pool both halves."""
+    loads: dict[str, list[Load]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    for order in (("on", "off"), ("off", "on")):
+        _drift_pair(b, order, loads, cpu)
     return DriftCost(
         median_load(loads["on"]),
         median_load(loads["off"]),
         statistics.median(cpu["on"]),
         statistics.median(cpu["off"]),
     )
+
+
+def _drift_pair(
+    b: Bench,
+    order: tuple[str, str],
+    loads: dict[str, list[Load]],
+    cpu: dict[str, list[float]],
+) -> None:
+    """Start one API per role in ``order`` and measure them alternately, in that order."""
+    runs, seconds = b.args.runs, b.args.seconds
+    servers = {}
+    for role in order:
+        b.env["IRIS_DRIFT_ENABLED"] = "true" if role == "on" else "false"
+        try:
+            servers[role] = b.api_server(1, tag=f"drift-{role}-{order[0]}")
+        finally:
+            del b.env["IRIS_DRIFT_ENABLED"]
+    (first_url, first_cm), (second_url, second_cm) = servers[order[0]], servers[order[1]]
+    with first_cm as first_proc, second_cm as second_proc:  # type: ignore[attr-defined]
+        procs = {order[0]: (first_url, first_proc), order[1]: (second_url, second_proc)}
+        for role, (url, _) in procs.items():
+            wait_for(lambda url=url: answers(f"{url}/readyz"), 120, f"our API (drift {role})")
+        on_url = procs["on"][0]
+        wait_for(
+            lambda: "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{on_url}/metrics").text,
+            60,
+            "the API to fetch the champion's reference profile",
+        )
+        body = json.dumps({"features": ROW})
+        for url, _ in procs.values():
+            wrk(f"{url}/predict", body, 2)  # warm up both; fills the drift window too
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            for role in order:
+                url, proc = procs[role]
+                cpu0, n0 = cpu_seconds(proc.pid), served(url)
+                loads[role].append(wrk(f"{url}/predict", body, seconds))
+                cpu1, n1 = cpu_seconds(proc.pid), served(url)
+                cpu[role].append((cpu1 - cpu0) / max(n1 - n0, 1) * 1e6)
+        if "iris_api_feature_psi" not in httpx.get(f"{on_url}/metrics").text:
+            raise SystemExit("bench: the API with drift statistics exports no PSI")
 
 
 def rss_mib(root_pid: int) -> float:
@@ -595,7 +613,8 @@ def print_drift(args: argparse.Namespace, d: DriftCost) -> None:
     cpu = (d.cpu_on_us / d.cpu_off_us - 1) * 100
     print(
         f"| input-drift bookkeeping, one-row requests at 1 worker, on / off (medians of "
-        f"{args.runs} x {args.seconds:.0f} s, interleaved) | {d.on.rps:,.0f} / {d.off.rps:,.0f} "
+        f"2 x {args.runs} x {args.seconds:.0f} s, interleaved, roles swapped) | "
+        f"{d.on.rps:,.0f} / {d.off.rps:,.0f} "
         f"req/s ({cost:+.1f} %); API CPU {d.cpu_on_us:.0f} / "
         f"{d.cpu_off_us:.0f} µs a request ({cpu:+.1f} %); p99 {d.on.p99:.1f} / {d.off.p99:.1f} ms |"
     )
