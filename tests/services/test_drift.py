@@ -246,20 +246,6 @@ def test_monitor_counts_rows_warns_and_exports_psi_after_publishing():
     assert d.value("iris_api_drift_min_window_rows") == 500
 
 
-def test_one_row_requests_are_binned_at_publish_and_never_pile_up_without_one():
-    """The one-row path only queues the row (binning happens once a second, off the request's
-    path); with no publish at all the queue is binned in place once it holds a window's rows."""
-    d = Drive(drift_window_rows=50)
-    d.serve("1")
-    for _ in range(30):
-        d.send("1", [SETOSA])
-    assert d.value("iris_api_drift_window_rows") == 30  # a publish bins what was queued
-    for _ in range(175):
-        d.send("1", [SETOSA])
-    assert len(d.monitor._pending) < 50  # bounded, though nothing published
-    assert d.value("iris_api_drift_window_rows") == 50  # the window keeps its last 50 rows
-
-
 def test_a_new_champion_resets_the_window_and_fetches_its_profile():
     d = Drive()
     d.serve("1")

@@ -322,7 +322,6 @@ class DriftMonitor:
         self._multiprocess = multiprocess
         self._lock = threading.Lock()
         self._window: Window | None = None
-        self._pending: list[tuple[list[float], float]] = []  # one-row requests not binned yet
         self._wanted: tuple[str, str] | None = None  # (name, version) of the served champion
         self._next_fetch = 0.0
         self._told: str | None = None  # the version whose missing profile was logged
@@ -362,12 +361,7 @@ class DriftMonitor:
                 self._classes[int(best[0])] += 1
                 values = rows[0].tolist()
                 if window is not None:
-                    # Binned by the next publish (once a second), off the request's path.
-                    self._pending.append((values, now))
-                    if len(self._pending) >= self._max_rows:  # no publish for a while: bounded
-                        for pending_values, at in self._pending:
-                            window.add_one(pending_values, at)
-                        self._pending = []
+                    window.add_one(values, now)
                     window = None  # counted
                 outside = _outside(values, reference)
                 flagged: Iterable[int] = ()
@@ -401,7 +395,6 @@ class DriftMonitor:
     def _reset(self, wanted: tuple[str, str]) -> None:
         self._wanted = wanted
         self._window = None
-        self._pending = []
         self._next_fetch = 0.0
 
     @property
@@ -462,10 +455,7 @@ class DriftMonitor:
             return
         with self._lock:
             window = self._window
-            pending, self._pending = self._pending, []
             if window is not None:
-                for values, at in pending:
-                    window.add_one(values, at)
                 window.expire(self._clock())
                 counts = [list(c) for c in window.counts]
             else:
