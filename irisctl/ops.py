@@ -487,7 +487,10 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
     found = prometheus.alerts(prom_url)
     missing = []
     if total is None:
-        missing.append("no request metrics: is the model API scraped? (`irisctl status`)")
+        missing.append(
+            "no request metrics yet: Prometheus has not scraped the model API since it served "
+            "(if this lasts, `irisctl logs prometheus`)"
+        )
     elif total == 0:
         missing.append(f"no requests in the last {r}")
     if loaded == 0:

@@ -121,10 +121,9 @@ def up(result: UpResult) -> None:
     )
     if result.champion:
         console.print(champion_line(result.champion))
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    for name, url in result.urls.items():
-        table.add_row(name, url)
-    console.print(table)
+    width = max((len(name) for name in result.urls), default=0) + 2
+    for name, url in result.urls.items():  # whole, never cut to the terminal: people copy them
+        console.print(f"  {name:<{width}}{url}", highlight=False, soft_wrap=True)
     console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
     activate = Path(sys.argv[0]).parent / "activate"
     if command_name() != "irisctl" and activate.exists():
@@ -218,11 +217,15 @@ def prediction(answer: dict[str, Any]) -> None:
 
 def status(result: StatusResult) -> None:
     console.print(f"Target: [bold]{result.target}[/]")
-    table = Table("service", "state", "url", "uptime", "pid", "detail")
+    table = Table("service", "state", "uptime", "pid", "detail")
     for s in result.services:
         uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
-        table.add_row(s.name, _styled(s.state), s.url or "-", uptime, str(s.pid or "-"), s.detail)
+        table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), s.detail)
     console.print(table)
+    urls = {s.name: s.url for s in result.services if s.url}
+    width = max((len(name) for name in urls), default=0) + 2
+    for name, url in urls.items():  # whole, never cut to the terminal: people copy them
+        console.print(f"  {name:<{width}}{url}", highlight=False, soft_wrap=True)
     if result.model:
         console.print(champion_line(result.model))
     elif result.model_error:

@@ -537,6 +537,8 @@ def test_up_says_when_the_threshold_is_above_what_the_data_allows(fake, monkeypa
     monkeypatch.setattr(MlflowRest, "experiment_id", lambda self, name: "1")
     urls = json.loads(run("up", "--json").stdout)["urls"]
     assert urls["mlflow ui"] == "http://127.0.0.1:1/#/experiments/1?workflowType=machine_learning"
+    # Printed whole on an 80-column console (a table cut it to "…workflowType=machine_…").
+    assert re.search(rf"mlflow ui +{re.escape(urls['mlflow ui'])}\n", run("up").output)
 
 
 class MlflowTarget(FakeTarget):
