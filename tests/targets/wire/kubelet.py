@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,14 @@ class LocalKubelet:
                 text = re.sub(rf"(?<![\w.-]){re.escape(mount)}(?=/|\b|$)", str(mounts[mount]), text)
             return self.localize(ns, text)
 
+        # Only what the pod spec says is mapped onto this machine (its mounts, its Services):
+        # the stand-in's own paths stay as they are, even under a mount point such as /tmp
+        # (a clone in /tmp/… had its venv's python rewritten into the pod's /tmp volume).
+        spec_env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            spec_env.update(self._env_from(ns, source))
+        for item in container.get("env") or []:
+            spec_env[item["name"]] = self._env_value(ns, item)
         env = {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONPATH": str(ROOT),  # the S3 stand-in's module
@@ -214,18 +223,13 @@ class LocalKubelet:
             "TMPDIR": str(mounts.get("/tmp", podDir)),
             "LANG": "C.UTF-8",
             **self.extra_env,
+            **{k: local(v) for k, v in spec_env.items()},
         }
-        for source in container.get("envFrom") or []:
-            env.update(self._env_from(ns, source))
-        for item in container.get("env") or []:
-            env[item["name"]] = self._env_value(ns, item)
-        env = {k: local(v) for k, v in env.items()}
         if "PORT" in env and first:
             env["PORT"] = str(first)
         if env.get("HOST") == "0.0.0.0":
             env["HOST"] = "127.0.0.1"
-        argv = self._argv(container, ports)
-        argv = [a if a.startswith("--allowed-hosts=") else local(a) for a in argv]
+        argv = self._argv(container, ports, local)
         if argv and Path(argv[0]).name == "mlflow":
             argv = [
                 a + f",127.0.0.1:{self.service_port(ns, 'mlflow-service', 5000)}"
@@ -250,7 +254,11 @@ class LocalKubelet:
             self.emu.serve_pod(ns, name, cport, ("127.0.0.1", port))
         threading.Thread(target=self._follow, args=(ns, name, proc, log, pod), daemon=True).start()
 
-    def _argv(self, container: dict[str, Any], ports: dict[int, int]) -> list[str]:
+    def _argv(
+        self, container: dict[str, Any], ports: dict[int, int], local: Callable[[str], str]
+    ) -> list[str]:
+        """The container's command on this machine: the spec's paths mapped (``local``) first,
+        then this venv's programs and local ports put in."""
         image = container.get("image", "")
         command = list(container.get("command") or [])
         args = list(container.get("args") or [])
@@ -269,6 +277,8 @@ class LocalKubelet:
             command = ["/usr/bin/prometheus-alertmanager"]
         out = []
         for a in command + args:
+            if not a.startswith("--allowed-hosts="):
+                a = local(a)
             if a == "python":
                 a = str(BIN / "python")
             elif a == "mlflow":
