@@ -88,6 +88,7 @@ def test_single_prediction_matches_the_contract(client, fake):
     assert body["prediction"] == "setosa" and body["class_index"] == 0
     assert set(body["probabilities"]) == {"setosa", "versicolor", "virginica"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert all(0.0 <= p <= 1.0 for p in body["probabilities"].values())  # not float32's 1+ε
     assert body["model"] == {"name": "iris-classifier", "version": "3"}
 
 

@@ -178,6 +178,8 @@ def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[
     # The one place rows become probabilities: the graph takes float32; the drift statistics
     # compare the values as sent (float64) with the training range.
     proba = loaded.predict_proba(rows.astype(np.float32))
+    # float32 to the precision it has: no 1.0000001192092896, nothing outside [0, 1].
+    proba = np.clip(np.round(proba.astype(np.float64), 6), 0.0, 1.0)
     best = proba.argmax(axis=1)
     answers = [
         {
