@@ -250,6 +250,7 @@ class Bench:
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
+        from iris_services.common.settings import DIGEST_TAG, GRAPH_FILE
         from iris_services.train import onnx_export
 
         iris = load_iris()
@@ -259,10 +260,10 @@ class Bench:
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(model, name="model", input_example=iris.data[:2])
         graph = onnx_export.export(model, iris.data)
-        path = self.home / onnx_export.GRAPH_FILE
+        path = self.home / GRAPH_FILE
         path.write_bytes(graph.onnx)
         client.log_model_artifact(info.model_id, str(path))
-        client.set_logged_model_tags(info.model_id, {onnx_export.DIGEST_TAG: graph.sha256})
+        client.set_logged_model_tags(info.model_id, {DIGEST_TAG: graph.sha256})
         mv = client.create_model_version(
             "iris-classifier", info.model_uri, tags={"accuracy": "1.0"}, model_id=info.model_id
         )

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from iris_services.common.settings import TrainerSettings
+from iris_services.common.settings import DIGEST_TAG, TrainerSettings
 from iris_services.train import __main__ as trainer_main
 from iris_services.train import champion, pipeline, publish
 
@@ -342,14 +342,12 @@ def test_the_verified_onnx_graph_is_stored_in_the_registered_logged_model(
 ):
     import hashlib
 
-    from iris_services.train import onnx_export
-
     summary = publish.run(TrainerSettings())
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     mv = client.get_model_version(service_env["IRIS_MODEL_NAME"], summary.version)
     model_id = mv.source.removeprefix("models:/")
     logged = client.get_logged_model(model_id)
-    digest = logged.tags[onnx_export.DIGEST_TAG]
+    digest = logged.tags[DIGEST_TAG]
     local = mlflow.artifacts.download_artifacts(
         f"{logged.artifact_location}/model.onnx", dst_path=str(tmp_path)
     )
@@ -358,7 +356,7 @@ def test_the_verified_onnx_graph_is_stored_in_the_registered_logged_model(
     # The scikit-learn flavor stays beside it, for people and `mlflow models serve`.
     files = {a.path for a in client.list_logged_model_artifacts(model_id)}
     assert {"MLmodel", "model.onnx"} <= files
-    assert client.get_run(summary.run_id).data.tags[onnx_export.DIGEST_TAG] == digest
+    assert client.get_run(summary.run_id).data.tags[DIGEST_TAG] == digest
 
 
 def test_a_model_that_cannot_be_compiled_is_not_promoted_and_the_run_says_why(

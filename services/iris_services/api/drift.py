@@ -226,10 +226,9 @@ def fetch_reference(
             "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version}
         )
         mv.raise_for_status()
-        source = str(mv.json()["model_version"].get("source", ""))
-        if not source.startswith("models:/m-"):
+        model_id = mlflow_rest.logged_model_id(str(mv.json()["model_version"].get("source", "")))
+        if model_id is None:
             return None  # registered before MLflow 3's logged models: no profile beside it
-        model_id = source.removeprefix("models:/").split("/", 1)[0]
         info = http.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}")
         info.raise_for_status()
         root = quote(mlflow_rest.artifact_path(info.json()["model"]["info"]["artifact_uri"]))

@@ -27,10 +27,9 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from ..common.registry import Champion
+from ..common.settings import DIGEST_TAG, GRAPH_FILE
 from .graph import GraphModel
 
-GRAPH_FILE = "model.onnx"  # iris_services.train.onnx_export.GRAPH_FILE
-DIGEST_TAG = "iris.onnx.sha256"  # iris_services.train.onnx_export.DIGEST_TAG
 KEEP_GRAPHS = 3  # cached graphs kept: the current one and a couple to roll back to
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -120,14 +119,21 @@ class RestRegistry:
         self._http.close()
 
 
+def logged_model_id(source: str) -> str | None:
+    """The logged model a version's ``source`` names (MLflow 3: ``models:/m-<id>``), or None."""
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/", 1)[0]
+    return None
+
+
 def _logged_model_id(champion: Champion) -> str:
-    # MLflow 3 registers a logged model: the version's source is ``models:/m-<id>``.
-    if champion.source.startswith("models:/m-"):
-        return champion.source.removeprefix("models:/").split("/", 1)[0]
-    raise RegistryError(
-        f"version {champion.version} points at {champion.source!r}, not a logged model "
-        "(models:/m-…): run `irisctl train --now`"
-    )
+    model_id = logged_model_id(champion.source)
+    if model_id is None:
+        raise RegistryError(
+            f"version {champion.version} points at {champion.source!r}, not a logged model "
+            "(models:/m-…): run `irisctl train --now`"
+        )
+    return model_id
 
 
 def artifact_path(artifact_uri: str) -> str:

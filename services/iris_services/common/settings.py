@@ -16,8 +16,13 @@ EXPERIMENT_NAME = "iris_classification"
 CLASS_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
 # The four measurements in the order /predict takes them (cm); names of the drift metrics' labels.
 FEATURE_NAMES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-# The trainer's reference profile of the training rows, a run artifact (train/profile.py).
+# The trainer's reference profile of the training rows, stored in the logged model beside its
+# ONNX graph (train/profile.py; api/drift.py reads it).
 REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
+# The verified ONNX graph inside a logged model, and the logged-model tag with its sha256 that the
+# API checks a download against (written by train/onnx_export + publish, read by api/mlflow_rest).
+GRAPH_FILE = "model.onnx"
+DIGEST_TAG = "iris.onnx.sha256"
 
 
 def _env(name: str) -> AliasChoices:

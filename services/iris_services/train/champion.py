@@ -112,6 +112,7 @@ def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) ->
     import mlflow.artifacts
     import mlflow.sklearn
 
+    from ..common.settings import DIGEST_TAG, GRAPH_FILE
     from . import onnx_export
 
     mv = client.get_model_version(name, version)
@@ -120,7 +121,7 @@ def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) ->
         logged = client.get_logged_model(model_id)
     except Exception as exc:
         raise CheckFailed(f"its logged model {model_id} cannot be read: {exc}") from exc
-    digest = (logged.tags or {}).get(onnx_export.DIGEST_TAG)
+    digest = (logged.tags or {}).get(DIGEST_TAG)
     if not digest:
         raise CheckFailed(
             "it has no verified ONNX graph, so the model API cannot serve it (trained before "
@@ -129,7 +130,7 @@ def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) ->
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{logged.artifact_location}/{onnx_export.GRAPH_FILE}", dst_path=tmp
+                artifact_uri=f"{logged.artifact_location}/{GRAPH_FILE}", dst_path=tmp
             )
             graph = Path(path).read_bytes()
         except Exception as exc:

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-GRAPH_FILE = "model.onnx"  # the artifact's name inside the logged model's directory
-DIGEST_TAG = "iris.onnx.sha256"  # logged-model tag the API checks a download against
 ERROR_TAG = "iris.onnx.error"  # run tag saying why a model could not be compiled
 TOLERANCE = 1e-5  # max |Δp| between the graph and scikit-learn
 RANDOM_POINTS = 2000

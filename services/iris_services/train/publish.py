@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..common import registry
-from ..common.settings import FEATURE_NAMES, REFERENCE_PROFILE_ARTIFACT, TrainerSettings
+from ..common.settings import (
+    DIGEST_TAG,
+    FEATURE_NAMES,
+    GRAPH_FILE,
+    REFERENCE_PROFILE_ARTIFACT,
+    TrainerSettings,
+)
 from ..common.wait import wait_for_http
 from . import champion as champion_mod
 from . import onnx_export, pipeline, profile
@@ -349,14 +355,12 @@ def _store_graph(
 
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / onnx_export.GRAPH_FILE
+        path = Path(tmp) / GRAPH_FILE
         path.write_bytes(graph.onnx)
         client.log_model_artifact(model_id, str(path))
     # The digest goes on the logged model last: a graph without it is never served.
-    client.set_logged_model_tags(model_id, {onnx_export.DIGEST_TAG: graph.sha256})
-    mlflow.set_tags(
-        {onnx_export.DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)}
-    )
+    client.set_logged_model_tags(model_id, {DIGEST_TAG: graph.sha256})
+    mlflow.set_tags({DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)})
     return promote, reason
 
 
