@@ -240,8 +240,7 @@ def down(
 def purge_question(config: Config) -> str:
     """The confirmation ``down --purge`` asks: what the chosen target would delete."""
     target, _ = _current(config)
-    scope = getattr(target, "purge_scope", None)  # Kubernetes: the namespace and its context
-    return f"Delete {scope() if scope else f'all irisctl data under {config.home}'}?"
+    return f"Delete {target.purge_scope()}?"
 
 
 def secrets(config: Config) -> dict[str, str]:

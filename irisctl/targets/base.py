@@ -143,6 +143,9 @@ class Target(Protocol):
     def render(self) -> dict[str, str]:
         """The configuration ``up`` would apply, by file name."""
 
+    def purge_scope(self) -> str:
+        """What ``down --purge`` deletes, for its confirmation."""
+
     def down(
         self,
         purge: bool,

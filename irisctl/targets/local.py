@@ -342,6 +342,10 @@ class LocalTarget:
             if pending:
                 time.sleep(0.5)
 
+    def purge_scope(self) -> str:
+        """What ``down --purge`` deletes, for its confirmation."""
+        return f"all irisctl data under {self.home}"
+
     def down(
         self,
         purge: bool,
