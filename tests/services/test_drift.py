@@ -51,10 +51,14 @@ def reference(seed: int = 4, version: str = "1") -> Reference:
     return Reference.from_profile(version, iris_profile(seed))
 
 
-def window_psi(ref: Reference, rows: np.ndarray) -> dict[str, float]:
+def filled(ref: Reference, rows: np.ndarray) -> Window:
     w = Window(ref, max_rows=len(rows), max_age_s=3600)
     w.add(rows, 0.0)
-    return w.psi()
+    return w
+
+
+def window_psi(ref: Reference, rows: np.ndarray) -> dict[str, float]:
+    return filled(ref, rows).psi()
 
 
 # -- the reference profile ---------------------------------------------------------------------
@@ -141,16 +145,17 @@ def test_doubled_petal_lengths_drift_far_beyond_the_threshold_on_that_feature_on
 # -- the window --------------------------------------------------------------------------------
 
 
-def test_window_keeps_the_last_rows_in_whole_requests():
+def test_window_keeps_exactly_the_last_rows():
     ref = reference()
     w = Window(ref, max_rows=3, max_age_s=3600)
     for t in range(5):
         w.add(np.array([SETOSA]), float(t))
     assert w.rows == 3 and all(sum(c) == 3 for c in w.counts)
-    w.add(IRIS.data[:10], 5.0)  # larger than the window: the newest request stays whole
-    assert w.rows == 10 and all(sum(c) == 10 for c in w.counts)
-    w.add(np.array([SETOSA]), 6.0)
-    assert w.rows == 1
+    w.add(IRIS.data[:10], 5.0)  # larger than the window: only its last 3 rows stay
+    assert w.counts == filled(ref, IRIS.data[7:10]).counts
+    w.add(IRIS.data[100:102], 6.0)  # the oldest chunk gives up 2 of its 3 rows
+    assert w.rows == 3
+    assert w.counts == filled(ref, np.vstack([IRIS.data[9:10], IRIS.data[100:102]])).counts
 
 
 def test_window_forgets_rows_older_than_its_age():
@@ -163,13 +168,13 @@ def test_window_forgets_rows_older_than_its_age():
     assert w.rows == 0 and all(sum(c) == 0 for c in w.counts)
 
 
-def test_one_row_and_batch_paths_bin_alike():
+def test_rows_added_one_at_a_time_bin_as_one_batch():
     ref = reference()
     one, many = Window(ref, 1000, 3600), Window(ref, 1000, 3600)
     for row in IRIS.data:
         one.add(np.array([row]), 0.0)
     many.add(IRIS.data, 0.0)
-    assert one.counts == many.counts
+    assert one.counts == many.counts and one.rows == many.rows == 150
 
 
 # -- warnings ----------------------------------------------------------------------------------
@@ -217,11 +222,12 @@ class Drive:
         self.monitor.swapped(None, new)
         self.monitor.tick()
 
-    def send(self, version: str, rows: list[list[float]]) -> list[dict]:
+    def send(self, version: str, rows: list[list[float]], ok: bool = True) -> list[dict]:
         answers: list[dict] = [{} for _ in rows]
         arr = np.array(rows, dtype=float)
         best = np.zeros(len(rows), dtype=int)
         self.monitor.observe(version, arr, best, answers)
+        assert self.monitor._failed != ok, "the bookkeeping failed" if ok else "it did not fail"
         return answers
 
     def value(self, name: str, **labels: str) -> float | None:
@@ -268,6 +274,30 @@ def test_rows_of_a_champion_the_monitor_was_not_told_about_reset_it_too():
     assert d.value("iris_api_predictions_total", **{"class": "setosa"}) == 2
     d.monitor.tick()
     assert d.fetched == ["1", "2"] and d.monitor.reference.version == "2"
+
+
+def test_late_answers_of_the_replaced_champion_count_for_the_mix_but_not_the_window():
+    """A request that read the old model before the swap hook ran notes its rows after it."""
+    d = Drive()
+    d.serve("1")
+    d.serve("2")
+    d.send("2", [SETOSA, SETOSA])
+    late = d.send("1", [[5.1, 3.5, 30.0, 0.2]])
+    d.send("2", [SETOSA])
+    assert "petal_length 30.0" in late[0]["warnings"][0]
+    assert d.value("iris_api_drift_window_rows") == 3  # v1's row is not in v2's window
+    assert d.value("iris_api_predictions_total", **{"class": "setosa"}) == 4
+    assert d.value("iris_api_inputs_out_of_range_total", feature="petal_length") == 1
+    assert d.fetched == ["1", "2"] and d.monitor.reference.version == "2"
+
+
+def test_a_stalled_tick_never_lets_the_pending_rows_grow_without_bound():
+    d = Drive()
+    d.serve("1")
+    for _ in range(drift.MAX_PENDING + 5):
+        d.send("1", [SETOSA])
+    assert len(d.monitor._best) < drift.MAX_PENDING  # drained inline, not lost
+    assert d.value("iris_api_drift_window_rows") == drift.MAX_PENDING + 5
 
 
 def test_a_champion_without_profile_is_answered_and_warned_about_negatives_only():
@@ -320,7 +350,7 @@ def test_disabled_bookkeeping_does_nothing():
 def test_a_bookkeeping_bug_never_fails_the_request(caplog):
     d = Drive()
     d.serve("1")
-    answers = d.send("1", [[1.0, 2.0]])  # a row the API would never pass: the monitor trips
+    answers = d.send("1", [[1.0, 2.0]], ok=False)  # a row the API never passes: it trips
     assert answers == [{}] and "drift bookkeeping failed" in caplog.text
 
 
