@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,8 +98,10 @@ class Load:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, body: str, seconds: float, connections: int = 32) -> Load:
-    """One bounded wrk run: POST ``body`` to ``url``."""
+def wrk(
+    url: str, body: str, seconds: float, connections: int = 32, cpus: set[int] | None = None
+) -> Load:
+    """One bounded wrk run: POST ``body`` to ``url`` (on ``cpus`` only, when given)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
@@ -109,6 +111,7 @@ def wrk(url: str, body: str, seconds: float, connections: int = 32) -> Load:
     try:
         out = subprocess.run(
             [
+                *(["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []),
                 "wrk",
                 "-t2",
                 f"-c{connections}",
@@ -363,69 +366,114 @@ def served(url: str) -> float:
 
 @dataclass
 class DriftCost:
-    on: Load
+    on: Load  # medians over every run of the role
     off: Load
+    cost: float  # median of the paired on/off throughput ratios, minus 1
+    cost_q1: float  # their quartiles
+    cost_q3: float
     cpu_on_us: float  # the API's CPU time per request, microseconds (medians)
     cpu_off_us: float
+    pairs: int  # paired runs
+    processes: int  # API processes per role
+    rounds: int
+    seconds: float
+    pinned: bool
+    aa: bool  # an A/A check: off in both roles
 
 
-def drift_overhead(b: Bench) -> DriftCost:
-    """One-row throughput and CPU per request at 1 worker, drift bookkeeping on and off.
+def drift_overhead(b: Bench, processes: int = 3) -> DriftCost:
+    """One-row throughput at 1 worker with the input-drift bookkeeping on and off.
 
-    Throughput on a shared 2-core machine moves with the neighbours' load; CPU time per request
-    of the API process moves much less, so both are reported. An A/A run (off in both) measured
-    the first process of a pair ~7 % slower whatever it runs, so the pair runs twice with the
-    roles swapped, and each role's medians pool both halves."""
-    loads: dict[str, list[Load]] = {"on": [], "off": []}
-    cpu: dict[str, list[float]] = {"on": [], "off": []}
-    for order in (("on", "off"), ("off", "on")):
-        _drift_pair(b, order, loads, cpu)
+    On a shared 2-core machine one process's throughput moves by ±10 % from one run to the
+    next, and each process has a bias of its own of a few %: an earlier design (one process per
+    role, measured alternately) measured the first process of an A/A pair (off in both) ~7 %
+    slower. So ``processes`` API processes run per role, each "on" paired with an "off"; a pair
+    is started and measured back to back, in orders that alternate from pair to pair and round
+    to round, with the API pinned to one core and wrk to the others, and the cost is the median
+    of the paired throughput ratios (with its quartiles, the spread a reader should allow).
+    The API's CPU time per request, which moves less with the neighbours, is reported beside
+    it. ``--aa`` runs the same with the bookkeeping off in both roles: the measurement's own
+    noise, to read the row against."""
+    # Many short runs: the two runs of a pair are close in time, so the machine's drift cancels.
+    rounds, seconds = max(2, 4 * b.args.runs), max(2.0, b.args.seconds / 4)
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2 and shutil.which("taskset") is not None
+    api_cpu, load_cpus = ({cpus[-1]}, set(cpus[:-1])) if pin else (None, None)
+    servers = []
+    for k in range(processes):
+        for role in ("on", "off") if k % 2 == 0 else ("off", "on"):  # who starts first, too
+            on = role == "on" and not b.args.aa
+            b.env["IRIS_DRIFT_ENABLED"] = "true" if on else "false"
+            try:
+                servers.append((role, k, *b.api_server(1, tag=f"-drift-{role}{k}")))
+            finally:
+                del b.env["IRIS_DRIFT_ENABLED"]
+    body = json.dumps({"features": ROW})
+    runs: dict[tuple[str, int], list[tuple[Load, float]]] = {}
+    with ExitStack() as stack:
+        procs: dict[tuple[str, int], tuple[str, subprocess.Popen[bytes]]] = {}
+        for role, k, url, cm in servers:
+            procs[(role, k)] = (url, stack.enter_context(cm))  # type: ignore[arg-type]
+        for (role, _), (url, proc) in procs.items():
+            wait_for(lambda url=url: answers(f"{url}/readyz"), 120, f"our API (drift {role})")
+            if role == "on" and not b.args.aa:
+                wait_for(
+                    lambda url=url: (
+                        "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{url}/metrics").text
+                    ),
+                    60,
+                    "the API to fetch the champion's reference profile",
+                )
+            if api_cpu:
+                pin_process(proc.pid, api_cpu)
+            wrk(f"{url}/predict", body, 2, cpus=load_cpus)  # warm up; fills the drift window
+        for r in range(rounds):
+            for k in range(processes):
+                order = ("on", "off") if (r + k) % 2 == 0 else ("off", "on")
+                for role in order:
+                    url, proc = procs[(role, k)]
+                    cpu0, n0 = cpu_seconds(proc.pid), served(url)
+                    load = wrk(f"{url}/predict", body, seconds, cpus=load_cpus)
+                    cpu1, n1 = cpu_seconds(proc.pid), served(url)
+                    runs.setdefault((role, k), []).append(
+                        (load, (cpu1 - cpu0) / max(n1 - n0, 1) * 1e6)
+                    )
+        measured = [url for (role, _), (url, _) in procs.items() if role == "on" and not b.args.aa]
+        for url in measured:
+            if "iris_api_feature_psi" not in httpx.get(f"{url}/metrics").text:
+                raise SystemExit("bench: the API with drift statistics exports no PSI")
+    ratios = [
+        on[0].rps / off[0].rps - 1
+        for k in range(processes)
+        for on, off in zip(runs[("on", k)], runs[("off", k)], strict=True)
+    ]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    by_role = {
+        role: [run for (r, _), rs in runs.items() if r == role for run in rs]
+        for role in ("on", "off")
+    }
     return DriftCost(
-        median_load(loads["on"]),
-        median_load(loads["off"]),
-        statistics.median(cpu["on"]),
-        statistics.median(cpu["off"]),
+        on=median_load([load for load, _ in by_role["on"]]),
+        off=median_load([load for load, _ in by_role["off"]]),
+        cost=median,
+        cost_q1=q1,
+        cost_q3=q3,
+        cpu_on_us=statistics.median(cpu for _, cpu in by_role["on"]),
+        cpu_off_us=statistics.median(cpu for _, cpu in by_role["off"]),
+        pairs=len(ratios),
+        processes=processes,
+        rounds=rounds,
+        seconds=seconds,
+        pinned=pin,
+        aa=b.args.aa,
     )
 
 
-def _drift_pair(
-    b: Bench,
-    order: tuple[str, str],
-    loads: dict[str, list[Load]],
-    cpu: dict[str, list[float]],
-) -> None:
-    """Start one API per role in ``order`` and measure them alternately, in that order."""
-    runs, seconds = b.args.runs, b.args.seconds
-    servers = {}
-    for role in order:
-        b.env["IRIS_DRIFT_ENABLED"] = "true" if role == "on" else "false"
-        try:
-            servers[role] = b.api_server(1, tag=f"drift-{role}-{order[0]}")
-        finally:
-            del b.env["IRIS_DRIFT_ENABLED"]
-    (first_url, first_cm), (second_url, second_cm) = servers[order[0]], servers[order[1]]
-    with first_cm as first_proc, second_cm as second_proc:  # type: ignore[attr-defined]
-        procs = {order[0]: (first_url, first_proc), order[1]: (second_url, second_proc)}
-        for role, (url, _) in procs.items():
-            wait_for(lambda url=url: answers(f"{url}/readyz"), 120, f"our API (drift {role})")
-        on_url = procs["on"][0]
-        wait_for(
-            lambda: "iris_api_drift_reference_loaded 1.0" in httpx.get(f"{on_url}/metrics").text,
-            60,
-            "the API to fetch the champion's reference profile",
-        )
-        body = json.dumps({"features": ROW})
-        for url, _ in procs.values():
-            wrk(f"{url}/predict", body, 2)  # warm up both; fills the drift window too
-        for _ in range(runs):  # interleaved, so machine noise hits both alike
-            for role in order:
-                url, proc = procs[role]
-                cpu0, n0 = cpu_seconds(proc.pid), served(url)
-                loads[role].append(wrk(f"{url}/predict", body, seconds))
-                cpu1, n1 = cpu_seconds(proc.pid), served(url)
-                cpu[role].append((cpu1 - cpu0) / max(n1 - n0, 1) * 1e6)
-        if "iris_api_feature_psi" not in httpx.get(f"{on_url}/metrics").text:
-            raise SystemExit("bench: the API with drift statistics exports no PSI")
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of a process (the API: event loop, alias watcher, drift tick) on ``cpus``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
 
 
 def rss_mib(root_pid: int) -> float:
@@ -460,6 +508,11 @@ def main() -> int:
     parser.add_argument(
         "--only-drift", action="store_true", help="only the input-drift bookkeeping row"
     )
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A check of the drift row: bookkeeping off in both roles (the measurement's noise)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds, args.soak, args.cli_runs = 1, 5, 20, 3
@@ -476,7 +529,7 @@ def main() -> int:
         drift = drift_overhead(b)
         if args.only_drift:
             print("\n| measure | value |\n|---|---|")
-            print_drift(args, drift)
+            print_drift(drift)
             return 0
         cli = b.cli_timings()
         results: dict = {}
@@ -597,7 +650,7 @@ def main() -> int:
     )
     workers_rss = ", ".join(f"{v:.0f}" for v in per_worker.values())
     print(f"| RSS per API worker after the soak | {workers_rss} MiB |")
-    print_drift(args, drift)
+    print_drift(drift)
     for name, ms in cli.items():
         print(f"| `{name}` (median of {args.cli_runs}) | {ms:.0f} ms |")
     print(
@@ -609,15 +662,20 @@ def main() -> int:
     return 0
 
 
-def print_drift(args: argparse.Namespace, d: DriftCost) -> None:
-    cost = (d.on.rps / d.off.rps - 1) * 100
-    cpu = (d.cpu_on_us / d.cpu_off_us - 1) * 100
+def print_drift(d: DriftCost) -> None:
+    how = (
+        f"{d.processes} API processes per role, {d.rounds} rounds of {d.seconds:.0f} s runs, "
+        f"each on/off pair back to back in alternating order"
+        + (", API pinned to one core and wrk to the other" if d.pinned else "")
+    )
     print(
-        f"| input-drift bookkeeping, one-row requests at 1 worker, on / off (medians of "
-        f"2 x {args.runs} x {args.seconds:.0f} s, interleaved, roles swapped) | "
-        f"{d.on.rps:,.0f} / {d.off.rps:,.0f} "
-        f"req/s ({cost:+.1f} %); API CPU {d.cpu_on_us:.0f} / "
-        f"{d.cpu_off_us:.0f} µs a request ({cpu:+.1f} %); p99 {d.on.p99:.1f} / {d.off.p99:.1f} ms |"
+        f"| input-drift bookkeeping, one-row requests at 1 worker, "
+        f"{'A/A check: off / off' if d.aa else 'on / off'} ({how}) | "
+        f"{d.on.rps:,.0f} / {d.off.rps:,.0f} req/s; median of {d.pairs} paired ratios "
+        f"{d.cost * 100:+.1f} % (quartiles {d.cost_q1 * 100:+.1f} % … {d.cost_q3 * 100:+.1f} %); "
+        f"API CPU {d.cpu_on_us:.0f} / {d.cpu_off_us:.0f} µs a request "
+        f"({(d.cpu_on_us / d.cpu_off_us - 1) * 100:+.1f} %); "
+        f"p99 {d.on.p99:.1f} / {d.off.p99:.1f} ms |"
     )
 
 
