@@ -389,7 +389,7 @@ def drift_overhead(b: Bench, processes: int = 3) -> DriftCost:
     role, measured alternately) measured the first process of an A/A pair (off in both) ~7 %
     slower. So ``processes`` API processes run per role, each "on" paired with an "off"; a pair
     is started and measured back to back, in orders that alternate from pair to pair and round
-    to round, with the API pinned to one core and wrk to the others, and the cost is the median
+    to round, with the API pinned to one core and wrk on the others, and the cost is the median
     of the paired throughput ratios (with its quartiles, the spread a reader should allow).
     The API's CPU time per request, which moves less with the neighbours, is reported beside
     it. ``--aa`` runs the same with the bookkeeping off in both roles: the measurement's own
@@ -666,7 +666,7 @@ def print_drift(d: DriftCost) -> None:
     how = (
         f"{d.processes} API processes per role, {d.rounds} rounds of {d.seconds:.0f} s runs, "
         f"each on/off pair back to back in alternating order"
-        + (", API pinned to one core and wrk to the other" if d.pinned else "")
+        + (", API pinned to one core, wrk on the others" if d.pinned else "")
     )
     print(
         f"| input-drift bookkeeping, one-row requests at 1 worker, "
