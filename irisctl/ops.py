@@ -494,8 +494,9 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         missing.append(f"no requests in the last {r}")
     if loaded == 0:
         missing.append(
-            "no drift reference: the champion was trained without a reference profile, "
-            "or the API could not fetch it (`irisctl logs model-api`)"
+            "no drift reference loaded: right after a new champion the API fetches its "
+            "reference profile, and Prometheus sees it at its next scrape; if this lasts, the "
+            "champion has no profile or the API could not fetch it (`irisctl logs model-api`)"
         )
     elif rows is not None and min_rows is not None and rows < min_rows:
         missing.append(f"the drift window holds {rows:.0f} rows; alerts wait for {min_rows:.0f}")

@@ -104,6 +104,14 @@ def test_top_json_is_one_snapshot_of_the_traffic(prom):
     assert t["missing"] == ["the drift window holds 40 rows; alerts wait for 500"]
 
 
+def test_top_says_when_the_api_holds_no_drift_reference(prom, monkeypatch):
+    monkeypatch.setitem(ANSWERS, "iris_api_drift_reference_loaded", [({}, 0)])
+    result = run("top", "--json")
+    assert result.exit_code == 0, result.output
+    (note,) = json.loads(result.output)["missing"]
+    assert note.startswith("no drift reference loaded: right after a new champion")
+
+
 def test_top_once_draws_one_screen(prom):
     result = run("top", "--once")
     assert result.exit_code == 0, result.output
