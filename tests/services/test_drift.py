@@ -354,6 +354,15 @@ def test_a_bookkeeping_bug_never_fails_the_request(caplog):
     assert answers == [{}] and "drift bookkeeping failed" in caplog.text
 
 
+def test_a_bookkeeping_bug_in_the_tick_never_fails_a_scrape(caplog):
+    d = Drive()
+    d.serve("1")
+    d.send("1", [SETOSA])
+    d.monitor._flat.append(1.0)  # a bug: the noted values no longer make whole rows
+    assert d.value("iris_api_drift_window_rows") == 0  # published all the same
+    assert "drift bookkeeping failed" in caplog.text
+
+
 # -- the fetch, against the real MLflow server -------------------------------------------------
 
 

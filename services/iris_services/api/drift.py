@@ -529,7 +529,12 @@ class DriftMonitor:
             return
         with self._drain_lock:
             now = self._clock()
-            self._drain(now)
+            try:
+                self._drain(now)
+            except Exception:  # the noted rows are lost, but the scrape still answers
+                if not self._failed:
+                    self._failed = True
+                    log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
             with self._lock:
                 window = self._window
             if window is not None:
