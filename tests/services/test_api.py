@@ -7,9 +7,15 @@ and real HTTP.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -322,23 +328,8 @@ def test_d2_registry_down_keeps_serving(fake):
 
 def test_two_workers_serve_and_report_metrics_as_one_api(service_env):
     """The real entry point with IRIS_API_WORKERS=2: every scrape counts every worker's requests."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     publish.run(TrainerSettings())
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "IRIS_API_WORKERS": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iris_services.api"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with api_process(2) as url:
         wait_until(lambda: _ready(url), 90, 0.3, "the API to load the champion")
         n = 60
         with httpx.Client(timeout=10) as http:
@@ -350,30 +341,12 @@ def test_two_workers_serve_and_report_metrics_as_one_api(service_env):
             for _ in range(6):
                 with httpx.Client(timeout=10) as fresh:
                     assert _count_200(fresh, url) == before + n
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def test_b1_ready_means_every_worker_serves(service_env):
     """Two workers start before any champion exists; once `/readyz` says ready (what `irisctl up`
     waits for), every fresh connection, whichever worker takes it, gets a prediction."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "IRIS_API_WORKERS": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iris_services.api"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with api_process(2) as url:
         wait_until(lambda: http_ok(f"{url}/healthz"), 90, 0.3, "the API to start")
         publish.run(TrainerSettings())  # the first champion appears while both workers run
         wait_until(lambda: _ready(url), 90, 0.1, "the API to report ready")
@@ -381,6 +354,28 @@ def test_b1_ready_means_every_worker_serves(service_env):
             with httpx.Client(timeout=10) as fresh:
                 answer = fresh.post(f"{url}/predict", json={"features": SETOSA})
                 assert answer.status_code == 200, answer.text
+
+
+@contextmanager
+def api_process(workers: int = 2, **env: str) -> Iterator[str]:
+    """The real entry point (`python -m iris_services.api`) on a free port, in its own process
+    group, stopped group-wide on exit; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iris_services.api"],
+        env={
+            **os.environ,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "IRIS_API_WORKERS": str(workers),
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

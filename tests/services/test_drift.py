@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,8 +32,8 @@ from iris_services.common.settings import (
     TrainerSettings,
 )
 from iris_services.train import pipeline, profile, publish
-from tests.conftest import free_port, http_ok, wait_until
-from tests.services.test_api import SETOSA, FakeRegistry
+from tests.conftest import http_ok, wait_until
+from tests.services.test_api import SETOSA, FakeRegistry, api_process
 
 IRIS = load_iris()
 
@@ -428,25 +424,9 @@ def test_two_workers_report_one_window_and_its_psi(service_env):
     """The real entry point with 2 workers: the window's rows and bins are every worker's, and
     the PSI is computed over them, whichever worker answers the scrape."""
     publish.run(TrainerSettings())
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "IRIS_API_WORKERS": "2",
-        "IRIS_POLL_SECONDS": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iris_services.api"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     shifted = IRIS.data.copy()
     shifted[:, 2] *= 2
-    try:
+    with api_process(2, IRIS_POLL_SECONDS="1") as url:
         wait_until(lambda: http_ok(f"{url}/readyz"), 90, 0.3, "the API to load the champion")
         wait_until(
             lambda: _metric(url, "iris_api_drift_reference_loaded") == 1.0,
@@ -467,9 +447,6 @@ def test_two_workers_report_one_window_and_its_psi(service_env):
             assert psi is not None and psi > 1.0
             classes = [f'iris_api_predictions_total{{class="{c}"}}' for c in CLASS_NAMES]
             assert sum(_metric(url, c) or 0 for c in classes) == n
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _metric(url: str, series: str) -> float | None:
