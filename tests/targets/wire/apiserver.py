@@ -157,6 +157,12 @@ def qualified(plural: str, group: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
+def object_details(plural: str, group: str, name: str) -> dict[str, str]:
+    """A Status's ``details`` for one object (``group`` is omitted when empty, as in the API)."""
+    found = {"name": name, "group": group, "kind": plural}
+    return found if group else {"name": name, "kind": plural}
+
+
 class ApiError(Exception):
     """An error the API server answers with a Status object."""
 
@@ -678,9 +684,7 @@ class Emulator:
             404,
             "NotFound",
             f'{qualified(plural, group)} "{name}" not found',
-            {"name": name, "group": group, "kind": plural}
-            if group
-            else {"name": name, "kind": plural},
+            object_details(plural, group, name),
         )
 
     def _list(self, gv: tuple, namespace: str, selector: str, fields: str = "") -> dict[str, Any]:
@@ -884,9 +888,7 @@ class Emulator:
                 409,
                 "AlreadyExists",
                 f'{qualified(plural, group)} "{name}" already exists',
-                {"name": name, "group": group, "kind": plural}
-                if group
-                else {"name": name, "kind": plural},
+                object_details(plural, group, name),
             )
         obj = copy.deepcopy(body)
         obj.pop("status", None) if kind not in ("Pod",) else None
