@@ -380,13 +380,13 @@ class DriftMonitor:
             return
         try:
             window = self._window
-            bounds = window.reference.bounds if window is not None else None
+            reference = window.reference if window is not None else None
             backlog = 0
             if len(rows) == 1:
                 values = rows.tolist()[0]
                 if len(values) != len(FEATURE_NAMES):
                     raise ValueError(f"a row of {len(values)} values")
-                odd = _odd(values, bounds)
+                odd = _odd(values, reference.bounds if reference is not None else None)
                 with self._lock:
                     if version != self._version:
                         self._switch(version, rows, best)
@@ -395,12 +395,10 @@ class DriftMonitor:
                         self._best.append(best.item())
                         backlog = len(self._best)
                 if odd:
-                    reference = window.reference if window is not None else None
                     answers[0]["warnings"] = row_warnings(values, reference)
             else:
                 if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
                     raise ValueError(f"rows of shape {rows.shape}")
-                reference = window.reference if window is not None else None
                 for i in np.flatnonzero(outside(rows, reference).any(axis=1)).tolist():
                     answers[i]["warnings"] = row_warnings(rows[i].tolist(), reference)
                 with self._lock:
