@@ -170,6 +170,14 @@ def trainer_state(cluster: Cluster) -> ServiceState:
         f"{cs.get('lastScheduleTime') or 'never'}, last success "
         f"{cs.get('lastSuccessfulTime') or 'never'}"
     )
+    # Why scheduled runs are missing (TooManyMissedTimes, FailedCreate, InvalidSchedule, …): the
+    # CronJob controller says so only in Events on the CronJob.
+    warning = rollout.newest_event(cluster, cron, lambda e: e.get("type") == "Warning")
+    if warning:
+        detail += (
+            f"; warning at {rollout.event_time(warning)}: {warning.get('reason')}: "
+            f"{warning['message']}"
+        )
     if not jobs:
         return ServiceState("trainer", "stopped", None, detail=detail)
     last = jobs[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ...clients.kube import Cluster
@@ -159,9 +160,27 @@ def not_created(cluster: Cluster, component: str) -> str:
 def probe_failure(cluster: Cluster, pod: dict[str, Any]) -> str:
     """The newest failing probe's message for a running, unready pod (the kubelet reports it
     as an ``Unhealthy`` Event; the Ready condition only says which containers are unready)."""
-    events = cluster.find("v1", "Event", fields=f"involvedObject.name={pod['metadata']['name']}")
-    unhealthy = [e for e in events if e.get("reason") == "Unhealthy" and e.get("message")]
-    if unhealthy:
-        newest = max(unhealthy, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        return str(newest["message"])
-    return ""
+    newest = newest_event(cluster, pod, lambda e: e.get("reason") == "Unhealthy")
+    return str(newest["message"]) if newest else ""
+
+
+def newest_event(
+    cluster: Cluster, obj: dict[str, Any], keep: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """The newest Event about ``obj`` (by kind and name) that ``keep`` accepts and that has a
+    message, or None."""
+    events = cluster.find("v1", "Event", fields=f"involvedObject.name={obj['metadata']['name']}")
+    kind = obj.get("kind")
+    found = [
+        e
+        for e in events
+        if e.get("message")
+        and (not kind or (e.get("involvedObject") or {}).get("kind") in (None, kind))
+        and keep(e)
+    ]
+    return max(found, key=event_time) if found else None
+
+
+def event_time(event: dict[str, Any]) -> str:
+    """When an Event last happened (RFC 3339), as the API server stamps it."""
+    return str(event.get("lastTimestamp") or event.get("eventTime") or "")

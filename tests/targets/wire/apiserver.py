@@ -43,7 +43,19 @@ imitates, and where the real behaviour is documented:
   ``backoffLimit`` failures (https://kubernetes.io/docs/concepts/workloads/controllers/job/
   #pod-backoff-failure-policy), then status.failed and conditions FailureTarget/Failed with
   ``BackoffLimitExceeded``; success: status.succeeded, SuccessCriteriaMet/Complete.
-  CronJobs are stored only (no schedule runs).
+- **A CronJob controller**, run by the test with a clock of its own (``cronjob_sync(now)``: a
+  laptop that slept through 03:00 is a clock moved past it), after kubernetes'
+  ``pkg/controller/cronjob/cronjob_controllerv2.go`` (``syncCronJob``) and ``utils.go``
+  (``mostRecentScheduleTime``, ``nextScheduleTime``): the earliest time considered is the
+  ``lastScheduleTime`` (else the creation time), moved up to ``now - startingDeadlineSeconds``
+  when that is set, so a run missed by more than the deadline is never started (silently: the
+  v2 controller's ``MissSchedule`` branch, ``tooLate``, is kept but cannot trigger once the
+  deadline has filtered the times); only the most recent missed time is started; more than 100
+  missed times record a Warning ``TooManyMissedTimes`` and still start it; ``Forbid`` with an
+  active Job records ``JobAlreadyActive`` and starts nothing; a Job is named
+  ``<cronjob>-<minutes since epoch>`` (``getJobFromTemplate2``), owned by the CronJob, with the
+  ``batch.kubernetes.io/cronjob-scheduled-timestamp`` annotation and a ``SuccessfulCreate``
+  Event; finished Jobs leave ``status.active`` (``lastSuccessfulTime`` from a completed one).
 - **Containers that do not run** (``container_trouble``): CrashLoopBackOff with restartCount,
   lastState and the previous container's log (``previous=true``); ErrImagePull then
   ImagePullBackOff with the pod Pending (https://kubernetes.io/docs/concepts/containers/images/
@@ -84,6 +96,7 @@ from typing import Any
 
 import yaml
 from aiohttp import WSMsgType, web
+from croniter import croniter
 
 # (group, version) → [(plural, kind, namespaced, shortNames)]
 RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
@@ -1369,6 +1382,99 @@ class Emulator:
             },
         )
 
+    # -- the CronJob controller (driven by the test's clock) -------------------------------------
+
+    def cronjob_sync(self, at: datetime.datetime) -> None:
+        """Run the CronJob controller once, as if the time were ``at`` (UTC)."""
+
+        def sync() -> None:
+            for (kind, ns, _), obj in list(self.objects.items()):
+                if kind == "CronJob":
+                    self._cronjob(ns, obj, at)
+            self._kick()
+
+        self.call(sync)
+
+    def _cronjob(self, ns: str, cj: dict[str, Any], at: datetime.datetime) -> None:
+        spec, st = cj["spec"], cj.setdefault("status", {})
+        for ref in list(st.get("active") or []):
+            job = self.objects.get(("Job", ns, ref["name"]))
+            conditions = ((job or {}).get("status") or {}).get("conditions") or []
+            done = {c["type"] for c in conditions if c.get("status") == "True"}
+            if job is None or done & {"Complete", "Failed"}:
+                st["active"] = [r for r in st["active"] if r["name"] != ref["name"]]
+                if "Complete" in done:
+                    st["lastSuccessfulTime"] = job["status"].get("completionTime", now())  # type: ignore[index]
+        if not st.get("active"):
+            st.pop("active", None)
+        if spec.get("suspend"):
+            return
+        scheduled, many = _most_recent_schedule(cj, at)
+        if scheduled is None:
+            return
+        if many:
+            self.event(
+                cj,
+                "TooManyMissedTimes",
+                "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or "
+                "check clock skew",
+            )
+        deadline = spec.get("startingDeadlineSeconds")
+        if deadline is not None and scheduled + datetime.timedelta(seconds=deadline) < at:
+            self.event(
+                cj,
+                "MissSchedule",
+                "Missed scheduled time to start a job: "
+                + scheduled.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            )
+            return
+        job_name = f"{cj['metadata']['name']}-{int(scheduled.timestamp()) // 60}"
+        active = st.get("active") or []
+        if any(r["name"] == job_name for r in active) or st.get("lastScheduleTime") == _stamp_of(
+            scheduled
+        ):
+            return
+        if spec.get("concurrencyPolicy") == "Forbid" and active:
+            self.event(
+                cj,
+                "JobAlreadyActive",
+                "Not starting job because prior execution is running and concurrency policy is "
+                "Forbid",
+                kind="Normal",
+            )
+            return
+        template = spec["jobTemplate"]
+        job = self._stamp(
+            ("batch", "v1", "jobs", "Job", True),
+            ns,
+            {
+                "metadata": {
+                    "name": job_name,
+                    "labels": dict((template.get("metadata") or {}).get("labels") or {}),
+                    "annotations": {
+                        **((template.get("metadata") or {}).get("annotations") or {}),
+                        "batch.kubernetes.io/cronjob-scheduled-timestamp": _stamp_of(scheduled),
+                    },
+                    "ownerReferences": [self._owner_ref(cj)],
+                },
+                "spec": copy.deepcopy(template["spec"]),
+            },
+        )
+        self.objects[("Job", ns, job_name)] = job
+        self.event(cj, "SuccessfulCreate", f"Created job {job_name}", kind="Normal")
+        st["active"] = [
+            *active,
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": job_name,
+                "namespace": ns,
+                "uid": job["metadata"]["uid"],
+            },
+        ]
+        st["lastScheduleTime"] = _stamp_of(scheduled)
+        cj["metadata"]["resourceVersion"] = self._next_rv()
+
     def _remove_pod(self, ns: str, pod: dict[str, Any]) -> None:
         if self.objects.pop(("Pod", ns, pod["metadata"]["name"]), None) is not None:
             self._pod_gone(pod)
@@ -1703,6 +1809,40 @@ class Emulator:
         except (ConnectionError, OSError):
             pass
         await ws.close()
+
+
+def _stamp_of(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+
+
+def _most_recent_schedule(
+    cj: dict[str, Any], at: datetime.datetime
+) -> tuple[datetime.datetime | None, bool]:
+    """(the most recent unmet schedule time or None, whether more than 100 were missed), as
+    ``mostRecentScheduleTime(cj, now, schedule, includeStartingDeadlineSeconds=true)``."""
+    st = cj.get("status") or {}
+    earliest = _parse_time(st.get("lastScheduleTime") or cj["metadata"]["creationTimestamp"])
+    deadline = cj["spec"].get("startingDeadlineSeconds")
+    if deadline is not None:
+        earliest = max(earliest, at - datetime.timedelta(seconds=deadline))
+    schedule = croniter(cj["spec"]["schedule"], earliest)
+    t1 = schedule.get_next(datetime.datetime)
+    t2 = schedule.get_next(datetime.datetime)
+    if at < t1:
+        return None, False
+    if at < t2:
+        return t1, False
+    # The controller's approximation: missed = elapsed / (t2 - t1) + 1, then walks to the last.
+    missed = int((at - t1).total_seconds() // (t2 - t1).total_seconds()) + 1
+    walk = croniter(cj["spec"]["schedule"], t1 + (missed - 2) * (t2 - t1))
+    recent = None
+    while (t := walk.get_next(datetime.datetime)) <= at:
+        recent = t
+    return recent, missed > 100
 
 
 def _ready(pod: dict[str, Any]) -> bool:
