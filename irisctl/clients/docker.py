@@ -13,6 +13,13 @@ from typing import Any
 
 from ..errors import IrisctlError
 
+# The modes every file and directory of a build context gets, whatever the caller's umask:
+# docker-py's tar keeps each file's mode (docker/utils/build.py) and COPY keeps it, so under
+# umask 077 the files would be root 0600 and the image's non-root user could not read its code.
+# The image tags hash these too (kube/images.py), so an image built otherwise is never reused.
+CONTEXT_FILE_MODE = 0o644
+CONTEXT_DIR_MODE = 0o755
+
 
 @dataclass(frozen=True)
 class Built:
@@ -85,6 +92,9 @@ def build(
             dest = context / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest)
+            dest.chmod(CONTEXT_FILE_MODE)
+        for directory in (context, *(p for p in context.rglob("*") if p.is_dir())):
+            directory.chmod(CONTEXT_DIR_MODE)
         # Host networking: builds reach the package registries the way this machine does.
         for chunk in engine.api.build(
             path=str(context),

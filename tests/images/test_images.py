@@ -135,6 +135,36 @@ def test_g1_g3_image_runs_as_non_root_and_carries_no_credentials(which, request)
     assert config.get("User") == "10001:10001"
 
 
+def test_an_image_built_under_umask_077_is_readable_by_its_non_root_user(base_image, tmp_path):
+    """docker-py's tar keeps each file's mode and COPY keeps it: a context copied under the
+    caller's umask 077 gave root 0600 files that UID 10001 could not import."""
+    import secrets
+
+    import iris_services
+    from irisctl.clients import docker as docker_client
+
+    package = Path(iris_services.__file__).parent
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {base_image}\nCOPY iris_services /app/iris_services\nUSER 10001\n")
+    files = {
+        "Dockerfile": dockerfile,
+        "iris_services/__init__.py": package / "__init__.py",
+        "iris_services/common/__init__.py": package / "common" / "__init__.py",
+    }
+    tag = f"irisctl-umask-test:{secrets.token_hex(4)}"
+    hardened = os.umask(0o077)
+    try:
+        docker_client.build(docker_client.client(), files, tag, {}, lambda line: None)
+    finally:
+        os.umask(hardened)
+    try:
+        code = "import sys; sys.path.insert(0, '/app'); import iris_services.common"
+        proc = docker("run", "--rm", "--network", "host", tag, "python3", "-c", code, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        docker("rmi", "-f", tag, check=False)
+
+
 def manifest_api_workers() -> str:
     """IRIS_API_WORKERS of the model-api Deployment that `up` applies."""
     from irisctl import settings

@@ -207,6 +207,19 @@ def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
     assert kube.services_image_tag() != first
 
 
+def test_image_tag_covers_the_modes_the_images_files_get(tmp_path, monkeypatch):
+    """An image built while the context kept the caller's umask (root 0600 files) shares no tag
+    with one built with normalised modes, so a broken image is never reused."""
+    from irisctl.clients import docker as docker_client
+
+    files = {"Dockerfile": tmp_path / "Dockerfile"}
+    files["Dockerfile"].write_text("FROM scratch")
+    monkeypatch.setattr(kube.images, "build_context", lambda image="services": files)
+    normalised = kube.services_image_tag()
+    monkeypatch.setattr(docker_client, "CONTEXT_FILE_MODE", 0o600)
+    assert kube.services_image_tag() != normalised
+
+
 def test_namespace_is_configurable_and_validated(tmp_path):
     assert {
         d["metadata"].get("namespace")

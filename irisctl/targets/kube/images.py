@@ -25,8 +25,11 @@ _IMAGE_FILES = {
 
 
 def services_image_tag(image: str = "services") -> str:
-    """A tag that changes with the image's content: a hash of its whole build context."""
-    digest = hashlib.sha256()
+    """A tag that changes with the image's content: a hash of its whole build context, the
+    modes its files get included (an image whose files had other modes is never reused)."""
+    from ...clients.docker import CONTEXT_DIR_MODE, CONTEXT_FILE_MODE
+
+    digest = hashlib.sha256(f"modes {CONTEXT_FILE_MODE:o} {CONTEXT_DIR_MODE:o}\0".encode())
     for name, path in build_context(image).items():
         digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes())
