@@ -19,6 +19,8 @@ from typing import Any
 from ..errors import BadInput, IrisctlError
 
 FIELD_MANAGER = "irisctl"
+# Kinds that live outside any namespace, among those irisctl reads or writes.
+CLUSTER_SCOPED = frozenset({"Namespace", "StorageClass"})
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class Cluster:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def _ns(self, kind: str) -> str | None:
-        return None if kind == "Namespace" else self.namespace
+        return None if kind in CLUSTER_SCOPED else self.namespace
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -233,7 +235,8 @@ class Cluster:
     def find(
         self, api_version: str, kind: str, selector: str = "", fields: str = ""
     ) -> list[dict[str, Any]]:
-        """Objects of a kind in the namespace, by label (and field) selector."""
+        """Objects of a kind in the namespace (or the cluster's, for a cluster-scoped kind), by
+        label (and field) selector."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         with _api_errors(f"listing {kind}", self.server):
@@ -241,7 +244,7 @@ class Cluster:
                 extra = {"field_selector": fields} if fields else {}
                 found = self.dynamic.get(
                     self._resource(api_version, kind),
-                    namespace=self.namespace,
+                    namespace=self._ns(kind),
                     label_selector=selector or None,
                     **extra,
                 )

@@ -47,7 +47,16 @@ class FakeDynamic:
     """Not a cluster: an object store with the DynamicClient's call shapes, and a controller."""
 
     def __init__(self, healthy: bool = True) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        # minikube's default class (its default-storageclass addon), which `up` checks for.
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {
+            ("StorageClass", "standard"): {
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": "standard",
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+            }
+        }
         self.calls: list[tuple[str, str, str, dict[str, Any]]] = []
         self.healthy = healthy  # Deployments roll out and Jobs succeed as soon as applied
         self.resources = SimpleNamespace(get=self._resource)

@@ -94,7 +94,9 @@ def render(config: Config, target: str) -> dict[str, str]:
         "secret_name": SECRET_NAME,
         "bucket": BUCKET,
         "images": images(config, target),
-        "storage_class": "standard" if target == "minikube" else "",
+        # The cluster's default class (`up` checks there is one): minikube's is not always
+        # `standard`, and another cluster's has another name.
+        "storage_class": "",
         "storage": {"minio": "5Gi", "mlflow": "1Gi", "prometheus": "2Gi"},
         "prometheus_retention_size": "1536MB",
         "res": {

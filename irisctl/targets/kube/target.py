@@ -126,6 +126,7 @@ class KubeTarget:
         if self.name == "minikube":
             self._start_minikube(progress)
         cluster = self.cluster()  # the context guard runs here, before the first change
+        self._check_storage(cluster, self.documents())
         progress("image", "building irisctl-services and -model-api (skipped when tags exist)")
         tag, engine, built = images.build_services_image(
             self.config, self.name, None, lambda line: progress("image", line)
@@ -196,6 +197,28 @@ class KubeTarget:
             progress("secret", f"{SECRET_NAME}: new MLflow backend store URI")
         else:
             progress("secret", f"{SECRET_NAME} kept")
+
+    def _check_storage(self, cluster: Cluster, documents: list[dict[str, Any]]) -> None:
+        """The PVCs name no class, so they get the cluster's default: without one, a new claim
+        would stay Pending and `up` would wait out its timeout. Say so before any change."""
+        claims = [name(d) for d in documents if d["kind"] == "PersistentVolumeClaim"]
+        if all(cluster.get("v1", "PersistentVolumeClaim", c) for c in claims):
+            return  # they exist already (bound, or their own problem)
+        try:
+            classes = cluster.find("storage.k8s.io/v1", "StorageClass")
+        except IrisctlError:
+            return  # not allowed to list StorageClasses (RBAC): the claims will tell
+        default = "storageclass.kubernetes.io/is-default-class"
+        if any((c["metadata"].get("annotations") or {}).get(default) == "true" for c in classes):
+            return
+        profile = self.config["minikube_profile"]
+        raise IrisctlError(
+            "the cluster has no default StorageClass, so the volumes of MinIO, MLflow and "
+            "Prometheus would stay Pending",
+            f"minikube: `minikube -p {profile} addons enable default-storageclass` (and "
+            "`storage-provisioner`); another cluster: mark a class default with `kubectl patch "
+            'storageclass NAME -p \'{"metadata": {"annotations": {"' + default + '": "true"}}}\'`',
+        )
 
     def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
         if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay

@@ -38,6 +38,9 @@ imitates, and where the real behaviour is documented:
   (RollingUpdate). Deployment status: observedGeneration, replicas, updatedReplicas,
   readyReplicas, availableReplicas, unavailableReplicas, conditions Available / Progressing
   (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#deployment-status).
+  StorageClasses: ``standard``, the default, as minikube's default-storageclass addon leaves it;
+  a PVC without a class gets the default one (DefaultStorageClass admission) and is Bound only
+  if its class exists, else Pending.
   A Job gets a Pod (labels ``job-name``, ``batch.kubernetes.io/job-name``,
   ``controller-uid``) whose outcome ``job_outcome`` decides; a failed pod is replaced until
   ``backoffLimit`` failures (https://kubernetes.io/docs/concepts/workloads/controllers/job/
@@ -56,6 +59,12 @@ imitates, and where the real behaviour is documented:
   ``<cronjob>-<minutes since epoch>`` (``getJobFromTemplate2``), owned by the CronJob, with the
   ``batch.kubernetes.io/cronjob-scheduled-timestamp`` annotation and a ``SuccessfulCreate``
   Event; finished Jobs leave ``status.active`` (``lastSuccessfulTime`` from a completed one).
+- **Probe-driven restarts** (with ``probe_clock_s`` set): the kubelet's probe workers
+  (``pkg/kubelet/prober/worker.go``, https://kubernetes.io/docs/concepts/configuration/
+  liveness-readiness-startup-probes/): a startupProbe holds liveness and readiness off until it
+  succeeds; ``failureThreshold`` consecutive startup or liveness failures, one every
+  ``periodSeconds``, kill and restart the container (``restartCount``, ``lastState``, a
+  ``Killing`` Event). The restart is only recorded: no real process is restarted.
 - **Containers that do not run** (``container_trouble``): CrashLoopBackOff with restartCount,
   lastState and the previous container's log (``previous=true``); ErrImagePull then
   ImagePullBackOff with the pod Pending (https://kubernetes.io/docs/concepts/containers/images/
@@ -127,6 +136,7 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
         ("rolebindings", "RoleBinding", True, []),
     ],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"])],
+    ("storage.k8s.io", "v1"): [("storageclasses", "StorageClass", False, ["sc"])],
 }
 SUBRESOURCES = {
     "pods": ["status", "log", "portforward", "exec"],
@@ -273,6 +283,11 @@ class PodRuntime:
     previous_log: list[str] = field(default_factory=list)
     ended: bool = False
     changed: asyncio.Event | None = None
+    # The kubelet's probe workers (pkg/kubelet/prober/worker.go), on the pod's own clock.
+    clock: float = 0.0  # pod-seconds since the container (re)started
+    started: bool = False  # the startupProbe has succeeded (or there is none)
+    due: dict[str, float] = field(default_factory=dict)  # probe → next run (pod-seconds)
+    failures: dict[str, int] = field(default_factory=dict)  # probe → consecutive failures
 
 
 class Emulator:
@@ -293,6 +308,8 @@ class Emulator:
         self.tls_dir = tls_dir
         self.terminate_s = terminate_s
         self.probe_s = probe_s
+        # Pod-seconds per probe tick: set it to run startup/liveness probes and their restarts.
+        self.probe_clock_s: float | None = None
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, ns, name)
         self.runtime: dict[tuple[str, str], PodRuntime] = {}
         self.endpoints: dict[tuple[str, int], tuple[str, int]] = {}  # (app, port) → address
@@ -331,6 +348,24 @@ class Emulator:
         self._thread.start()
         if not self._ready.wait(20):
             raise RuntimeError("the API server emulator did not start")
+        # As minikube's default-storageclass addon (on by default) leaves it: one default class,
+        # minikube/deploy/addons/storageclass/storageclass.yaml.
+        self.call(
+            lambda: self.objects.__setitem__(
+                ("StorageClass", "", "standard"),
+                self._stamp(
+                    ("storage.k8s.io", "v1", "storageclasses", "StorageClass", False),
+                    "",
+                    {
+                        "metadata": {
+                            "name": "standard",
+                            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                        },
+                        "provisioner": "k8s.io/minikube-hostpath",
+                    },
+                ),
+            )
+        )
         return self
 
     def stop(self) -> None:
@@ -847,7 +882,30 @@ class Emulator:
             obj["data"] = data
             obj.setdefault("type", "Opaque")
         if kind == "PersistentVolumeClaim":
-            obj["status"] = {"phase": "Bound"}
+            # The DefaultStorageClass admission plugin names the default class when the claim
+            # names none (plugin/pkg/admission/storage/storageclass/setdefault); a claim whose
+            # class does not exist stays Pending (no provisioner acts on it).
+            spec = obj.setdefault("spec", {})
+            classes = {
+                o["metadata"]["name"]: o
+                for (k, _, _), o in self.objects.items()
+                if k == "StorageClass"
+            }
+            default = next(
+                (
+                    n
+                    for n, c in classes.items()
+                    if (c["metadata"].get("annotations") or {}).get(
+                        "storageclass.kubernetes.io/is-default-class"
+                    )
+                    == "true"
+                ),
+                None,
+            )
+            if spec.get("storageClassName") is None and default:
+                spec["storageClassName"] = default
+            bound = spec.get("storageClassName") in classes
+            obj["status"] = {"phase": "Bound" if bound else "Pending"}
         if kind == "Service":
             spec = obj.setdefault("spec", {})
             spec.setdefault("type", "ClusterIP")
@@ -1593,30 +1651,118 @@ class Emulator:
         self._kick()
 
     async def _prober(self) -> None:
-        """readinessProbe.httpGet against each pod's mapped real server, every ``probe_s``."""
+        """The kubelet's probes against each pod's mapped real server, every ``probe_s``.
+
+        As pkg/kubelet/prober/worker.go runs them: until the startupProbe succeeds neither
+        liveness nor readiness runs, and the container counts as not ready; each probe runs every
+        ``periodSeconds`` (default 10) after ``initialDelaySeconds``; ``failureThreshold``
+        (default 3) consecutive failures of the startup or liveness probe kill the container,
+        which restarts (restartCount + 1, lastState terminated 137, a Normal ``Killing`` Event
+        "Container C failed liveness probe, will be restarted"); a readiness failure only makes
+        it unready. Each tick advances the pods' clocks by ``probe_clock_s`` pod-seconds, so a
+        test can run a minute of probing in a second. With ``probe_clock_s`` None (the default)
+        only the readinessProbe runs, at every tick, whatever its period.
+        """
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=2)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 changed = False
-                for (kind, ns, _name), pod in list(self.objects.items()):
+                for (kind, ns, name), pod in list(self.objects.items()):
                     if kind != "Pod" or pod["status"]["phase"] != "Running":
                         continue
                     if "running" not in pod["status"]["containerStatuses"][0]["state"]:
                         continue  # crash-looping or never started: no probes
-                    ready, message = await self._probe(session, ns, pod)
-                    if not ready:
-                        self.event(pod, "Unhealthy", message)
-                    if ready != _ready(pod):
-                        pod["status"]["conditions"] = self._conditions(ready)
-                        for cs in pod["status"]["containerStatuses"]:
-                            cs["ready"] = ready
-                        pod["metadata"]["resourceVersion"] = self._next_rv()
-                        changed = True
+                    rt = self.runtime.setdefault((ns, name), PodRuntime(changed=asyncio.Event()))
+                    changed |= await self._probe_pod(session, ns, pod, rt)
+                    rt.clock += self.probe_clock_s or 0.0
                 if changed:
                     self._reconcile()
                 await asyncio.sleep(self.probe_s)
+
+    async def _probe_pod(self, session: Any, ns: str, pod: dict[str, Any], rt: PodRuntime) -> bool:
+        """One tick of one pod's probe workers; True if its readiness changed."""
+        container = (pod["spec"].get("containers") or [{}])[0]
+        if self.probe_clock_s is None:  # readiness only, every tick (fast for most tests)
+            probe = container.get("readinessProbe")
+            ok, message = (
+                await self._probe(session, ns, pod, probe, "Readiness") if probe else (True, "")
+            )
+            if not ok:
+                self.event(pod, "Unhealthy", message)
+            return self._set_ready(pod, ok)
+        if not rt.started:
+            outcome = await self._run_probe(session, ns, pod, rt, "startup")
+            if outcome is None or outcome == "success":
+                rt.started = outcome == "success" or "startupProbe" not in container
+            if outcome == "kill":
+                self._kill_container(pod, rt, "startup")
+            if not rt.started:
+                return self._set_ready(pod, False)
+        if await self._run_probe(session, ns, pod, rt, "liveness") == "kill":
+            self._kill_container(pod, rt, "liveness")
+            return self._set_ready(pod, False)
+        readiness = await self._run_probe(session, ns, pod, rt, "readiness")
+        if readiness is None:  # not due yet: readiness stays as it was
+            return False
+        return self._set_ready(pod, readiness == "success")
+
+    async def _run_probe(
+        self, session: Any, ns: str, pod: dict[str, Any], rt: PodRuntime, which: str
+    ) -> str | None:
+        """ "success", "failure", "kill" (threshold reached), or None when not due / absent."""
+        container = (pod["spec"].get("containers") or [{}])[0]
+        probe = container.get(f"{which}Probe")
+        if not probe:
+            return "success" if which == "readiness" else None
+        due = rt.due.get(which, float(probe.get("initialDelaySeconds", 0)))
+        if rt.clock < due:
+            return None
+        rt.due[which] = rt.clock + float(probe.get("periodSeconds", 10))
+        ok, message = await self._probe(session, ns, pod, probe, which.capitalize())
+        if ok:
+            rt.failures[which] = 0
+            return "success"
+        self.event(pod, "Unhealthy", message)
+        rt.failures[which] = rt.failures.get(which, 0) + 1
+        if which != "readiness" and rt.failures[which] >= int(probe.get("failureThreshold", 3)):
+            return "kill"
+        return "failure"
+
+    def _kill_container(self, pod: dict[str, Any], rt: PodRuntime, which: str) -> None:
+        cs = pod["status"]["containerStatuses"][0]
+        t = now()
+        self.event(
+            pod,
+            "Killing",
+            f"Container {cs['name']} failed {which} probe, will be restarted",
+            kind="Normal",
+        )
+        started = cs["state"].get("running", {}).get("startedAt", t)
+        cs["lastState"] = {
+            "terminated": {
+                "exitCode": 137,
+                "reason": "Error",
+                "startedAt": started,
+                "finishedAt": t,
+                "containerID": cs["containerID"],
+            }
+        }
+        cs["restartCount"] = int(cs.get("restartCount", 0)) + 1
+        cs["state"] = {"running": {"startedAt": t}}
+        cs["started"] = False
+        rt.clock, rt.started, rt.due, rt.failures = 0.0, False, {}, {}
+        pod["metadata"]["resourceVersion"] = self._next_rv()
+
+    def _set_ready(self, pod: dict[str, Any], ready: bool) -> bool:
+        if ready == _ready(pod):
+            return False
+        pod["status"]["conditions"] = self._conditions(ready)
+        for cs in pod["status"]["containerStatuses"]:
+            cs["ready"] = ready
+        pod["metadata"]["resourceVersion"] = self._next_rv()
+        return True
 
     @staticmethod
     def container_port(pod: dict[str, Any], port: int | str) -> int | None:
@@ -1639,13 +1785,11 @@ class Emulator:
             found = self.endpoints.get((app, number))
         return found
 
-    async def _probe(self, session: Any, ns: str, pod: dict[str, Any]) -> tuple[bool, str]:
+    async def _probe(
+        self, session: Any, ns: str, pod: dict[str, Any], probe: dict[str, Any], which: str
+    ) -> tuple[bool, str]:
         import aiohttp
 
-        container = (pod["spec"].get("containers") or [{}])[0]
-        probe = container.get("readinessProbe")
-        if not probe:
-            return True, ""
         http = probe.get("httpGet")
         if not http:
             return True, ""  # exec/tcp probes: taken as passing
@@ -1653,7 +1797,7 @@ class Emulator:
         if address is None:
             number = self.container_port(pod, http.get("port"))
             return False, (
-                f'Readiness probe failed: Get "http://{pod["status"]["podIP"]}:{number}'
+                f'{which} probe failed: Get "http://{pod["status"]["podIP"]}:{number}'
                 f'{http.get("path", "/")}": dial tcp: connect: connection refused'
             )
         url = f"http://{address[0]}:{address[1]}{http.get('path', '/')}"
@@ -1663,7 +1807,7 @@ class Emulator:
                     return True, ""
                 return (
                     False,
-                    f"Readiness probe failed: HTTP probe failed with statuscode: {resp.status}",
+                    f"{which} probe failed: HTTP probe failed with statuscode: {resp.status}",
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # Worded as the kubelet's prober does, with the pod's IP and port, not ours.
@@ -1674,7 +1818,7 @@ class Emulator:
                 if isinstance(exc, TimeoutError)
                 else f"dial tcp {pod['status']['podIP']}:{number}: connect: connection refused"
             )
-            return False, f'Readiness probe failed: Get "{shown}": {cause}'
+            return False, f'{which} probe failed: Get "{shown}": {cause}'
 
     # -- logs ----------------------------------------------------------------------------------
 
