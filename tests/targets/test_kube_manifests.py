@@ -145,6 +145,9 @@ def test_d5_cronjob_keeps_one_training_and_catches_up(manifests):
     assert cron["concurrencyPolicy"] == "Forbid" and "startingDeadlineSeconds" not in cron
     job = cron["jobTemplate"]["spec"]
     assert job["backoffLimit"] >= 1 and job["activeDeadlineSeconds"] >= 300
+    # The trainer's own verdicts (1 failed, 75 locked) end the Job; the rest may retry.
+    fail_job = next(r for r in job["podFailurePolicy"]["rules"] if r["action"] == "FailJob")
+    assert set(fail_job["onExitCodes"]["values"]) == {1, 75}
 
 
 def test_e7_mlflow_allows_in_cluster_host_names_and_proxies_artifacts(manifests):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ...clients.kube import Cluster
@@ -33,11 +33,18 @@ def train(
     if active and not attach:
         raise training_busy(f"job {name(active[0])}")
     job = name(active[0]) if active else create_job(cluster)
-    pod = wait_pod(cluster, job, on_line, timeout_s, poll_s)
+    # Every pod the Job makes, in turn: a retry (an evicted or OOM-killed pod) is followed too,
+    # and the summary is the one of the pod that ran last, not of the first that failed.
     said = TrainerLog()
-    for line in cluster.follow_log(pod):
-        said.read(line)
-        on_line(line)
+    followed: set[str] = set()
+    while (pod := wait_pod(cluster, job, on_line, timeout_s, poll_s, followed)) is not None:
+        if followed:
+            on_line(f"job {job}: the Job retries in pod {pod}")
+        followed.add(pod)
+        said = TrainerLog()
+        for line in cluster.follow_log(pod):
+            said.read(line)
+            on_line(line)
     finished = wait_job(cluster, job, timeout_s + 900, poll_s)
     status = finished.get("status") or {}
     if status.get("succeeded"):
@@ -103,13 +110,23 @@ def job_pods(cluster: Cluster, job: str) -> list[dict[str, Any]]:
 
 
 def wait_pod(
-    cluster: Cluster, job: str, on_line: Callable[[str], None], timeout_s: float, poll_s: float
-) -> str:
-    """The job's pod, once its container has started (or ended), saying why it waits."""
+    cluster: Cluster,
+    job: str,
+    on_line: Callable[[str], None],
+    timeout_s: float,
+    poll_s: float,
+    followed: Collection[str] = (),
+) -> str | None:
+    """The job's newest pod not in ``followed``, once its container has started (or ended),
+    saying why it waits; None once the Job has ended without another pod."""
     deadline = time.monotonic() + timeout_s
     said = ""
     while True:
-        pods = job_pods(cluster, job)
+        pods = [p for p in job_pods(cluster, job) if name(p) not in followed]
+        if not pods and followed:
+            found = cluster.get("batch/v1", "Job", job)
+            if found is None or not job_active(found):
+                return None
         if pods:
             pod = pods[0]
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
@@ -122,7 +139,7 @@ def wait_pod(
             if rollout.reason(why) in rollout.STUCK:
                 raise IrisctlError(f"the training pod cannot start: {why}")
         else:
-            why = "waiting for its pod"
+            why = "waiting for its next pod" if followed else "waiting for its pod"
         if why != said:
             on_line(f"job {job}: {why}")
             said = why

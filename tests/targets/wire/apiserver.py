@@ -45,7 +45,9 @@ imitates, and where the real behaviour is documented:
   ``controller-uid``) whose outcome ``job_outcome`` decides; a failed pod is replaced until
   ``backoffLimit`` failures (https://kubernetes.io/docs/concepts/workloads/controllers/job/
   #pod-backoff-failure-policy), then status.failed and conditions FailureTarget/Failed with
-  ``BackoffLimitExceeded``; success: status.succeeded, SuccessCriteriaMet/Complete.
+  ``BackoffLimitExceeded``; a ``podFailurePolicy`` (#pod-failure-policy) decides first:
+  ``FailJob`` ends it at once (reason ``PodFailurePolicy``), ``Ignore`` does not count the
+  failure; success: status.succeeded, SuccessCriteriaMet/Complete.
 - **A CronJob controller**, run by the test with a clock of its own (``cronjob_sync(now)``: a
   laptop that slept through 03:00 is a clock moved past it), after kubernetes'
   ``pkg/controller/cronjob/cronjob_controllerv2.go`` (``syncCronJob``) and ``utils.go``
@@ -1549,9 +1551,15 @@ class Emulator:
         failed = [p for p in pods if p["status"]["phase"] == "Failed"]
         succeeded = [p for p in pods if p["status"]["phase"] == "Succeeded"]
         running = [p for p in pods if p["status"]["phase"] not in ("Succeeded", "Failed")]
-        if failed:
-            st["failed"] = len(failed)
-        backoff_left = len(failed) <= int(job["spec"].get("backoffLimit", 6))
+        verdicts = [_pod_failure_policy(job, p) for p in failed]
+        counted = [p for p, (action, _) in zip(failed, verdicts, strict=True) if action == "Count"]
+        if counted:
+            st["failed"] = len(counted)
+        fail_job = next((msg for action, msg in verdicts if action == "FailJob"), None)
+        if fail_job and not running:
+            self._fail_job(job, "PodFailurePolicy", fail_job)
+            return
+        backoff_left = len(counted) <= int(job["spec"].get("backoffLimit", 6))
         if not running and not succeeded and backoff_left:  # start (or retry, backoffLimit)
             pod = self._new_pod(ns, f"{name}-{suffix()}", job["spec"]["template"], job)
             st.setdefault("startTime", now())
@@ -1592,25 +1600,28 @@ class Emulator:
                     "lastTransitionTime": t,
                 },
             ]
+            job["metadata"]["resourceVersion"] = self._next_rv()
         else:
-            st["conditions"] = [
-                {
-                    "type": "FailureTarget",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                    "lastProbeTime": t,
-                    "lastTransitionTime": t,
-                },
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                    "lastProbeTime": t,
-                    "lastTransitionTime": t,
-                },
-            ]
+            self._fail_job(
+                job, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+            )
+
+    def _fail_job(self, job: dict[str, Any], reason: str, message: str) -> None:
+        t = now()
+        st = job.setdefault("status", {})
+        st.pop("active", None)
+        st["ready"] = 0
+        st["conditions"] = [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": t,
+                "lastTransitionTime": t,
+            }
+            for kind in ("FailureTarget", "Failed")
+        ]
         job["metadata"]["resourceVersion"] = self._next_rv()
 
     def _append_log(self, ns: str, pod: str, lines: list[str]) -> None:
@@ -1953,6 +1964,38 @@ class Emulator:
         except (ConnectionError, OSError):
             pass
         await ws.close()
+
+
+def _pod_failure_policy(job: dict[str, Any], pod: dict[str, Any]) -> tuple[str, str]:
+    """(action, message) for a failed pod, as pkg/controller/job/pod_failure_policy.go
+    ``matchPodFailurePolicy`` decides: the first rule that matches (``onExitCodes`` on a
+    terminated container's non-zero exit code, In/NotIn; ``onPodConditions`` by type and status)
+    gives ``FailJob`` (with the controller's message), ``Ignore`` (not counted towards
+    ``backoffLimit``) or ``Count``; no rule, or no match, counts."""
+    policy = job["spec"].get("podFailurePolicy") or {}
+    for index, rule in enumerate(policy.get("rules") or []):
+        matched = ""
+        codes = rule.get("onExitCodes")
+        if codes:
+            for cs in pod["status"].get("containerStatuses") or []:
+                ended = (cs.get("state") or {}).get("terminated") or {}
+                code = ended.get("exitCode")
+                if not code or codes.get("containerName") not in (None, cs["name"]):
+                    continue
+                if (code in codes["values"]) == (codes["operator"] == "In"):
+                    matched = (
+                        f"Container {cs['name']} for pod {pod['metadata']['namespace']}/"
+                        f"{pod['metadata']['name']} failed with exit code {code} matching "
+                        f"{rule['action']} rule at index {index}"
+                    )
+                    break
+        for want in rule.get("onPodConditions") or []:
+            for cond in pod["status"].get("conditions") or []:
+                if cond["type"] == want["type"] and cond["status"] == want.get("status", "True"):
+                    matched = f"Pod {pod['metadata']['name']} has condition {cond['type']}"
+        if matched:
+            return rule["action"], matched
+    return "Count", ""
 
 
 def _stamp_of(t: datetime.datetime) -> str:
