@@ -79,6 +79,7 @@ def build(
     on_line: Callable[[str], None],
 ) -> Built:
     """Build ``tag`` from ``files`` (path in the context → source file) unless it exists."""
+    from docker.credentials.errors import StoreError
     from docker.errors import APIError, BuildError, ImageNotFound
 
     try:
@@ -116,6 +117,8 @@ def build(
         image = engine.images.get(tag)
     except (APIError, BuildError) as exc:
         raise IrisctlError(f"building {tag} failed: {exc}") from None
+    except StoreError as exc:
+        raise _credential_helper(exc) from None
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return Built(tag, True, image.attrs.get("Size", 0) / 2**20)
@@ -123,6 +126,7 @@ def build(
 
 def push(engine: Any, tag: str, on_line: Callable[[str], None]) -> None:
     """Push ``tag`` to its registry (the Docker engine's credentials, ``docker login``)."""
+    from docker.credentials.errors import StoreError
     from docker.errors import APIError
 
     repository, _, version = tag.rpartition(":")
@@ -137,3 +141,15 @@ def push(engine: Any, tag: str, on_line: Callable[[str], None]) -> None:
                 on_line(chunk["status"])
     except APIError as exc:
         raise IrisctlError(f"pushing {tag} failed: {exc}") from None
+    except StoreError as exc:
+        raise _credential_helper(exc) from None
+
+
+def _credential_helper(exc: Exception) -> IrisctlError:
+    """docker-py runs the credential helper named in Docker's config.json (``credsStore``,
+    ``credHelpers``) for every build and push; one missing from PATH raises StoreError."""
+    config = os.path.join(os.environ.get("DOCKER_CONFIG") or "~/.docker", "config.json")
+    return IrisctlError(
+        f"Docker's credential helper failed: {str(exc).strip()[:300]}",
+        f'install that helper, or remove "credsStore"/"credHelpers" from {config}',
+    )

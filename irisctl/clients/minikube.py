@@ -20,6 +20,12 @@ REASONS = {
     "RSRC_INSUFFICIENT_CORES": "not enough CPUs for minikube: lower IRISCTL_MINIKUBE_CPUS",
     "RSRC_INSUFFICIENT_SYS_MEMORY": "not enough memory: lower IRISCTL_MINIKUBE_MEMORY_MB",
     "RSRC_INSUFFICIENT_CONTAINER_MEMORY": "Docker has too little memory: raise Docker's limit",
+    # minikube's own words (cmd/minikube/cmd/start.go, pkg/minikube/reason/reason.go).
+    "RSRC_OVER_ALLOC_MEM": "more memory was asked for than this machine has: lower "
+    "IRISCTL_MINIKUBE_MEMORY_MB (minikube's default is 4096)",
+    "GUEST_DRIVER_MISMATCH": "the profile PROFILE was created with another driver: delete it "
+    "(`minikube delete -p PROFILE`, which deletes its data) or use another profile "
+    "(IRISCTL_MINIKUBE_PROFILE)",
     "GUEST_PROVISION": "minikube could not create its node: `minikube delete -p PROFILE`, retry",
 }
 
@@ -79,6 +85,8 @@ def start(profile: str, cpus: int, memory_mb: int, on_line: Callable[[str], None
         profile,
         "start",
         "--driver=docker",
+        # Images are built in minikube's Docker (docker-env): containerd or cri-o have none.
+        "--container-runtime=docker",
         f"--cpus={cpus}",
         f"--memory={memory_mb}mb",
     ]
@@ -142,7 +150,10 @@ def docker_env(profile: str) -> dict[str, str]:
     """
     proc = _run(profile, "docker-env", "--shell", "none", "-o", "json")
     if proc.returncode != 0:
-        reason = (proc.stderr or proc.stdout).strip().splitlines()
+        output = proc.stderr or proc.stdout
+        if "runtime" in output and "docker" in output:  # "only compatible with the docker runtime"
+            raise _not_docker(profile, "docker-env refuses it")
+        reason = output.strip().splitlines()
         raise IrisctlError(
             f"minikube docker-env failed: {reason[-1] if reason else proc.returncode}",
             f"is the cluster running? `minikube -p {profile} status`",
@@ -151,4 +162,18 @@ def docker_env(profile: str) -> dict[str, str]:
         env = json.loads(proc.stdout)
     except ValueError:
         raise IrisctlError("minikube docker-env printed something that is not JSON") from None
-    return {k: str(v) for k, v in env.items() if k.startswith("DOCKER_")}
+    docker = {k: str(v) for k, v in env.items() if k.startswith("DOCKER_")}
+    # A profile on containerd or cri-o: docker-env offers its node over ssh://, for which the
+    # docker SDK would ask for paramiko, and there is no Docker engine there to build in anyway.
+    if docker.get("DOCKER_HOST", "").startswith("ssh://"):
+        raise _not_docker(profile, f"docker-env points at {docker['DOCKER_HOST']}")
+    return docker
+
+
+def _not_docker(profile: str, seen: str) -> IrisctlError:
+    return IrisctlError(
+        f"the minikube profile {profile} does not run Docker as its container runtime ({seen})",
+        f"irisctl builds its images in minikube's Docker: `minikube delete -p {profile}` (it "
+        "deletes that cluster's data), then `irisctl up` starts it with "
+        "--container-runtime=docker; or use another profile (IRISCTL_MINIKUBE_PROFILE)",
+    )
