@@ -94,11 +94,16 @@ def resolve(kubeconfig: str, name: str) -> Context:
 def _api_errors(what: str, server: str = "") -> Iterator[None]:
     """Turn the client's exceptions into one clear IrisctlError."""
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.dynamic.exceptions import DynamicApiError
+    from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
     from urllib3.exceptions import HTTPError
 
     try:
         yield
+    except ResourceNotFoundError:  # discovery does not list the kind (an older API server)
+        raise IrisctlError(
+            f"Kubernetes API: {what} failed: the API server does not serve that kind",
+            "see `kubectl api-resources`; irisctl needs Kubernetes 1.30 or newer",
+        ) from None
     except (ApiException, DynamicApiError) as exc:
         status = getattr(exc, "status", "?")
         said = status_message(getattr(exc, "body", None))
