@@ -38,11 +38,18 @@ FORWARDS = {
 class Forwarder:
     """The port-forward of one IRISCTL_HOME's stack: its local ports, process, and streams."""
 
-    def __init__(self, config: Config, target: str, cluster: Callable[[], Cluster]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        target: str,
+        cluster: Callable[[], Cluster],
+        server: Callable[[], str],
+    ) -> None:
         self.config = config
         self.target = target
         self.home = config.home
         self.cluster = cluster
+        self.server = server  # the API server the kubeconfig names now
 
     def local_port(self, service: str) -> int:
         if service not in FORWARDS:
@@ -110,11 +117,21 @@ class Forwarder:
         return pid if b"port-forward" in cmdline else None  # a recycled pid is not ours
 
     def alive(self) -> bool:
-        return self.pid() is not None and all(web.port_open(self.local_port(s)) for s in FORWARDS)
+        """Running, listening, and dialling the API server the kubeconfig names now: after
+        `minikube stop`/`start` on drivers with a random host port (macOS, Windows, WSL) the
+        old one would keep dialling a dead address."""
+        recorded = (state.read(self.home) or {}).get("forwarder_server")
+        return (
+            self.pid() is not None
+            and all(web.port_open(self.local_port(s)) for s in FORWARDS)
+            and recorded == self.server()
+        )
 
     def start(self) -> None:
-        """A background ``irisctl port-forward`` for this stack; its pid goes in the state file."""
+        """A background ``irisctl port-forward`` for this stack; its pid and the API server it
+        dials go in the state file."""
         self.stop()
+        server = self.server()
         busy = [p for p in (self.local_port(s) for s in FORWARDS) if web.port_open(p)]
         if busy:
             raise IrisctlError(
@@ -140,7 +157,14 @@ class Forwarder:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        state.write(self.home, {**(state.read(self.home) or {}), "forwarder_pid": proc.pid})
+        state.write(
+            self.home,
+            {
+                **(state.read(self.home) or {}),
+                "forwarder_pid": proc.pid,
+                "forwarder_server": server,
+            },
+        )
         deadline = time.monotonic() + 20
         while not all(web.port_open(self.local_port(s)) for s in FORWARDS):
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -39,7 +39,7 @@ class KubeTarget:
         self.namespace = config["namespace"]
         self.profile = config["minikube_profile"]
         self._cluster = cluster  # tests pass one built on fakes of the kubernetes client
-        self.forwarder = Forwarder(config, name, self.cluster)
+        self.forwarder = Forwarder(config, name, self.cluster, self._kubeconfig_server)
 
     # -- what is applied -----------------------------------------------------------------------
 
@@ -74,6 +74,12 @@ class KubeTarget:
                 )
             return ctx
         return kube.resolve(kubeconfig, self.config["context"])
+
+    def _kubeconfig_server(self) -> str:
+        """The API server the kubeconfig names for this target now: a file read, no guard (the
+        forwarder checks it on every command; the guard runs where the cluster is reached)."""
+        context = self.profile if self.name == "minikube" else self.config["context"]
+        return kube.resolve(kube.kubeconfig_path(self.config["kubeconfig"]), context).server
 
     def cluster(self) -> Cluster:
         if self._cluster is None:
@@ -241,6 +247,7 @@ class KubeTarget:
                 "ports": c.ports,
                 "place": {k: c[k] for k in RECORDED_PLACE},
                 "forwarder_pid": previous.get("forwarder_pid"),
+                "forwarder_server": previous.get("forwarder_server"),
                 "started_at": previous.get("started_at") or time.time(),
                 **extra,
             },

@@ -401,11 +401,27 @@ class Emulator:
         self.loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl, backlog=128)
         self.loop.run_until_complete(site.start())
+        self._site = site
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._http = None
         self._prober_task = self.loop.create_task(self._prober())
         self._ready.set()
         self.loop.run_forever()
+
+    def restart_on_new_port(self) -> None:
+        """``minikube stop`` then ``start`` where the API server's host port is random per start
+        (the docker driver publishes 8443 as ``127.0.0.1::8443``, pkg/drivers/kic/oci/oci.go;
+        so on macOS, Windows and WSL): the same cluster, its API server on a new port, the old
+        one closed. Rewrite the kubeconfig afterwards, as ``minikube start`` does."""
+
+        async def move() -> None:
+            await self._site.stop()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl, backlog=128)
+            await site.start()
+            self._site = site
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        asyncio.run_coroutine_threadsafe(move(), self.loop).result(10)
 
     def write_kubeconfig(self, path: Path, context: str, namespace: str = "") -> Path:
         """A kubeconfig like minikube writes: one cluster, user and context, named the profile."""
