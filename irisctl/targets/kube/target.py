@@ -126,6 +126,7 @@ class KubeTarget:
         if self.name == "minikube":
             self._start_minikube(progress)
         cluster = self.cluster()  # the context guard runs here, before the first change
+        adopted = self._check_namespace(cluster)
         progress("image", "building irisctl-services and -model-api (skipped when tags exist)")
         tag, engine, built = images.build_services_image(
             self.config, self.name, None, lambda line: progress("image", line)
@@ -142,9 +143,14 @@ class KubeTarget:
             teardown.wait_gone(cluster, self.config["rollout_timeout"], self.poll_s, progress)
         before = manifests.pod_checksums(cluster.find("apps/v1", "Deployment"))
         for doc in documents:
-            if doc["kind"] == "Namespace":
+            if doc["kind"] == "Namespace" and not adopted:
                 cluster.apply(doc)
                 progress("namespace", doc["metadata"]["name"])
+        if adopted:
+            progress(
+                "namespace",
+                f"{self.namespace} adopted: left as it is; `down --purge` will not delete it",
+            )
         self._ensure_secret(cluster, progress)
         for doc in documents:
             if doc["kind"] != "Namespace":
@@ -160,6 +166,21 @@ class KubeTarget:
         rollout.wait_ready(cluster, progress, self.config["rollout_timeout"], self.poll_s)
         self.start_forwarder()
         progress("port-forward", ", ".join(f"{s} {u}" for s, u in self.urls().items()))
+
+    def _check_namespace(self, cluster: Cluster) -> bool:
+        """True when ``up`` goes into a namespace someone else created (``--adopt``); refuse
+        one without ``--adopt``, before anything changes."""
+        found = cluster.get("v1", "Namespace", self.namespace)
+        if found is None or teardown.terminating(found) or teardown.managed(found):
+            return False
+        if not self.config["adopt"]:
+            raise BadInput(
+                f"namespace {self.namespace} exists and was not created by irisctl (no label "
+                "app.kubernetes.io/managed-by=irisctl); refusing to deploy into it",
+                "choose another namespace with --namespace, or pass `up --adopt` to use it as "
+                "it is (irisctl then never relabels or deletes it)",
+            )
+        return True
 
     def _start_minikube(self, progress: Progress) -> None:
         if minikube.running(self.profile):
@@ -353,7 +374,7 @@ class KubeTarget:
         if cluster and self.name != "minikube":
             raise BadInput("--cluster stops minikube; the kubernetes target's cluster is not ours")
         kube_ = self.cluster()
-        if purge and self.name == "kubernetes":
+        if purge:  # both targets: a namespace adopted with `up --adopt` is never deleted
             teardown.check_managed(kube_, self.config["context"])
         done = teardown.delete(kube_, self.documents(), purge, dry_run)
         if purge and not dry_run and done:

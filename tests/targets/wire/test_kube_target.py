@@ -70,7 +70,7 @@ def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(env, kubeco
     t = target()
     up(t)
     applies = [p for m, p in env.requests if m == "PATCH"]
-    assert applies and all("fieldManager=irisctl" in p and "force=true" in p for p in applies)
+    assert applies and all("fieldManager=irisctl" in p and "force=false" in p for p in applies)
     posted = [p for m, p in env.requests if m in ("POST", "PUT")]
     assert posted == []  # server-side apply only (no client-side create/replace)
     for doc in t.documents():
