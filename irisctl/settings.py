@@ -61,6 +61,7 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
     "backend_store_uri": ("", str),
     "rollout_timeout": (600.0, float),
+    "minio_console": (False, bool),  # Kubernetes: MinIO's console port on its Service
     # `up` into an existing namespace irisctl did not create (never relabelled, never purged).
     "adopt": (False, bool),  # seconds `up` waits for every workload to be ready
 }

@@ -42,6 +42,7 @@ MANIFESTS = (
     "50-monitor",
     "60-prometheus",
     "70-trainer",
+    "80-network-policies",
 )
 LABELS = {"app.kubernetes.io/part-of": "irisctl", "app.kubernetes.io/managed-by": "irisctl"}
 
@@ -93,6 +94,7 @@ def render(config: Config, target: str) -> dict[str, str]:
         "namespace": c["namespace"],
         "secret_name": SECRET_NAME,
         "bucket": BUCKET,
+        "minio_console": c["minio_console"],
         "images": images(config, target),
         "storage_class": "standard" if target == "minikube" else "",
         "storage": {"minio": "5Gi", "mlflow": "1Gi", "prometheus": "2Gi"},

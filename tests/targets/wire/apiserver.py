@@ -116,7 +116,10 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
         ("jobs", "Job", True, []),
         ("cronjobs", "CronJob", True, ["cj"]),
     ],
-    ("networking.k8s.io", "v1"): [("ingresses", "Ingress", True, ["ing"])],
+    ("networking.k8s.io", "v1"): [
+        ("ingresses", "Ingress", True, ["ing"]),
+        ("networkpolicies", "NetworkPolicy", True, ["netpol"]),  # stored only, not enforced
+    ],
     ("rbac.authorization.k8s.io", "v1"): [
         ("roles", "Role", True, []),
         ("rolebindings", "RoleBinding", True, []),
