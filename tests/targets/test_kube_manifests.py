@@ -7,6 +7,7 @@ schemas of several versions (kubernetes-validate), and the promises the manifest
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -346,3 +347,45 @@ def test_the_minio_console_is_not_exposed_unless_asked(tmp_path):
 
     assert service_ports() == {9000}
     assert service_ports(minio_console=True) == {9000, 9001}
+
+
+def test_mlflow_holds_a_bucket_limited_minio_user_not_the_root_keys(manifests):
+    """What the wire tests cannot show (moto has no MinIO admin API): the rendered setup script
+    and policy. MLflow's keys are the user's; only MinIO and the setup Job see root's."""
+    keys_of = {}
+    for d, spec in pod_specs(manifests):
+        keys_of[d["metadata"]["name"]] = {
+            e["valueFrom"]["secretKeyRef"]["key"]
+            for c in spec["containers"]
+            for e in c.get("env") or []
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        }
+    root = {"minio-root-user", "minio-root-password"}
+    assert {n for n, keys in keys_of.items() if keys & root} == {"minio", "minio-create-bucket"}
+    assert {"minio-mlflow-user", "minio-mlflow-password"} <= keys_of["mlflow"]
+
+    setup = next(d for d in manifests if d["metadata"]["name"] == "minio-setup")
+    policy = json.loads(setup["data"]["mlflow-policy.json"])
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::mlflow", "arn:aws:s3:::mlflow/*"}
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions)
+    assert "s3:ListAllMyBuckets" not in actions
+
+    script = setup["data"]["setup.sh"]
+    assert script.startswith("set -eu\n")
+    for line in (
+        'mc mb --ignore-existing "iris/$S3_BUCKET"',
+        "mc admin policy create iris iris-mlflow /setup/mlflow-policy.json",
+        'mc admin user add iris "$MLFLOW_ACCESS_KEY" "$MLFLOW_SECRET_KEY"',
+        'mc admin policy attach iris iris-mlflow --user "$MLFLOW_ACCESS_KEY"',
+    ):
+        assert line in script
+    if shutil.which("sh"):  # the script is valid shell
+        subprocess.run(["sh", "-n", "-c", script], check=True)
+    job = next(d for d in manifests if d["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "/setup/setup.sh"]
+    env = {e["name"] for e in container["env"]}
+    assert {"S3_BUCKET", "ROOT_ACCESS_KEY", "MLFLOW_ACCESS_KEY", "MLFLOW_SECRET_KEY"} <= env

@@ -200,14 +200,25 @@ class KubeTarget:
         """Generate the credentials once; later `up`s keep them (read first, create if absent)."""
         existing = cluster.secret(SECRET_NAME)
         wanted_uri = self.config["backend_store_uri"]
+        # MLflow's own MinIO user (limited to its bucket by the setup Job), never the root keys.
+        mlflow_user = {
+            "minio-mlflow-user": f"mlflow-{secrets.token_hex(4)}",
+            "minio-mlflow-password": secrets.token_urlsafe(32),
+        }
         if existing is None:
             values = {
                 "minio-root-user": f"iris-{secrets.token_hex(4)}",
                 "minio-root-password": secrets.token_urlsafe(32),
+                **mlflow_user,
                 "mlflow-backend-store-uri": wanted_uri or DEFAULT_BACKEND_URI,
             }
             cluster.apply(manifests.secret_document(self.namespace, values))
             progress("secret", f"generated {SECRET_NAME} (see `irisctl status --show-secrets`)")
+        elif not set(mlflow_user) <= set(existing):  # a Secret from before MLflow's own user
+            uri = wanted_uri or existing.get("mlflow-backend-store-uri", DEFAULT_BACKEND_URI)
+            values = {**existing, **mlflow_user, "mlflow-backend-store-uri": uri}
+            cluster.apply(manifests.secret_document(self.namespace, values))
+            progress("secret", f"{SECRET_NAME}: added MLflow's own MinIO user")
         elif wanted_uri and existing.get("mlflow-backend-store-uri") != wanted_uri:
             cluster.apply(
                 manifests.secret_document(
@@ -221,10 +232,14 @@ class KubeTarget:
     def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
         if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay
             job = doc["metadata"]["name"]
+            spec = manifests.spec_digest(doc)
+            doc["metadata"].setdefault("annotations", {})[manifests.SPEC_DIGEST] = spec
             current = cluster.get("batch/v1", "Job", job)
             if current is not None:
-                if (current.get("status") or {}).get("succeeded"):
+                ran = (current["metadata"].get("annotations") or {}).get(manifests.SPEC_DIGEST)
+                if (current.get("status") or {}).get("succeeded") and ran == spec:
                     return
+                # Unfinished, or done with another spec (e.g. before the MinIO user): run again.
                 cluster.delete("batch/v1", "Job", job)
         cluster.apply(doc)
 
