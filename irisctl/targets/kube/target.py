@@ -173,7 +173,9 @@ class KubeTarget:
         found = cluster.get("v1", "Namespace", self.namespace)
         if found is None or teardown.terminating(found) or teardown.managed(found):
             return False
-        if not self.config["adopt"]:
+        ours = cluster.get("v1", "Secret", SECRET_NAME)
+        if not self.config["adopt"] and not (ours and teardown.managed(ours)):
+            # (irisctl's own Secret there: adopted by an earlier `up --adopt`, from any machine)
             raise BadInput(
                 f"namespace {self.namespace} exists and was not created by irisctl (no label "
                 "app.kubernetes.io/managed-by=irisctl); refusing to deploy into it",
