@@ -205,6 +205,12 @@ def up(
         "--backend-store-uri",
         help="Kubernetes: MLflow's backend store, kept in the Secret (default: sqlite on a PVC).",
     ),
+    adopt: bool = typer.Option(
+        None,
+        "--adopt",
+        help="Kubernetes: deploy into an existing namespace irisctl did not create "
+        "(left as it is; never purged).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Bring the whole stack up (idempotent); train a first model if there is no champion.
@@ -223,6 +229,7 @@ def up(
         accuracy_threshold=threshold,
         train_schedule=schedule,
         backend_store_uri=backend_store_uri,
+        adopt=adopt,
     )
     report = ctx.obj["reporter"] = _reporter(json_out)  # Ctrl-C says what was still starting
     result = ops.up(config, report.progress, report.line)

@@ -661,7 +661,8 @@ def doctor(config: Config) -> list[Check]:
             )
         )
     recorded = state.read(home) or {}
-    running = bool(recorded.get("up")) and _current(config)[0].is_up()
+    chosen = _current(config)[0]
+    running = bool(recorded.get("up")) and chosen.is_up()
     for key, port in config.ports.items():
         if running and recorded.get("ports", {}).get(key) == port:
             checks.append(Check(f"port {port} ({key})", "ok", "held by this irisctl stack"))
@@ -689,7 +690,22 @@ def doctor(config: Config) -> list[Check]:
                 "" if path else f"only needed for {why}",
             )
         )
+    if chosen.name == "minikube":
+        checks.append(network_policy_check(config["minikube_profile"]))
     return checks
+
+
+def network_policy_check(profile: str) -> Check:
+    """minikube's default CNI (bridge or kindnet with the docker driver) stores NetworkPolicies
+    but enforces none; Calico or Cilium do, chosen only when the cluster is created."""
+    return Check(
+        "network policy",
+        "warn",
+        "minikube's default CNI does not enforce the stack's NetworkPolicies "
+        "(any pod can reach MLflow, MinIO and Alertmanager)",
+        f"recreate the cluster with one that does: minikube -p {profile} delete && "
+        f"minikube -p {profile} start --driver=docker --cni=calico",
+    )
 
 
 # -- promote / rollback / champion periods ---------------------------------------------------

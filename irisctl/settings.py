@@ -60,7 +60,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "minikube_addons": ("", str),  # comma-separated, e.g. "metrics-server"; the stack needs none
     # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
     "backend_store_uri": ("", str),
-    "rollout_timeout": (600.0, float),  # seconds `up` waits for every workload to be ready
+    "rollout_timeout": (600.0, float),
+    "minio_console": (False, bool),  # Kubernetes: MinIO's console port on its Service
+    # `up` into an existing namespace irisctl did not create (never relabelled, never purged).
+    "adopt": (False, bool),  # seconds `up` waits for every workload to be ready
 }
 
 

@@ -212,7 +212,11 @@ class Cluster:
     # -- objects -------------------------------------------------------------------------------
 
     def apply(self, doc: dict[str, Any]) -> None:
-        """Server-side apply as field manager ``irisctl`` (no last-applied annotation)."""
+        """Server-side apply as field manager ``irisctl`` (no last-applied annotation).
+
+        Never forced: a field another manager owns is the API server's 409 Conflict, reported,
+        not taken over (https://kubernetes.io/docs/reference/using-api/server-side-apply/).
+        """
         kind, name = doc["kind"], doc["metadata"]["name"]
         with _api_errors(f"applying {kind}/{name}", self.server):
             self.dynamic.server_side_apply(
@@ -221,7 +225,7 @@ class Cluster:
                 name=name,
                 namespace=self._ns(kind),
                 field_manager=FIELD_MANAGER,
-                force_conflicts=True,
+                force_conflicts=False,
             )
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:

@@ -743,3 +743,14 @@ def test_doctor_checks_the_alertmanager_binary(home, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     missing = {c["name"]: c for c in json.loads(run("doctor", "--json").stdout)}["alertmanager"]
     assert missing["level"] == "warn" and "prometheus-alertmanager" in missing["fix"]
+
+
+def test_doctor_warns_that_minikubes_default_cni_does_not_enforce_network_policies(home):
+    checks = {
+        c["name"]: c for c in json.loads(run("--target", "minikube", "doctor", "--json").stdout)
+    }
+    policy = checks["network policy"]
+    assert policy["level"] == "warn" and "does not enforce" in policy["detail"]
+    assert "start --driver=docker --cni=calico" in policy["fix"]
+    local = {c["name"] for c in json.loads(run("--target", "local", "doctor", "--json").stdout)}
+    assert "network policy" not in local

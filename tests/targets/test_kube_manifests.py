@@ -7,6 +7,7 @@ schemas of several versions (kubernetes-validate), and the promises the manifest
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -279,3 +280,130 @@ def test_mlflow_telemetry_is_off_in_the_settings_and_the_image(manifests):
     assert config["data"]["MLFLOW_DISABLE_TELEMETRY"] == "true" == config["data"]["DO_NOT_TRACK"]
     dockerfile = render.read("docker/Dockerfile")
     assert "MLFLOW_DISABLE_TELEMETRY=true" in dockerfile and "DO_NOT_TRACK=true" in dockerfile
+
+
+# -- issue 25 item 5: who may reach whom -----------------------------------------------------
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions) as the API server evaluates it."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def pod_labels(manifests) -> dict[str, dict]:
+    """Every pod the manifests create → its labels (a Deployment's, Job's or CronJob's pods)."""
+    out = {}
+    for d, _spec in pod_specs(manifests):
+        template = (
+            d["spec"]["jobTemplate"]["spec"]["template"]
+            if d["kind"] == "CronJob"
+            else d["spec"]["template"]
+        )
+        out[f"{d['kind']}/{d['metadata']['name']}"] = template["metadata"]["labels"]
+    return out
+
+
+def test_network_policies_select_exactly_the_intended_pods(manifests):
+    pods = pod_labels(manifests)
+    policies = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "NetworkPolicy"}
+    seen = {}
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]  # egress stays open: no DNS rule to forget
+        (rule,) = spec["ingress"]
+        (source,) = rule["from"]
+        seen[name] = (
+            sorted(p for p, labels in pods.items() if selects(spec["podSelector"], labels)),
+            sorted(p for p, labels in pods.items() if selects(source["podSelector"], labels)),
+            sorted(port["port"] for port in rule["ports"]),
+        )
+    assert seen == {
+        "mlflow-ingress": (
+            ["Deployment/mlflow"],
+            ["CronJob/ml-model-training", "Deployment/model-api", "Deployment/monitor"],
+            [5000],
+        ),
+        "minio-ingress": (
+            ["Deployment/minio"],
+            ["Deployment/mlflow", "Job/minio-create-bucket"],
+            [9000],
+        ),
+        "alertmanager-ingress": (["Deployment/alertmanager"], ["Deployment/prometheus"], [9093]),
+    }
+    # The ports the policies open are the ones the selected pods listen on.
+    for d, spec in pod_specs(manifests):
+        for policy in policies.values():
+            labels = pod_labels([d]).popitem()[1]
+            if selects(policy["spec"]["podSelector"], labels):
+                listening = {p["containerPort"] for c in spec["containers"] for p in c["ports"]}
+                assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} <= listening
+
+
+def test_a_selector_that_matches_nothing_would_be_caught():
+    assert not selects(
+        {"matchLabels": {"app.kubernetes.io/name": "mlfow"}}, {"app.kubernetes.io/name": "mlflow"}
+    )
+
+
+def test_the_minio_console_is_not_exposed_unless_asked(tmp_path):
+    def service_ports(**flags) -> set[int]:
+        found = docs("minikube", tmp_path, **flags)
+        svc = next(d for d in found if d["metadata"]["name"] == "minio-service")
+        return {p["port"] for p in svc["spec"]["ports"]}
+
+    assert service_ports() == {9000}
+    assert service_ports(minio_console=True) == {9000, 9001}
+
+
+def test_mlflow_holds_a_bucket_limited_minio_user_not_the_root_keys(manifests):
+    """What the wire tests cannot show (moto has no MinIO admin API): the rendered setup script
+    and policy. MLflow's keys are the user's; only MinIO and the setup Job see root's."""
+    keys_of = {}
+    for d, spec in pod_specs(manifests):
+        keys_of[d["metadata"]["name"]] = {
+            e["valueFrom"]["secretKeyRef"]["key"]
+            for c in spec["containers"]
+            for e in c.get("env") or []
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        }
+    root = {"minio-root-user", "minio-root-password"}
+    assert {n for n, keys in keys_of.items() if keys & root} == {"minio", "minio-create-bucket"}
+    assert {"minio-mlflow-user", "minio-mlflow-password"} <= keys_of["mlflow"]
+
+    setup = next(d for d in manifests if d["metadata"]["name"] == "minio-setup")
+    policy = json.loads(setup["data"]["mlflow-policy.json"])
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::mlflow", "arn:aws:s3:::mlflow/*"}
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions)
+    assert "s3:ListAllMyBuckets" not in actions
+
+    script = setup["data"]["setup.sh"]
+    assert script.startswith("set -eu\n")
+    for line in (
+        'mc mb --ignore-existing "iris/$S3_BUCKET"',
+        "mc admin policy create iris iris-mlflow /setup/mlflow-policy.json",
+        'mc admin user add iris "$MLFLOW_ACCESS_KEY" "$MLFLOW_SECRET_KEY"',
+        'mc admin policy attach iris iris-mlflow --user "$MLFLOW_ACCESS_KEY"',
+    ):
+        assert line in script
+    if shutil.which("sh"):  # the script is valid shell
+        subprocess.run(["sh", "-n", "-c", script], check=True)
+    job = next(d for d in manifests if d["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "/setup/setup.sh"]
+    env = {e["name"] for e in container["env"]}
+    assert {"S3_BUCKET", "ROOT_ACCESS_KEY", "MLFLOW_ACCESS_KEY", "MLFLOW_SECRET_KEY"} <= env

@@ -42,8 +42,39 @@ MANIFESTS = (
     "50-monitor",
     "60-prometheus",
     "70-trainer",
+    "80-network-policies",
 )
 LABELS = {"app.kubernetes.io/part-of": "irisctl", "app.kubernetes.io/managed-by": "irisctl"}
+
+
+def bucket_policy(bucket: str) -> dict[str, Any]:
+    """MLflow's MinIO user may list, read, write and delete in its bucket, nothing else (the
+    proxied artifact store's calls; no ListAllMyBuckets, no admin, no other bucket)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetBucketLocation",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                ],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+        ],
+    }
 
 
 def images(config: Config, target: str) -> dict[str, str]:
@@ -93,6 +124,8 @@ def render(config: Config, target: str) -> dict[str, str]:
         "namespace": c["namespace"],
         "secret_name": SECRET_NAME,
         "bucket": BUCKET,
+        "minio_console": c["minio_console"],
+        "mlflow_bucket_policy": bucket_policy(BUCKET),
         "images": images(config, target),
         # The cluster's default class (`up` checks there is one): minikube's is not always
         # `standard`, and another cluster's has another name.
@@ -146,6 +179,11 @@ def checksums(context: dict[str, Any], backend_store_uri: str) -> dict[str, str]
 
 
 CHECKSUM = "checksum/config"
+SPEC_DIGEST = "irisctl/spec-digest"  # on a Job: the spec it ran, so a changed one runs again
+
+
+def spec_digest(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc["spec"], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def pod_checksums(objs: list[dict[str, Any]]) -> dict[str, str]:

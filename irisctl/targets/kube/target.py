@@ -133,6 +133,7 @@ class KubeTarget:
             self._start_minikube(progress)
         cluster = self.cluster()  # the context guard runs here, before the first change
         self._check_storage(cluster, self.documents())
+        adopted = self._check_namespace(cluster)
         progress("image", "building irisctl-services and -model-api (skipped when tags exist)")
         tag, engine, built = images.build_services_image(
             self.config, self.name, None, lambda line: progress("image", line)
@@ -149,9 +150,14 @@ class KubeTarget:
             teardown.wait_gone(cluster, self.config["rollout_timeout"], self.poll_s, progress)
         before = manifests.pod_checksums(cluster.find("apps/v1", "Deployment"))
         for doc in documents:
-            if doc["kind"] == "Namespace":
+            if doc["kind"] == "Namespace" and not adopted:
                 cluster.apply(doc)
                 progress("namespace", doc["metadata"]["name"])
+        if adopted:
+            progress(
+                "namespace",
+                f"{self.namespace} adopted: left as it is; `down --purge` will not delete it",
+            )
         self._ensure_secret(cluster, progress)
         for doc in documents:
             if doc["kind"] != "Namespace":
@@ -167,6 +173,23 @@ class KubeTarget:
         rollout.wait_ready(cluster, progress, self.config["rollout_timeout"], self.poll_s)
         self.start_forwarder()
         progress("port-forward", ", ".join(f"{s} {u}" for s, u in self.urls().items()))
+
+    def _check_namespace(self, cluster: Cluster) -> bool:
+        """True when ``up`` goes into a namespace someone else created (``--adopt``); refuse
+        one without ``--adopt``, before anything changes."""
+        found = cluster.get("v1", "Namespace", self.namespace)
+        if found is None or teardown.terminating(found) or teardown.managed(found):
+            return False
+        ours = cluster.get("v1", "Secret", SECRET_NAME)
+        if not self.config["adopt"] and not (ours and teardown.managed(ours)):
+            # (irisctl's own Secret there: adopted by an earlier `up --adopt`, from any machine)
+            raise BadInput(
+                f"namespace {self.namespace} exists and was not created by irisctl (no label "
+                "app.kubernetes.io/managed-by=irisctl); refusing to deploy into it",
+                "choose another namespace with --namespace, or pass `up --adopt` to use it as "
+                "it is (irisctl then never relabels or deletes it)",
+            )
+        return True
 
     def _start_minikube(self, progress: Progress) -> None:
         if minikube.running(self.profile):
@@ -186,14 +209,25 @@ class KubeTarget:
         """Generate the credentials once; later `up`s keep them (read first, create if absent)."""
         existing = cluster.secret(SECRET_NAME)
         wanted_uri = self.config["backend_store_uri"]
+        # MLflow's own MinIO user (limited to its bucket by the setup Job), never the root keys.
+        mlflow_user = {
+            "minio-mlflow-user": f"mlflow-{secrets.token_hex(4)}",
+            "minio-mlflow-password": secrets.token_urlsafe(32),
+        }
         if existing is None:
             values = {
                 "minio-root-user": f"iris-{secrets.token_hex(4)}",
                 "minio-root-password": secrets.token_urlsafe(32),
+                **mlflow_user,
                 "mlflow-backend-store-uri": wanted_uri or DEFAULT_BACKEND_URI,
             }
             cluster.apply(manifests.secret_document(self.namespace, values))
             progress("secret", f"generated {SECRET_NAME} (see `irisctl status --show-secrets`)")
+        elif not set(mlflow_user) <= set(existing):  # a Secret from before MLflow's own user
+            uri = wanted_uri or existing.get("mlflow-backend-store-uri", DEFAULT_BACKEND_URI)
+            values = {**existing, **mlflow_user, "mlflow-backend-store-uri": uri}
+            cluster.apply(manifests.secret_document(self.namespace, values))
+            progress("secret", f"{SECRET_NAME}: added MLflow's own MinIO user")
         elif wanted_uri and existing.get("mlflow-backend-store-uri") != wanted_uri:
             cluster.apply(
                 manifests.secret_document(
@@ -229,10 +263,14 @@ class KubeTarget:
     def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
         if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay
             job = doc["metadata"]["name"]
+            spec = manifests.spec_digest(doc)
+            doc["metadata"].setdefault("annotations", {})[manifests.SPEC_DIGEST] = spec
             current = cluster.get("batch/v1", "Job", job)
             if current is not None:
-                if (current.get("status") or {}).get("succeeded"):
+                ran = (current["metadata"].get("annotations") or {}).get(manifests.SPEC_DIGEST)
+                if (current.get("status") or {}).get("succeeded") and ran == spec:
                     return
+                # Unfinished, or done with another spec (e.g. before the MinIO user): run again.
                 cluster.delete("batch/v1", "Job", job)
         cluster.apply(doc)
 
@@ -383,7 +421,7 @@ class KubeTarget:
         if cluster and self.name != "minikube":
             raise BadInput("--cluster stops minikube; the kubernetes target's cluster is not ours")
         kube_ = self.cluster()
-        if purge and self.name == "kubernetes":
+        if purge:  # both targets: a namespace adopted with `up --adopt` is never deleted
             teardown.check_managed(kube_, self.config["context"])
         done = teardown.delete(kube_, self.documents(), purge, dry_run)
         if purge and not dry_run and done:

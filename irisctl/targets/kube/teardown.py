@@ -10,7 +10,7 @@ from ...errors import IrisctlError
 from ..base import Progress
 from .jobs import TRAINER_SELECTOR
 from .manifests import SECRET_NAME
-from .objects import label, name
+from .objects import MANAGED_BY, label, name
 
 KEPT = {"Namespace", "PersistentVolumeClaim", "Secret"}
 
@@ -38,13 +38,15 @@ def delete(
     prefix = "would delete" if dry_run else "deleted"
     done = []
     for api_version, kind, obj in doomed(cluster, documents, purge):
-        if dry_run:
-            present = cluster.get(api_version, kind, obj) is not None
-        else:
-            present = cluster.delete(api_version, kind, obj)
-        if present:
+        found = cluster.get(api_version, kind, obj)
+        if found is None:
+            continue
+        if not purge and not managed(found):  # same name, someone else's: not ours to delete
+            done.append(f"left {kind}/{obj} (not irisctl's: no label {MANAGED_BY[0]})")
+            continue
+        if dry_run or cluster.delete(api_version, kind, obj):
             done.append(f"{prefix} {kind}/{obj}")
-    if not purge and done:
+    if not purge and any(line.startswith(prefix) for line in done):
         done.append(
             f"kept the PersistentVolumeClaims and Secret {SECRET_NAME} "
             "(runs, models, metrics, credentials); `down --purge` deletes them"
@@ -87,18 +89,21 @@ def wait_gone(
         time.sleep(poll_s)
 
 
+def managed(obj: dict[str, Any]) -> bool:
+    """The object carries irisctl's label (``up`` created it); ``down`` deletes only those."""
+    return label(obj, MANAGED_BY[0]) == MANAGED_BY[1]
+
+
 def check_managed(cluster: Cluster, context: str) -> None:
     """Refuse to purge a namespace irisctl did not create (the label ``up`` sets)."""
     found = cluster.get("v1", "Namespace", cluster.namespace)
     if found is None:
         return
-    if "irisctl" not in (
-        label(found, "app.kubernetes.io/managed-by"),
-        label(found, "app.kubernetes.io/part-of"),
-    ):
+    if not managed(found):
         raise IrisctlError(
             f"namespace {cluster.namespace} in context {context} is not managed by irisctl "
             "(no label app.kubernetes.io/managed-by=irisctl); refusing to delete it",
-            "`irisctl down` without --purge deletes only irisctl's objects; "
-            "choose the namespace irisctl created with --namespace",
+            "`irisctl down` without --purge deletes only irisctl's objects; then "
+            f"`kubectl delete pvc,secret -n {cluster.namespace} -l "
+            "app.kubernetes.io/managed-by=irisctl` deletes its data",
         )

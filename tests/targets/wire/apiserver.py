@@ -11,8 +11,16 @@ imitates, and where the real behaviour is documented:
   kubectl leaves validation to the server; ``/openapi/v2`` is an empty document.
 - **Server-side apply**: ``PATCH`` with ``Content-Type: application/apply-patch+yaml`` and
   ``fieldManager`` (required) / ``force``; creates the object when missing, else the applied
-  configuration replaces the fields irisctl (the only applier) owns, keeping ``status`` and
-  system metadata — https://kubernetes.io/docs/reference/using-api/server-side-apply/.
+  configuration replaces the fields its manager owns, keeping ``status``, system metadata and
+  the fields other managers own — https://kubernetes.io/docs/reference/using-api/server-side-apply/.
+  **Field-manager conflicts** (same page, "Conflicts"): every write records which manager owns
+  each field it set (create, update and merge-patch by ``fieldManager``, else the User-Agent's
+  product name, as the apiserver defaults it); an apply that would change a field another
+  manager owns is refused with 409 ``Conflict`` and the apiserver's message ("Apply failed with
+  1 conflict: conflict with "M" using v1: .data.k",
+  k8s.io/apimachinery/pkg/util/managedfields/internal/conflict.go) unless ``force=true``, which
+  takes the fields over. Simplified: lists are atomic (no associative ``name`` keys) and
+  ownership is kept beside the object, not shown as ``metadata.managedFields``.
   ``application/merge-patch+json`` and ``strategic-merge-patch+json`` are merged as RFC 7386.
 - **CRUD**: GET, LIST (``labelSelector`` with ``=``, ``==``, ``!=``, ``in``, ``notin``,
   existence), POST (409 AlreadyExists), DELETE with ``propagationPolicy`` (a Job deleted without
@@ -84,7 +92,7 @@ imitates, and where the real behaviour is documented:
 Not covered: protobuf bodies (``kubectl create``/``run`` send them: 415 here; ``kubectl
 apply``/``get``/``delete`` speak JSON), watches, RBAC/authn, admission webhooks, quotas,
 scheduling, real image pulls and restarts (only reported, see above), multi-container pods,
-resourceVersion conflicts, managedFields.
+resourceVersion conflicts, ``metadata.managedFields`` in responses.
 """
 
 from __future__ import annotations
@@ -132,7 +140,10 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
         ("jobs", "Job", True, []),
         ("cronjobs", "CronJob", True, ["cj"]),
     ],
-    ("networking.k8s.io", "v1"): [("ingresses", "Ingress", True, ["ing"])],
+    ("networking.k8s.io", "v1"): [
+        ("ingresses", "Ingress", True, ["ing"]),
+        ("networkpolicies", "NetworkPolicy", True, ["netpol"]),  # stored only, not enforced
+    ],
     ("rbac.authorization.k8s.io", "v1"): [
         ("roles", "Role", True, []),
         ("rolebindings", "RoleBinding", True, []),
@@ -255,6 +266,64 @@ def match_fields(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
+FieldPath = tuple[str, ...]
+
+
+def field_leaves(obj: dict[str, Any]) -> dict[FieldPath, Any]:
+    """The fields a write sets, as SSA tracks them: map leaves (lists atomic), without the
+    identity, system metadata and ``status``."""
+    out: dict[FieldPath, Any] = {}
+
+    def walk(node: Any, path: FieldPath) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, (*path, k))
+        else:
+            out[path] = node
+
+    for key, value in obj.items():
+        if key in ("apiVersion", "kind", "status"):
+            continue
+        if key == "metadata":
+            for mk in ("labels", "annotations"):
+                if value.get(mk):
+                    walk(value[mk], ("metadata", mk))
+            continue
+        walk(value, (key,))
+    return out
+
+
+def field_path(path: FieldPath) -> str:
+    return "".join(f".{p}" for p in path)
+
+
+def set_field(obj: dict[str, Any], path: FieldPath, value: Any) -> None:
+    for p in path[:-1]:
+        obj = obj.setdefault(p, {})
+    obj[path[-1]] = copy.deepcopy(value)
+
+
+def conflict_error(conflicts: list[tuple[str, FieldPath]], api_version_: str) -> ApiError:
+    """409 as the apiserver words it (managedfields/internal/conflict.go getConflictMessage)."""
+    if len(conflicts) == 1:
+        manager, path = conflicts[0]
+        message = (
+            f'Apply failed with 1 conflict: conflict with "{manager}" using {api_version_}: '
+            f"{field_path(path)}"
+        )
+    else:
+        lines = []
+        for manager in sorted({m for m, _ in conflicts}):
+            lines.append(f'conflicts with "{manager}" using {api_version_}:')
+            lines += [f"- {field_path(p)}" for m, p in conflicts if m == manager]
+        message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+    causes = [
+        {"type": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": field_path(p)}
+        for m, p in conflicts
+    ]
+    return ApiError(409, "Conflict", message, {"causes": causes})
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -313,6 +382,9 @@ class Emulator:
         # Pod-seconds per probe tick: set it to run startup/liveness probes and their restarts.
         self.probe_clock_s: float | None = None
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, ns, name)
+        # (kind, ns, name) → field → the managers that own it (server-side apply; applying the
+        # value another manager set shares the field).
+        self.owners: dict[tuple[str, str, str], dict[FieldPath, set[str]]] = {}
         self.runtime: dict[tuple[str, str], PodRuntime] = {}
         self.endpoints: dict[tuple[str, int], tuple[str, int]] = {}  # (app, port) → address
         self.pod_endpoints: dict[tuple[str, str, int], tuple[str, int]] = {}
@@ -688,6 +760,9 @@ class Emulator:
         if sub and sub not in ("status",):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         method = request.method
+        # Non-apply writes without fieldManager: the User-Agent's product name (the
+        # apiserver's default, e.g. "kubectl-create", "OpenAPI-Generator").
+        manager = q.get("fieldManager") or request.headers.get("User-Agent", "").split("/")[0]
         if method == "GET" and not name:
             if q.get("watch") in ("1", "true"):
                 raise ApiError(405, "MethodNotAllowed", "watch is not supported by the emulator")
@@ -698,14 +773,14 @@ class Emulator:
             return web.json_response(self._get(gv, namespace, name))
         if method == "POST" and not name:
             body = await self._body(request)
-            return web.json_response(self._create(gv, namespace, body, dry), status=201)
+            return web.json_response(self._create(gv, namespace, body, dry, manager), status=201)
         if method == "PATCH" and name:
             body = await self._body(request)
             ctype = request.content_type
-            return web.json_response(self._patch(gv, namespace, name, body, ctype, q, dry))
+            return web.json_response(self._patch(gv, namespace, name, body, ctype, q, dry, manager))
         if method == "PUT" and name:
             body = await self._body(request)
-            return web.json_response(self._replace(gv, namespace, name, body, sub, dry))
+            return web.json_response(self._replace(gv, namespace, name, body, sub, dry, manager))
         if method == "DELETE" and name:
             policy = q.get("propagationPolicy", "")
             with contextlib.suppress(ValueError):
@@ -955,7 +1030,12 @@ class Emulator:
         return obj
 
     def _create(
-        self, gv: tuple, namespace: str, body: dict[str, Any], dry: bool = False
+        self,
+        gv: tuple,
+        namespace: str,
+        body: dict[str, Any],
+        dry: bool = False,
+        manager: str = "kube-controller-manager",
     ) -> dict[str, Any]:
         group, _, plural, kind, namespaced = gv
         meta = body.setdefault("metadata", {})
@@ -985,6 +1065,9 @@ class Emulator:
             return self._stamp(gv, namespace, obj)
         obj = self._stamp(gv, namespace, obj)
         self.objects[(kind, namespace if namespaced else "", name)] = obj
+        self.owners[(kind, namespace if namespaced else "", name)] = {
+            f: {manager} for f in field_leaves(body)
+        }
         self._kick()
         return copy.deepcopy(obj)
 
@@ -997,8 +1080,9 @@ class Emulator:
         ctype: str,
         q: Any,
         dry: bool,
+        manager: str = "",
     ) -> dict[str, Any]:
-        group, _, plural, kind, namespaced = gv
+        group, version, plural, kind, namespaced = gv
         key = (kind, namespace if namespaced else "", name)
         current = self.objects.get(key)
         if ctype == "application/apply-patch+yaml":
@@ -1012,10 +1096,33 @@ class Emulator:
             if body.get("metadata", {}).get("name", name) != name:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
             if current is None:
-                return self._create(gv, namespace, body, dry)
+                return self._create(gv, namespace, body, dry, manager)
             self._check_reject("patch", kind, name)
             self._validate(gv, body, name)
+            owners = self.owners.get(key, {})
+            applied, have = field_leaves(body), field_leaves(current)
+            force = q.get("force") in ("true", "1")
+            conflicts = [
+                (other, f)
+                for f, value in applied.items()
+                if have.get(f) != value
+                for other in sorted(owners.get(f, set()) - {manager})
+            ]
+            if conflicts and not force:
+                raise conflict_error(conflicts, api_version(group, version))
             merged = copy.deepcopy(body)
+            # What other managers own stays; what this manager no longer applies goes.
+            kept: dict[FieldPath, set[str]] = {}
+            for f, who in owners.items():
+                others = who - {manager}
+                if f not in applied and others and f in have:
+                    set_field(merged, f, have[f])
+                    kept[f] = others
+            for f, value in applied.items():
+                shared = owners.get(f, set()) if have.get(f) == value and not force else set()
+                kept[f] = shared | {manager}
+            if not dry:
+                self.owners[key] = kept
             meta = merged.setdefault("metadata", {})
             for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
                 if k in current["metadata"]:
@@ -1032,6 +1139,7 @@ class Emulator:
                 raise self._not_found(plural, group, name)
             self._check_reject("patch", kind, name)
             merged = merge_patch(current, body)
+            self._take_changed(key, current, merged, manager, dry)
         else:
             raise ApiError(
                 415, "UnsupportedMediaType", f"the media type {ctype!r} is not supported"
@@ -1039,7 +1147,14 @@ class Emulator:
         return self._update(gv, namespace, name, current, merged, dry)
 
     def _replace(
-        self, gv: tuple, namespace: str, name: str, body: dict[str, Any], sub: str, dry: bool
+        self,
+        gv: tuple,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        sub: str,
+        dry: bool,
+        manager: str = "",
     ) -> dict[str, Any]:
         group, _, plural, kind, namespaced = gv
         current = self.objects.get((kind, namespace if namespaced else "", name))
@@ -1052,7 +1167,26 @@ class Emulator:
             merged = copy.deepcopy(body)
             merged["status"] = current.get("status")
             merged.setdefault("metadata", {})["uid"] = current["metadata"]["uid"]
+            self._take_changed(
+                (kind, namespace if namespaced else "", name), current, merged, manager, dry
+            )
         return self._update(gv, namespace, name, current, merged, dry)
+
+    def _take_changed(
+        self,
+        key: tuple[str, str, str],
+        current: dict[str, Any],
+        merged: dict[str, Any],
+        manager: str,
+        dry: bool,
+    ) -> None:
+        """An update (PUT, merge patch) owns the fields it changed (an "Update" manager)."""
+        if dry or not manager:
+            return
+        before, after = field_leaves(current), field_leaves(merged)
+        owners = {f: o for f, o in self.owners.get(key, {}).items() if f in after}
+        owners.update({f: {manager} for f, v in after.items() if before.get(f) != v})
+        self.owners[key] = owners
 
     def _update(
         self,
@@ -1092,6 +1226,7 @@ class Emulator:
                 self.loop.call_later(self.terminate_s, self._finish_namespace, name)
             return copy.deepcopy(current)
         del self.objects[key]
+        self.owners.pop(key, None)
         if kind == "Pod":
             self._pod_gone(current)
         if kind == "Job" and not policy:

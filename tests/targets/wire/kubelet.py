@@ -16,6 +16,8 @@ What differs from a node, and how it is bridged:
   Host header arriving through a port-forward is judged by the manifest's own list.
 - No images: the image name picks the program; the container's ``command`` runs with this
   venv's python and mlflow. Containers that exit are not restarted (no CrashLoopBackOff).
+  The MinIO image with a ``command`` (the setup Job's shell script) runs that script here with
+  ``mc`` on PATH being mc_stub.py (moto has no MinIO admin API: see there).
 """
 
 from __future__ import annotations
@@ -129,6 +131,11 @@ class LocalKubelet:
         emu.pod_hook = self.on_pod
         emu.pod_deleted_hook = self.on_pod_deleted
         emu.job_outcome = lambda job, pod: None  # the process's exit decides
+        self.bin = workdir / "bin"  # `mc` for the MinIO setup Job
+        self.bin.mkdir(parents=True, exist_ok=True)
+        mc = self.bin / "mc"
+        mc.write_text(f'#!/bin/sh\nexec "{BIN / "python"}" -m tests.targets.wire.mc_stub "$@"\n')
+        mc.chmod(0o755)
 
     # -- kube-proxy ----------------------------------------------------------------------------
 
@@ -202,9 +209,7 @@ class LocalKubelet:
         first = next(iter(ports.values()), 0)
 
         def local(text: str) -> str:
-            for mount in sorted(mounts, key=len, reverse=True):
-                text = re.sub(rf"(?<![\w.-]){re.escape(mount)}(?=/|\b|$)", str(mounts[mount]), text)
-            return self.localize(ns, text)
+            return self.localize(ns, map_mounts(mounts, text))
 
         # Only what the pod spec says is mapped onto this machine (its mounts, its Services):
         # the stand-in's own paths stay as they are, even under a mount point such as /tmp
@@ -215,7 +220,7 @@ class LocalKubelet:
         for item in container.get("env") or []:
             spec_env[item["name"]] = self._env_value(ns, item)
         env = {
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": f"{self.bin}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONPATH": str(ROOT),  # the S3 stand-in's module
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -263,7 +268,7 @@ class LocalKubelet:
         command = list(container.get("command") or [])
         args = list(container.get("args") or [])
         first = next(iter(ports.values()), 0)
-        if "minio" in image:
+        if "minio" in image and not command:  # the server; the setup Job's script runs below
             return [
                 str(BIN / "python"),
                 "-m",
@@ -353,10 +358,7 @@ class LocalKubelet:
                 v = volumes.get(m["name"], {})
                 if "configMap" in v:
                     for f in mounts[m["mountPath"]].iterdir():
-                        text = f.read_text()
-                        for mount in sorted(mounts, key=len, reverse=True):
-                            text = text.replace(mount + "/", str(mounts[mount]) + "/")
-                        f.write_text(text)
+                        f.write_text(map_mounts(mounts, f.read_text()))
         return mounts
 
     def _follow(
@@ -392,6 +394,15 @@ class LocalKubelet:
             proxy.close()
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def map_mounts(mounts: dict[str, Path], text: str) -> str:
+    """Mount paths in ``text`` → their local directories, in ONE pass: a replaced path (itself
+    under /tmp) must not be rewritten again by the ``/tmp`` mount."""
+    if not mounts:
+        return text
+    pattern = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.-])({pattern})(?=/|\b|$)", lambda hit: str(mounts[hit.group(1)]), text)
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:

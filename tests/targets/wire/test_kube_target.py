@@ -15,7 +15,7 @@ import pytest
 from irisctl import settings, state
 from irisctl.clients import docker as docker_client
 from irisctl.errors import IrisctlError
-from irisctl.targets.kube import KubeTarget, images
+from irisctl.targets.kube import KubeTarget, images, manifests
 from tests.conftest import wait_until
 
 from . import minikube_stub as stub
@@ -70,7 +70,7 @@ def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(env, kubeco
     t = target()
     up(t)
     applies = [p for m, p in env.requests if m == "PATCH"]
-    assert applies and all("fieldManager=irisctl" in p and "force=true" in p for p in applies)
+    assert applies and all("fieldManager=irisctl" in p and "force=false" in p for p in applies)
     posted = [p for m, p in env.requests if m in ("POST", "PUT")]
     assert posted == []  # server-side apply only (no client-side create/replace)
     for doc in t.documents():
@@ -331,3 +331,35 @@ def test_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
     ]
     assert all(marker not in out for out in outputs)
     assert t.secrets()["minio-root-password"] == marker  # kept, and the one way to see it
+
+
+def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_again(env):
+    """A stack from before issue 25: root keys only, and a bucket Job that succeeded with the
+    old spec. `up` adds MLflow's user to the Secret (root keys kept) and reruns the Job."""
+    t = target()
+    up(t)
+    old = {k: v for k, v in t.secrets().items() if not k.startswith("minio-mlflow-")}
+    t.cluster().delete("v1", "Secret", "iris-credentials")
+    t.cluster().apply(manifests.secret_document(NS, old))
+    job = env.get("Job", NS, "minio-create-bucket")
+    assert job["status"].get("succeeded") == 1
+    first_uid = job["metadata"]["uid"]
+    stored = env.objects[("Job", NS, "minio-create-bucket")]  # as an older irisctl left it
+    stored["metadata"]["annotations"][manifests.SPEC_DIGEST] = "from-an-older-spec"
+
+    seen = up(target())
+    now = target().secrets()
+    assert {k: now[k] for k in old} == old
+    assert (
+        now["minio-mlflow-user"].startswith("mlflow-") and len(now["minio-mlflow-password"]) >= 32
+    )
+    assert ("secret", "iris-credentials: added MLflow's own MinIO user") in seen
+    assert env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] != first_uid
+    rerun_uid = env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"]
+    wait_until(
+        lambda: (env.get("Job", NS, "minio-create-bucket").get("status") or {}).get("succeeded"),
+        10,
+        what="the rerun Job to succeed",
+    )
+    up(target())  # same spec, succeeded: left alone
+    assert env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] == rerun_uid
