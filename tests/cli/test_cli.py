@@ -551,6 +551,12 @@ class MlflowTarget(FakeTarget):
     def endpoint(self, service: str) -> str:
         return self.mlflow_url if service == "mlflow" else super().endpoint(service)
 
+    def secrets(self) -> dict[str, str]:
+        from iris_services.common import signing
+
+        # The key the session's trainers sign with (tests/conftest.py: signing_key).
+        return {signing.SECRET_KEY: Path(os.environ[signing.KEY_FILE_ENV]).read_text().strip()}
+
 
 def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeypatch, home, capsys):
     from iris_services.common.settings import TrainerSettings

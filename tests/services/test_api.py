@@ -28,7 +28,7 @@ from iris_services.api.app import create_app
 from iris_services.api.graph import GraphModel
 from iris_services.api.mlflow_rest import DIGEST_TAG, RestRegistry
 from iris_services.api.model_holder import ModelHolder
-from iris_services.common import registry
+from iris_services.common import registry, signing
 from iris_services.common.registry import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import onnx_export, pipeline, publish
@@ -246,7 +246,10 @@ class LiveServer:
 
 
 def rest(settings: ApiSettings, cache: Path) -> RestRegistry:
-    return RestRegistry(settings.tracking_uri, settings.model_name, settings.model_alias, cache)
+    key_file = os.environ[signing.KEY_FILE_ENV]
+    return RestRegistry(
+        settings.tracking_uri, settings.model_name, settings.model_alias, cache, key_file=key_file
+    )
 
 
 def test_b4_real_champion_is_served_and_swapped_under_load(service_env, tmp_path):
