@@ -749,3 +749,33 @@ def test_doctor_checks_the_alertmanager_binary(home, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     missing = {c["name"]: c for c in json.loads(run("doctor", "--json").stdout)}["alertmanager"]
     assert missing["level"] == "warn" and "prometheus-alertmanager" in missing["fix"]
+
+
+def test_promote_refuses_a_version_our_trainer_did_not_sign_even_with_force(
+    own_mlflow_server, monkeypatch, home
+):
+    from mlflow import MlflowClient
+
+    from iris_services.common.settings import TrainerSettings
+    from iris_services.train import publish
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
+    monkeypatch.setenv("IRIS_WAIT_FOR_MLFLOW_SECONDS", "5")
+    publish.run(TrainerSettings())
+    # Someone with MLflow access registers our own v1's model again, as v2, without the key.
+    client = MlflowClient(own_mlflow_server.url, own_mlflow_server.url)
+    v1 = client.get_model_version("iris-classifier", "1")
+    model_id = v1.source.removeprefix("models:/")
+    client.create_model_version("iris-classifier", v1.source, run_id=v1.run_id, model_id=model_id)
+    target = MlflowTarget(own_mlflow_server.url)
+    monkeypatch.setattr(targets, "choose", lambda config, recorded: (target, "test"))
+    state.write(home, {"target": "local", "up": True, "ports": {}})
+    result = run("promote", "2", "--force")
+    assert result.exit_code == 1, result.output
+    assert "version 2 is refused: version 2 is not signed" in result.output
+    assert "Traceback" not in result.output
+    # A stack without a key (never `up`ed since this change) checks nothing: it says so.
+    monkeypatch.setattr(MlflowTarget, "secrets", lambda self: {})
+    result = run("rollback")
+    assert result.exit_code == 1 and "no signing key" in result.output
+    assert MlflowRest(own_mlflow_server.url).champion("iris-classifier", "champion").version == "1"
