@@ -738,6 +738,7 @@ def promote(config: Config, version: str | None, force: bool = False) -> AliasRe
         MODEL_ALIAS,
         None if version is None else version.strip(),
         config["accuracy_threshold"],
+        _signing_key(target),
         force,
     )
     api = target.endpoint("model-api")
@@ -751,6 +752,20 @@ def promote(config: Config, version: str | None, force: bool = False) -> AliasRe
         checked.accuracy,
         served,
     )
+
+
+def _signing_key(target: Target) -> str:
+    """The key this stack's trainer signs versions with: a file locally, the Secret on
+    Kubernetes (README, "Security")."""
+    from iris_services.common.signing import SECRET_KEY
+
+    key = target.secrets().get(SECRET_KEY)
+    if not key:
+        raise IrisctlError(
+            "this stack has no signing key, so no version can be checked as ours",
+            "run `irisctl up` (it creates the key), then `irisctl train --now`",
+        )
+    return key
 
 
 @dataclass

@@ -132,6 +132,25 @@ def own_mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One signing key for the session's trainers, APIs and CLIs (irisctl up makes the real one)."""
+    from iris_services.common import signing
+
+    path = tmp_path_factory.mktemp("signing") / signing.KEY_FILE_NAME
+    signing.write_key_file(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch, signing_key_file: Path) -> bytes:
+    """Every test's services sign and verify with the session key, as a stack's do."""
+    from iris_services.common import signing
+
+    monkeypatch.setenv(signing.KEY_FILE_ENV, str(signing_key_file))
+    return signing.read_key_file(signing_key_file)
+
+
 @pytest.fixture
 def service_env(
     monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer, request

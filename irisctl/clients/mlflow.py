@@ -146,27 +146,36 @@ def move_alias(
     alias: str,
     version: str | None,
     threshold: float,
+    key_text: str,
     force: bool = False,
 ) -> tuple[AliasMove, Checked]:
-    """``promote`` (a version) or ``rollback`` (``version`` None) with the trainer's own check;
-    the alias does not move when it fails."""
+    """``promote`` (a version) or ``rollback`` (``version`` None) with the trainer's own check,
+    the version signed with this stack's key (``key_text``); the alias does not move when it
+    fails."""
     # This process imports mlflow: no usage telemetry from it either (README, "Privacy").
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    # The check runs the version's ONNX graph and loads no model; should a loader ever be called
+    # here, MLflow refuses to unpickle (its default is to allow it).
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     from mlflow.exceptions import MlflowException
 
-    from iris_services.common import registry
+    from iris_services.common import registry, signing
     from iris_services.common.settings import CommonSettings
     from iris_services.train import champion, pipeline
 
     client = registry.configure(
         CommonSettings(tracking_uri=base_url, mlflow_max_retries=1, mlflow_timeout_s=10)
     )
+    try:
+        key = signing.parse_key(key_text)
+    except signing.SignatureError as exc:
+        raise IrisctlError(f"this stack's {exc}", "run `irisctl up` to create the key") from None
     data = pipeline.load_dataset()
     try:
         if version is None:
-            return champion.rollback(client, name, alias, data, threshold)
-        return champion.promote(client, name, alias, version, data, threshold, "manual", force)
+            return champion.rollback(client, name, alias, data, threshold, key)
+        return champion.promote(client, name, alias, version, data, threshold, "manual", key, force)
     except champion.Refused as exc:
         error = BadInput if exc.bad_input else IrisctlError
         raise error(str(exc), exc.hint or None) from None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iris_services.common.signing import KEY_FILE_ENV, KEY_FILE_NAME, SECRET_KEY, write_key_file
+
 from .. import render, state
 from ..clients import web
 from ..clients.supervisor import Supervisor
@@ -85,6 +87,8 @@ class LocalTarget:
         self.run_dir = self.home / "run"
         self.logs_dir = self.home / "logs"
         self.data_dir = self.home / "data"
+        # What the trainer signs its versions with (README, "Security"); purged with the data.
+        self.signing_key_file = self.data_dir / KEY_FILE_NAME
         self.supervisor = Supervisor(
             self.run_dir / "supervisord.conf", self.run_dir / "supervisor.sock"
         )
@@ -145,6 +149,8 @@ class LocalTarget:
                     "IRIS_API_WORKERS": str(self.config["api_workers"]),
                     # the workers share one download of each graph (<sha256>.onnx) here
                     "IRIS_MODEL_CACHE_DIR": str(self.run_dir / "model-api"),
+                    # only the trainer and the API hold the key; MLflow never does
+                    KEY_FILE_ENV: str(self.signing_key_file),
                 },
                 home,
                 priority=20,
@@ -162,6 +168,7 @@ class LocalTarget:
                 {
                     **env,
                     "IRIS_TRAIN_LOCK": str(self.run_dir / "train.lock"),
+                    KEY_FILE_ENV: str(self.signing_key_file),
                     **seed_settings(self.config),
                 },
                 home,
@@ -312,6 +319,7 @@ class LocalTarget:
         for d in (self.run_dir, self.logs_dir, self.data_dir, self.data_dir / "artifacts"):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.home.chmod(0o700)
+        write_key_file(self.signing_key_file)
         for name, text in files.items():
             (self.run_dir / name).write_text(text)
 
@@ -379,8 +387,12 @@ class LocalTarget:
         return done
 
     def secrets(self) -> dict[str, str]:
-        """None: every service binds 127.0.0.1 and MLflow keeps artifacts in a directory."""
-        return {}
+        """The signing key (``up`` made it); no credentials: every service binds 127.0.0.1 and
+        MLflow keeps artifacts in a directory."""
+        try:
+            return {SECRET_KEY: self.signing_key_file.read_text().strip()}
+        except FileNotFoundError:
+            return {}
 
     def forward(self, on_error: Callable[[str], None]) -> list[Forward]:
         raise BadInput(

@@ -551,6 +551,12 @@ class MlflowTarget(FakeTarget):
     def endpoint(self, service: str) -> str:
         return self.mlflow_url if service == "mlflow" else super().endpoint(service)
 
+    def secrets(self) -> dict[str, str]:
+        from iris_services.common import signing
+
+        # The key the session's trainers sign with (tests/conftest.py: signing_key).
+        return {signing.SECRET_KEY: Path(os.environ[signing.KEY_FILE_ENV]).read_text().strip()}
+
 
 def test_promote_rollback_and_history_through_the_cli(own_mlflow_server, monkeypatch, home, capsys):
     from iris_services.common.settings import TrainerSettings
@@ -754,3 +760,33 @@ def test_doctor_warns_that_minikubes_default_cni_does_not_enforce_network_polici
     assert "start --driver=docker --cni=calico" in policy["fix"]
     local = {c["name"] for c in json.loads(run("--target", "local", "doctor", "--json").stdout)}
     assert "network policy" not in local
+
+
+def test_promote_refuses_a_version_our_trainer_did_not_sign_even_with_force(
+    own_mlflow_server, monkeypatch, home
+):
+    from mlflow import MlflowClient
+
+    from iris_services.common.settings import TrainerSettings
+    from iris_services.train import publish
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
+    monkeypatch.setenv("IRIS_WAIT_FOR_MLFLOW_SECONDS", "5")
+    publish.run(TrainerSettings())
+    # Someone with MLflow access registers our own v1's model again, as v2, without the key.
+    client = MlflowClient(own_mlflow_server.url, own_mlflow_server.url)
+    v1 = client.get_model_version("iris-classifier", "1")
+    model_id = v1.source.removeprefix("models:/")
+    client.create_model_version("iris-classifier", v1.source, run_id=v1.run_id, model_id=model_id)
+    target = MlflowTarget(own_mlflow_server.url)
+    monkeypatch.setattr(targets, "choose", lambda config, recorded: (target, "test"))
+    state.write(home, {"target": "local", "up": True, "ports": {}})
+    result = run("promote", "2", "--force")
+    assert result.exit_code == 1, result.output
+    assert "version 2 is refused: version 2 is not signed" in result.output
+    assert "Traceback" not in result.output
+    # A stack without a key (never `up`ed since this change) checks nothing: it says so.
+    monkeypatch.setattr(MlflowTarget, "secrets", lambda self: {})
+    result = run("rollback")
+    assert result.exit_code == 1 and "no signing key" in result.output
+    assert MlflowRest(own_mlflow_server.url).champion("iris-classifier", "champion").version == "1"

@@ -28,7 +28,7 @@ from iris_services.api.app import create_app
 from iris_services.api.graph import GraphModel
 from iris_services.api.mlflow_rest import DIGEST_TAG, RestRegistry
 from iris_services.api.model_holder import ModelHolder
-from iris_services.common import registry
+from iris_services.common import registry, signing
 from iris_services.common.registry import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import onnx_export, pipeline, publish
@@ -246,7 +246,10 @@ class LiveServer:
 
 
 def rest(settings: ApiSettings, cache: Path) -> RestRegistry:
-    return RestRegistry(settings.tracking_uri, settings.model_name, settings.model_alias, cache)
+    key_file = os.environ[signing.KEY_FILE_ENV]
+    return RestRegistry(
+        settings.tracking_uri, settings.model_name, settings.model_alias, cache, key_file=key_file
+    )
 
 
 def test_b4_real_champion_is_served_and_swapped_under_load(service_env, tmp_path):
@@ -526,7 +529,8 @@ def test_b2_a_graph_that_does_not_match_its_digest_keeps_the_previous_model(serv
     mlflow_client.set_logged_model_tags(model_id, {DIGEST_TAG: "0" * 64})
     assert not holder.refresh()
     assert holder.current is not None and holder.current.champion.version == "1"
-    assert "sha256" in (holder.last_error or "") and holder.load_failures == 1
+    # The digest tag is signed with the version: a changed one fails the signature first.
+    assert "signature does not match" in (holder.last_error or "") and holder.load_failures == 1
 
 
 def test_a_worker_imports_neither_mlflow_nor_sklearn(service_env):

@@ -11,6 +11,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from iris_services.common import signing
 from iris_services.common.settings import DIGEST_TAG, TrainerSettings
 from iris_services.train import __main__ as trainer_main
 from iris_services.train import champion, pipeline, publish
@@ -121,30 +122,34 @@ def test_run_logs_the_data_as_a_dataset_input_and_sets_the_experiment_kind(
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_promote_rollback_and_history_of_the_alias(service_env, mlflow_server, monkeypatch):
+def test_promote_rollback_and_history_of_the_alias(
+    service_env, mlflow_server, monkeypatch, signing_key
+):
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     name = service_env["IRIS_MODEL_NAME"]
     data = pipeline.load_dataset()
     publish.run(TrainerSettings())
     monkeypatch.setenv("IRIS_SEED", "1")
     assert publish.run(TrainerSettings()).version == "2"  # 0.933 vs 0.933: a tie, the newer wins
-    move, _ = champion.rollback(client, name, "champion", data, 0.9)
+    move, _ = champion.rollback(client, name, "champion", data, 0.9, signing_key)
     assert (move.from_version, move.to_version, move.reason) == ("2", "1", "rollback")
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     with pytest.raises(champion.Refused, match="no previous champion"):
-        champion.rollback(client, name, "champion", data, 0.9)
+        champion.rollback(client, name, "champion", data, 0.9, signing_key)
     with pytest.raises(champion.Refused, match="no version '9'") as unknown:
-        champion.promote(client, name, "champion", "9", data, 0.9, "manual")
+        champion.promote(client, name, "champion", "9", data, 0.9, "manual", signing_key)
     assert unknown.value.bad_input
     with pytest.raises(champion.Refused, match="below the threshold"):
-        champion.promote(client, name, "champion", "2", data, 1.0, "manual")
+        champion.promote(client, name, "champion", "2", data, 1.0, "manual", signing_key)
     # A registered version whose artifact is not a model fails the smoke check.
     run_id = client.create_run(client.get_experiment_by_name(name).experiment_id).info.run_id
     bad = client.create_model_version(name, f"runs:/{run_id}/nothing", run_id=run_id)
     with pytest.raises(champion.Refused, match="smoke check"):
-        champion.promote(client, name, "champion", str(bad.version), data, 0.0, "manual", True)
+        champion.promote(
+            client, name, "champion", str(bad.version), data, 0.0, "manual", signing_key, True
+        )
     assert client.get_model_version_by_alias(name, "champion").version == "1"
-    champion.promote(client, name, "champion", "2", data, 1.0, "manual", force=True)
+    champion.promote(client, name, "champion", "2", data, 1.0, "manual", signing_key, force=True)
     moves = champion.history(client, name, "champion")
     assert [(m.from_version, m.to_version, m.reason) for m in moves] == [
         (None, "1", "gate"),
@@ -251,7 +256,13 @@ def test_c4_a_crash_between_register_and_alias_never_serves_the_new_version(
     from iris_services.common.settings import ApiSettings
 
     api_settings = ApiSettings()
-    api_registry = RestRegistry(api_settings.tracking_uri, name, api_settings.model_alias, tmp_path)
+    api_registry = RestRegistry(
+        api_settings.tracking_uri,
+        name,
+        api_settings.model_alias,
+        tmp_path,
+        key_file=os.environ[signing.KEY_FILE_ENV],
+    )
     champion = api_registry.champion()
     assert champion is not None and champion.version == "1"
     # `irisctl status` reads the same over REST and notes the stray version.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from iris_services.common import signing
 from irisctl import render, settings
 from irisctl.targets.local import LocalTarget, _read_new_lines
 
@@ -130,3 +133,31 @@ def test_running_with_different_settings_names_what_differs(tmp_path):
     assert "model-api: IRIS_API_WORKERS" in changed[0] and changed[0].endswith("→ 3")
     assert "scheduler: IRIS_TRAIN_SCHEDULE 0 3 * * * → 0,30 * * * *" in changed
     assert changed_settings(before, before) == []
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o000, 0o277])
+def test_the_signing_key_file_is_0600_whatever_the_umask_and_kept_across_ups(tmp_path, umask):
+    import os
+    import stat
+
+    t = target(tmp_path)
+    old = os.umask(umask)
+    try:
+        t._write({})
+        key = t.signing_key_file.read_text()
+        t.signing_key_file.chmod(0o644)  # loosened by hand: the next `up` tightens it
+        t._write({})
+    finally:
+        os.umask(old)
+    assert t.signing_key_file.parent == tmp_path / "data"
+    assert stat.S_IMODE(t.signing_key_file.stat().st_mode) == 0o600
+    assert t.signing_key_file.read_text() == key  # kept: versions signed before stay valid
+    assert t.secrets() == {signing.SECRET_KEY: key.strip()}
+
+
+def test_only_the_trainer_and_the_api_are_given_the_signing_key(tmp_path):
+    holders = {p.name for p in target(tmp_path).programs() if signing.KEY_FILE_ENV in p.env}
+    assert holders == {"model-api", "trainer"}
+    assert str(target(tmp_path).signing_key_file) not in str(
+        next(p for p in target(tmp_path).programs() if p.name == "mlflow")
+    )

@@ -206,7 +206,11 @@ class KubeTarget:
         minikube.enable_addons(self.profile, addons, lambda line: progress("minikube", line))
 
     def _ensure_secret(self, cluster: Cluster, progress: Progress) -> None:
-        """Generate the credentials once; later `up`s keep them (read first, create if absent)."""
+        """Generate the credentials and the trainer's signing key once; later `up`s keep them
+        (read first, create if absent; a Secret from an older irisctl gains what it lacks:
+        MLflow's own MinIO user, the signing key)."""
+        from iris_services.common import signing
+
         existing = cluster.secret(SECRET_NAME)
         wanted_uri = self.config["backend_store_uri"]
         # MLflow's own MinIO user (limited to its bucket by the setup Job), never the root keys.
@@ -220,21 +224,27 @@ class KubeTarget:
                 "minio-root-password": secrets.token_urlsafe(32),
                 **mlflow_user,
                 "mlflow-backend-store-uri": wanted_uri or DEFAULT_BACKEND_URI,
+                signing.SECRET_KEY: signing.new_key(),
             }
             cluster.apply(manifests.secret_document(self.namespace, values))
             progress("secret", f"generated {SECRET_NAME} (see `irisctl status --show-secrets`)")
-        elif not set(mlflow_user) <= set(existing):  # a Secret from before MLflow's own user
-            uri = wanted_uri or existing.get("mlflow-backend-store-uri", DEFAULT_BACKEND_URI)
-            values = {**existing, **mlflow_user, "mlflow-backend-store-uri": uri}
-            cluster.apply(manifests.secret_document(self.namespace, values))
-            progress("secret", f"{SECRET_NAME}: added MLflow's own MinIO user")
-        elif wanted_uri and existing.get("mlflow-backend-store-uri") != wanted_uri:
-            cluster.apply(
-                manifests.secret_document(
-                    self.namespace, {**existing, "mlflow-backend-store-uri": wanted_uri}
-                )
+            return
+        updated = dict(existing)
+        changes = []
+        if not set(mlflow_user) <= set(existing):  # a Secret from before MLflow's own user
+            updated.update(mlflow_user)
+            changes.append("added MLflow's own MinIO user")
+        if wanted_uri and existing.get("mlflow-backend-store-uri") != wanted_uri:
+            updated["mlflow-backend-store-uri"] = wanted_uri
+            changes.append("new MLflow backend store URI")
+        if not existing.get(signing.SECRET_KEY):
+            updated[signing.SECRET_KEY] = signing.new_key()
+            changes.append(
+                "generated the signing key (`irisctl train --now` makes a signed champion)"
             )
-            progress("secret", f"{SECRET_NAME}: new MLflow backend store URI")
+        if changes:
+            cluster.apply(manifests.secret_document(self.namespace, updated))
+            progress("secret", f"{SECRET_NAME}: {'; '.join(changes)}")
         else:
             progress("secret", f"{SECRET_NAME} kept")
 

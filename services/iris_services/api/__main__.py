@@ -18,7 +18,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from ..common import logs
+from ..common import logs, signing
 from ..common.settings import ApiSettings
 from ..common.wait import wait_for_http
 from .app import create_app
@@ -39,6 +39,7 @@ def build_app() -> FastAPI:
         settings.model_alias,
         cache,
         timeout_s=settings.mlflow_timeout_s,
+        key_file=os.environ.get(signing.KEY_FILE_ENV),
     )
     return create_app(settings, ModelHolder(rest))
 

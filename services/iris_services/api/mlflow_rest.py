@@ -9,6 +9,10 @@ Three calls, each checked against the MLflow server's handlers (mlflow/server/ha
    artifacts) and ``info.tags``, where the trainer put the graph's sha256.
 3. ``GET /api/2.0/mlflow-artifacts/artifacts/<that path>/model.onnx`` → the graph.
 
+A version is loaded only when it carries the trainer's signature of (model name, version, graph
+digest) made with this stack's key (``common/signing.py``): anyone who reaches MLflow can
+register a version or move the alias, but not sign.
+
 The graph is cached as ``<sha256>.onnx`` in a directory every worker shares (the run directory
 locally, an emptyDir on Kubernetes): the first worker downloads under a file lock, the others
 find the file, so a promotion costs one fetch however many workers there are.
@@ -26,6 +30,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
+from ..common import signing
 from ..common.registry import Champion
 from ..common.settings import DIGEST_TAG, GRAPH_FILE
 from .graph import GraphModel
@@ -42,9 +47,16 @@ class RestRegistry:
     """The production registry of ``model_holder.ModelHolder``: MLflow's REST API."""
 
     def __init__(
-        self, tracking_uri: str, name: str, alias: str, cache_dir: Path, timeout_s: float = 10.0
+        self,
+        tracking_uri: str,
+        name: str,
+        alias: str,
+        cache_dir: Path,
+        timeout_s: float = 10.0,
+        key_file: str | None = None,
     ) -> None:
         self._http = httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s)
+        self._key_file = key_file  # None: nothing can be verified, so nothing loads
         self._name = name
         self._alias = alias
         self._cache = cache_dir
@@ -69,10 +81,12 @@ class RestRegistry:
             registered_at=int(mv.get("creation_timestamp", 0)) / 1000.0,
             run_id=mv.get("run_id"),
             source=mv.get("source", ""),
+            signature=tags.get(signing.SIGNATURE_TAG),
         )
 
     def load(self, champion: Champion) -> GraphModel:
-        """The champion's verified graph, from the shared cache or downloaded once."""
+        """The champion's verified graph, from the shared cache or downloaded once; refused
+        unless the version is signed with this stack's key."""
         model_id = _logged_model_id(champion)
         info = _json(
             self._http.get(f"/api/2.0/mlflow/logged-models/{quote(model_id)}"),
@@ -85,6 +99,14 @@ class RestRegistry:
                 f"version {champion.version} has no compiled ONNX graph (trained before "
                 "irisctl compiled models, or its compilation failed): run `irisctl train --now`"
             )
+        try:
+            key = signing.read_key_file(self._key_file) if self._key_file else None
+            signing.verify_version(key, self._name, champion.version, digest, champion.signature)
+        except signing.SignatureError as exc:
+            raise RegistryError(
+                f"refused: {exc}; the API serves only versions this stack's trainer registered "
+                "(`irisctl train --now` makes one)"
+            ) from None
         return GraphModel(self._graph(digest, artifact_path(info["artifact_uri"])), digest)
 
     def _graph(self, digest: str, artifact_dir: str) -> bytes:

@@ -1,9 +1,15 @@
 """The one place that configures the MLflow client for every service.
 
-Trust decision (see README, "Security"): MLflow 3.17 refuses to deserialize scikit-learn models
-unless ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, and a random forest saved in skops
-format must name ``sklearn.tree._tree.Tree`` as trusted. irisctl loads only models that its own
-trainer wrote into its own registry, so it sets both here, and nowhere else.
+Trust decision (see README, "Security"): nothing in irisctl deserializes a model from the
+registry. Loading the scikit-learn flavor runs code from the artifact: pickle and cloudpickle
+by design, and skops too, because MLflow reads the skops trusted-types list from the model's
+own ``MLmodel`` file, so a crafted model whitelists what it likes (the comment in
+``_load_model_from_local_file``, ``mlflow/sklearn/__init__.py``, 3.17.2). After training only
+the ONNX graph is read, and it is run by onnxruntime (``train/champion.py``). So
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is not set here; note that MLflow's own default for it
+is true (``mlflow/environment_variables.py``), so the control is that no loader is ever called.
+``SKOPS_TRUSTED_TYPES`` only goes into the logged model's ``MLmodel`` file, for people who
+choose to load it themselves (``mlflow models serve``).
 """
 
 from __future__ import annotations
@@ -21,11 +27,10 @@ SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 def configure(settings: CommonSettings) -> MlflowClient:
-    """Bound the client's retries and timeouts, state the trust decision, return a client."""
+    """Bound the client's retries and timeouts, keep MLflow quiet, return a client."""
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_max_retries)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_timeout_s)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     # Our JSON log handler, not MLflow's; no "View run at" prints in the middle of the logs.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
@@ -55,6 +60,8 @@ class Champion:
     # and when that score last reached the threshold.
     scored_accuracy: float | None = None
     validated_at: float | None = None
+    # The trainer's signature tag (common/signing.py); checked by whoever loads the version.
+    signature: str | None = None
 
 
 def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None:

@@ -1,7 +1,7 @@
 """The serving alias: check a model before it serves, move the alias, keep its history.
 
 Used by the trainer (the gate) and by ``irisctl promote`` / ``irisctl rollback``, so a model
-passes the same load and smoke check whichever of them moves the alias.
+passes the same smoke check of its ONNX graph whichever of them moves the alias.
 
 MLflow keeps no history of an alias. Every move is recorded as one tag on the registered model,
 ``iris.alias_move.<unix ms>`` = JSON ``{"at", "alias", "from", "to", "reason", "by"}``, written
@@ -34,6 +34,10 @@ REASONS = ("gate", "manual", "rollback")
 
 class CheckFailed(Exception):
     """The model could not be loaded, or it predicts nonsense."""
+
+
+class Untrusted(CheckFailed):
+    """The version is not signed with this stack's key: not made by our trainer."""
 
 
 class Refused(Exception):
@@ -77,46 +81,44 @@ class Period:
     ended_by: str | None  # the reason of the move that ended it
 
 
-def load_and_check(model_uri: str, data: Dataset, expected: np.ndarray | None = None) -> Checked:
-    """Load a logged or registered model and smoke-check it on the held-out rows.
+def check_graph(
+    graph: bytes, data: Dataset, label: str, expected: np.ndarray | None = None
+) -> Checked:
+    """Run an ONNX graph with onnxruntime, as the model API does, and smoke-check it on the
+    held-out rows.
 
-    It must load, give one known class and one probability row summing to 1 per row, and
-    (``expected``) predict exactly what the model in memory did. The one place to extend when a
-    model gains another form (e.g. a converted copy that must agree with it).
+    It must give one probability row summing to 1 per row over the known classes, and
+    (``expected``: the in-memory model's probabilities) answer like the model that was trained.
+    Nothing here unpickles: a graph is data that onnxruntime interprets, never Python objects.
     """
-    import mlflow.sklearn
+    from . import onnx_export
 
     try:
-        model: Any = mlflow.sklearn.load_model(model_uri)
-        predicted = np.asarray(model.predict(data.x_test))
-        proba = np.asarray(model.predict_proba(data.x_test))
-    except Exception as exc:
-        raise CheckFailed(f"{model_uri} does not load or predict: {exc}") from exc
+        proba = onnx_export.run_graph(graph, data.x_test)
+    except onnx_export.ExportFailed as exc:
+        raise CheckFailed(f"{label} does not predict: {exc}") from exc
     classes = len(data.class_names)
-    if predicted.shape != (len(data.y_test),) or not np.isin(predicted, range(classes)).all():
-        raise CheckFailed(f"{model_uri} predicts classes outside 0..{classes - 1}")
     if proba.shape != (len(data.y_test), classes) or not np.allclose(proba.sum(axis=1), 1.0):
-        raise CheckFailed(f"{model_uri} gives probabilities that are not one row per class")
-    if expected is not None and not np.array_equal(predicted, expected):
-        raise CheckFailed(f"the model logged at {model_uri} predicts differently once loaded")
+        raise CheckFailed(f"{label} gives probabilities that are not one row per class")
+    if expected is not None:
+        try:
+            onnx_export.check_agreement(expected, proba)
+        except onnx_export.ExportFailed as exc:
+            raise CheckFailed(f"{label} does not answer like the trained model: {exc}") from exc
+    predicted = proba.argmax(axis=1)
     accuracy = float(np.mean(predicted == data.y_test))
-    return Checked(model_uri, accuracy, len(data.y_test))
+    return Checked(label, accuracy, len(data.y_test))
 
 
-def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) -> None:
-    """The version's ONNX graph, what the model API serves, is there, matches its digest and
-    answers like the scikit-learn model on the held-out rows (as the trainer verified it)."""
+def download_graph(client: MlflowClient, model_id: str) -> tuple[bytes, str]:
+    """A logged model's ONNX graph and its digest tag, the graph checked against the digest."""
     import hashlib
     import tempfile
 
     import mlflow.artifacts
-    import mlflow.sklearn
 
     from ..common.settings import DIGEST_TAG, GRAPH_FILE
-    from . import onnx_export
 
-    mv = client.get_model_version(name, version)
-    model_id = getattr(mv, "model_id", None) or str(mv.source).removeprefix("models:/")
     try:
         logged = client.get_logged_model(model_id)
     except Exception as exc:
@@ -137,12 +139,44 @@ def check_graph(client: MlflowClient, name: str, version: str, data: Dataset) ->
             raise CheckFailed(f"its ONNX graph cannot be downloaded: {exc}") from exc
     if hashlib.sha256(graph).hexdigest() != digest:
         raise CheckFailed("its ONNX graph does not match the digest recorded when it was verified")
-    model: Any = mlflow.sklearn.load_model(version_uri(name, version))
+    return graph, digest
+
+
+def model_id_of(mv: Any) -> str:
+    """The logged model a registered version points to."""
+    return getattr(mv, "model_id", None) or str(mv.source).removeprefix("models:/")
+
+
+def check_version(
+    client: MlflowClient, name: str, version: str, data: Dataset, key: bytes | None
+) -> Checked:
+    """A registered version is signed by our trainer (``key``: this stack's signing key), and
+    its ONNX graph, what the model API serves, is there, matches the signed digest, and predicts
+    sane answers on the held-out rows (its accuracy). ``Untrusted`` when it is not signed.
+
+    The only way irisctl looks at a registered model after training: the scikit-learn flavor
+    beside the graph is never loaded, since loading it runs whatever its pickle says
+    (README, "Security").
+    """
+    from ..common import signing
+
+    mv = client.get_model_version(name, version)
+    graph, digest = download_graph(client, model_id_of(mv))
     try:
-        expected = np.asarray(model.predict_proba(data.x_test), dtype=np.float64)
-        onnx_export.check_agreement(expected, onnx_export.run_graph(graph, data.x_test))
-    except onnx_export.ExportFailed as exc:
-        raise CheckFailed(f"its ONNX graph does not answer like the model: {exc}") from exc
+        signing.verify_version(
+            key, name, version, digest, (mv.tags or {}).get(signing.SIGNATURE_TAG)
+        )
+    except signing.SignatureError as exc:
+        raise Untrusted(str(exc)) from None
+    return check_graph(graph, data, version_uri(name, version))
+
+
+def sign_version(client: MlflowClient, name: str, version: str, digest: str, key: bytes) -> None:
+    """Tag a version our trainer registered with its signature (README, "Security")."""
+    from ..common import signing
+
+    tag = signing.sign_version(key, name, version, digest)
+    client.set_model_version_tag(name, version, signing.SIGNATURE_TAG, tag)
 
 
 def version_uri(name: str, version: str) -> str:
@@ -164,26 +198,34 @@ def record_score(
 
 
 def move_alias(
-    client: MlflowClient, name: str, alias: str, version: str, reason: str, by: str
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    reason: str,
+    by: str,
+    key: bytes,
 ) -> AliasMove:
-    """Point ``alias`` at ``version`` and record the move in the registered model's tags."""
+    """Point ``alias`` at ``version`` and record the move, signed with ``key``, in the
+    registered model's tags."""
     current = _current(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
     move = AliasMove(time.time(), alias, current, version, reason, by)
     try:
-        key = f"{MOVE_TAG_PREFIX}{int(move.at * 1000)}"
-        client.set_registered_model_tag(name, key, _dump(move))
+        tag = f"{MOVE_TAG_PREFIX}{int(move.at * 1000)}"
+        client.set_registered_model_tag(name, tag, _dump(move, name, key))
     except Exception as exc:  # the alias moved; only the history line is lost
         log.warning("alias moved to %s but its history was not recorded: %s", version, exc)
     return move
 
 
-def _dump(move: AliasMove) -> str:
+def _dump(move: AliasMove, name: str, key: bytes) -> str:
+    from ..common import signing
+
     d = asdict(move)
-    return json.dumps(
-        {"at": d["at"], "alias": d["alias"], "from": d["from_version"], "to": d["to_version"]}
-        | {"reason": d["reason"], "by": d["by"]}
-    )
+    record = {"at": d["at"], "alias": d["alias"], "from": d["from_version"]}
+    record |= {"to": d["to_version"], "reason": d["reason"], "by": d["by"]}
+    return json.dumps(signing.sign_move(key, name, record))
 
 
 def _current(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -193,14 +235,21 @@ def _current(client: MlflowClient, name: str, alias: str) -> str | None:
     return champ.version if champ else None
 
 
-def parse_moves(tags: dict[str, str], alias: str) -> list[AliasMove]:
-    """The alias's moves from a registered model's tags, oldest first (bad entries skipped)."""
+def parse_moves(
+    tags: dict[str, str], alias: str, signed_by: tuple[str, bytes] | None = None
+) -> list[AliasMove]:
+    """The alias's moves from a registered model's tags, oldest first (bad entries skipped);
+    ``signed_by`` (model name, key): only the moves signed with that key."""
+    from ..common import signing
+
     moves = []
-    for key, value in tags.items():
-        if not key.startswith(MOVE_TAG_PREFIX):
+    for tag, value in tags.items():
+        if not tag.startswith(MOVE_TAG_PREFIX):
             continue
         try:
             d = json.loads(value)
+            if signed_by is not None and not signing.move_is_signed(signed_by[1], signed_by[0], d):
+                continue
             move = AliasMove(
                 float(d["at"]),
                 str(d["alias"]),
@@ -239,15 +288,18 @@ def previous_champion(moves: list[AliasMove], current: str | None) -> str | None
     return None
 
 
-def history(client: MlflowClient, name: str, alias: str) -> list[AliasMove]:
-    """The recorded moves of ``alias`` (empty when the model does not exist yet)."""
+def history(
+    client: MlflowClient, name: str, alias: str, key: bytes | None = None
+) -> list[AliasMove]:
+    """The recorded moves of ``alias`` (empty when the model does not exist yet); ``key``:
+    only those signed with it."""
     from mlflow.exceptions import MlflowException
 
     try:
         rm: Any = client.get_registered_model(name)
     except MlflowException:
         return []
-    return parse_moves(dict(rm.tags or {}), alias)
+    return parse_moves(dict(rm.tags or {}), alias, None if key is None else (name, key))
 
 
 def promote(
@@ -258,12 +310,13 @@ def promote(
     data: Dataset,
     threshold: float,
     reason: str,
+    key: bytes,
     force: bool = False,
 ) -> tuple[AliasMove, Checked]:
     """Check ``version`` like the trainer checks a new model, then move the alias to it.
 
-    Refused (alias unmoved): an unknown version, one that fails the check, one below the
-    threshold unless ``force``.
+    Refused (alias unmoved): an unknown version, one not signed with ``key`` (even with
+    ``force``), one that fails the check, one below the threshold unless ``force``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -280,8 +333,12 @@ def promote(
     if _current(client, name, alias) == version:
         raise Refused(f"version {version} is already the {alias}; nothing moved")
     try:
-        checked = load_and_check(version_uri(name, version), data)
-        check_graph(client, name, version, data)
+        checked = check_version(client, name, version, data, key)
+    except Untrusted as exc:
+        raise Refused(
+            f"version {version} is refused: {exc}",
+            "only versions our trainer registered are promoted; `irisctl train --now` makes one",
+        ) from None
     except CheckFailed as exc:
         raise Refused(f"version {version} failed the smoke check: {exc}") from None
     if checked.accuracy + 1e-9 < threshold and not force:
@@ -290,22 +347,22 @@ def promote(
             f"threshold {threshold}",
             "add --force to promote it anyway",
         )
-    move = move_alias(client, name, alias, version, reason, "irisctl")
+    move = move_alias(client, name, alias, version, reason, "irisctl", key)
     record_score(client, name, version, checked.accuracy, threshold)
     return move, checked
 
 
 def rollback(
-    client: MlflowClient, name: str, alias: str, data: Dataset, threshold: float
+    client: MlflowClient, name: str, alias: str, data: Dataset, threshold: float, key: bytes
 ) -> tuple[AliasMove, Checked]:
     """Move the alias back to the previous champion (same check as ``promote``, forced: it was
-    good enough to serve before)."""
+    good enough to serve before). Only moves signed with ``key`` count: anyone can write tags."""
     champ = _current(client, name, alias)
-    target = previous_champion(history(client, name, alias), champ)
+    target = previous_champion(history(client, name, alias, key), champ)
     if target is None:
         raise Refused(
             f"there is no previous champion to roll back to (current: "
             f"{'version ' + champ if champ else 'none'})",
             "`irisctl promote VERSION` moves it to any registered version",
         )
-    return promote(client, name, alias, target, data, threshold, "rollback", force=True)
+    return promote(client, name, alias, target, data, threshold, "rollback", key, force=True)

@@ -1,8 +1,8 @@
 """The trainer's MLflow side: log the run, gate, register and move the alias.
 
-Order matters (RELIABILITY.md C3/C4): log the model, load it back and smoke-predict, register,
-then move the alias. A crash at any step leaves no broken champion: serving follows the alias,
-never "the latest version".
+Order matters (RELIABILITY.md C3/C4): log the model, store its ONNX graph, download the graph
+back and smoke-predict it, register, then move the alias. A crash at any step leaves no broken
+champion: serving follows the alias, never "the latest version".
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def run(settings: TrainerSettings) -> Summary:
             f"MLflow at {settings.tracking_uri} did not answer within "
             f"{settings.wait_for_mlflow_s:.0f}s"
         )
+    key = _signing_key()
     client = registry.configure(settings)
     import mlflow
 
@@ -92,7 +93,7 @@ def run(settings: TrainerSettings) -> Summary:
         tolerance = settings.promotion_tolerance
         if tolerance is None:
             tolerance = pipeline.paired_tolerance(len(result.dataset.y_test))
-        champion_accuracy = _score_champion(champion, result.dataset)
+        champion_accuracy = _score_champion(client, champion, result.dataset, key)
         promote, reason = _gate(
             accuracy, settings.accuracy_threshold, champion, champion_accuracy, tolerance
         )
@@ -103,13 +104,19 @@ def run(settings: TrainerSettings) -> Summary:
         model_uri, model_id = _log_model(result)
         _store_profile(result.dataset, model_id)
         checkpoint("model_logged")
-        _smoke_test(model_uri, result)
+        promote, reason, digest = _store_graph(result, model_id, promote, reason)
+        if promote:
+            _smoke_test(client, model_id, result)
         checkpoint("model_verified")
-        promote, reason = _store_graph(result, model_id, promote, reason)
         version = None
         if promote:
             version = _register_and_promote(
-                client, settings, model_uri, run_id, model_id, result.dataset, accuracy
+                client,
+                settings,
+                (model_uri, run_id, model_id),
+                result.dataset,
+                accuracy,
+                (str(digest), key),
             )
             mlflow.set_tag("registered_version", version)
         elif champion is not None and champion_accuracy is not None:
@@ -158,17 +165,39 @@ def _set_experiment_kind(client: MlflowClient, experiment: Any) -> None:
         client.set_experiment_tag(experiment.experiment_id, KIND_TAG, EXPERIMENT_KIND)
 
 
-def _score_champion(champion: registry.Champion | None, data: pipeline.Dataset) -> float | None:
-    """The champion's accuracy on this run's held-out rows; None when there is no champion.
+def _signing_key() -> bytes:
+    """This stack's signing key (README, "Security"): without it nothing we register could be
+    served, so the run fails before it starts."""
+    from ..common import signing
 
-    A champion that no longer loads scores 0: any challenger over the threshold replaces it.
+    try:
+        key = signing.key_from_env()
+    except signing.SignatureError as exc:
+        raise TrainingFailed(str(exc)) from None
+    if key is None:
+        raise TrainingFailed(
+            f"no signing key: {signing.KEY_FILE_ENV} is not set (`irisctl up` creates the key)"
+        )
+    return key
+
+
+def _score_champion(
+    client: MlflowClient,
+    champion: registry.Champion | None,
+    data: pipeline.Dataset,
+    key: bytes,
+) -> float | None:
+    """The champion's accuracy on this run's held-out rows, from its ONNX graph run with
+    onnxruntime (never by unpickling it); None when there is no champion.
+
+    A champion that is not signed with ``key`` (not ours, or registered before irisctl signed
+    versions) or whose graph does not load scores 0: any challenger over the threshold
+    replaces it.
     """
     if champion is None:
         return None
     try:
-        checked = champion_mod.load_and_check(
-            champion_mod.version_uri(champion.name, champion.version), data
-        )
+        checked = champion_mod.check_version(client, champion.name, champion.version, data, key)
     except champion_mod.CheckFailed as exc:
         log.warning("champion v%s failed its check, scoring it 0: %s", champion.version, exc)
         return 0.0
@@ -305,13 +334,19 @@ def _log_model(result: pipeline.TrainResult) -> tuple[str, str | None]:
     return info.model_uri, getattr(info, "model_id", None)
 
 
-def _smoke_test(model_uri: str, result: pipeline.TrainResult) -> None:
-    """Load the logged model back and check it predicts exactly what the trained one did."""
-    expected = result.model.predict(result.dataset.x_test)
+def _smoke_test(client: MlflowClient, model_id: str | None, result: pipeline.TrainResult) -> None:
+    """Download the stored graph back and check it answers like the model in memory.
+
+    What is checked is what will serve: the graph, round-tripped through the artifact store, run
+    by onnxruntime. The logged scikit-learn flavor is not loaded back: loading it unpickles
+    whatever the artifact store returns, and nothing after training reads it anyway.
+    """
+    expected = np.asarray(result.model.predict_proba(result.dataset.x_test), dtype=np.float64)
     try:
-        champion_mod.load_and_check(model_uri, result.dataset, expected)
+        graph, _ = champion_mod.download_graph(client, str(model_id))
+        champion_mod.check_graph(graph, result.dataset, f"models:/{model_id}", expected)
     except champion_mod.CheckFailed as exc:
-        raise TrainingFailed(str(exc)) from exc
+        raise TrainingFailed(f"the stored model: {exc}") from exc
 
 
 def _store_profile(data: pipeline.Dataset, model_id: str | None) -> None:
@@ -335,7 +370,7 @@ def _store_profile(data: pipeline.Dataset, model_id: str | None) -> None:
 
 def _store_graph(
     result: pipeline.TrainResult, model_id: str | None, promote: bool, reason: str
-) -> tuple[bool, str]:
+) -> tuple[bool, str, str | None]:
     """Compile the model to ONNX and store the verified graph in the same logged model (what the
     API serves). A model that cannot be compiled is not promoted; the run's tags say why."""
     import tempfile
@@ -349,7 +384,7 @@ def _store_graph(
     except onnx_export.ExportFailed as exc:
         log.error("no ONNX graph: %s", exc, extra={"event": "training.onnx_failed"})
         mlflow.set_tag(onnx_export.ERROR_TAG, str(exc)[:5000])
-        return False, (f"could not compile to ONNX: {exc}" if promote else reason)
+        return False, (f"could not compile to ONNX: {exc}" if promote else reason), None
     if model_id is None:
         raise TrainingFailed("MLflow returned no logged-model id to store the ONNX graph in")
 
@@ -361,18 +396,21 @@ def _store_graph(
     # The digest goes on the logged model last: a graph without it is never served.
     client.set_logged_model_tags(model_id, {DIGEST_TAG: graph.sha256})
     mlflow.set_tags({DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)})
-    return promote, reason
+    return promote, reason, graph.sha256
 
 
 def _register_and_promote(
     client: MlflowClient,
     settings: TrainerSettings,
-    model_uri: str,
-    run_id: str,
-    model_id: str | None,
+    logged: tuple[str, str, str | None],
     data: pipeline.Dataset,
     accuracy: float,
+    signed: tuple[str, bytes],
 ) -> str:
+    """Register the logged model (uri, run id, model id), sign the version (graph digest,
+    key), then move the alias to it."""
+    model_uri, run_id, model_id = logged
+    digest, key = signed
     from mlflow.exceptions import MlflowException
 
     name = settings.model_name
@@ -398,7 +436,11 @@ def _register_and_promote(
     )
     try:
         checkpoint("registered")
-        champion_mod.move_alias(client, name, settings.model_alias, str(mv.version), "gate", run_id)
+        # Signed before the alias moves to it: an unsigned version is never served.
+        champion_mod.sign_version(client, name, str(mv.version), digest, key)
+        champion_mod.move_alias(
+            client, name, settings.model_alias, str(mv.version), "gate", run_id, key
+        )
     except BaseException:
         # Leave no registered-but-never-promoted version behind when we still can.
         try:

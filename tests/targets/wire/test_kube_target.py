@@ -363,3 +363,48 @@ def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_aga
     )
     up(target())  # same spec, succeeded: left alone
     assert env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] == rerun_uid
+
+
+def _pod_specs(docs: list[dict]) -> dict[str, dict]:
+    out = {}
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if "template" in spec:
+            out[doc["metadata"]["name"]] = spec["template"]["spec"]
+    return out
+
+
+def test_the_signing_key_is_generated_once_and_mounted_only_into_the_trainer_and_the_api(env):
+    from iris_services.common import signing
+
+    t = target()
+    up(t)
+    key = t.secrets()[signing.SECRET_KEY]
+    assert len(signing.parse_key(key)) == 32
+    up(target())
+    assert target().secrets()[signing.SECRET_KEY] == key  # kept: older versions stay valid
+    pods = _pod_specs(t.documents())
+    # Any mention of the Secret's key in a pod (a volume item or a secretKeyRef) gives it the key.
+    holders = {name for name, pod in pods.items() if signing.SECRET_KEY in json.dumps(pod)}
+    assert holders == {"model-api", "ml-model-training"}
+    for name in holders:
+        env_vars = pods[name]["containers"][0]["env"]
+        assert {"name": signing.KEY_FILE_ENV, "value": "/var/run/iris-signing/key"} in env_vars
+
+
+def test_a_secret_from_before_signing_gains_a_key_and_keeps_its_credentials(env):
+    from iris_services.common import signing
+    from irisctl.targets.kube import manifests
+
+    t = target()
+    up(t)
+    old = {k: v for k, v in t.secrets().items() if k != signing.SECRET_KEY}
+    env.call(lambda: env.objects.pop(("Secret", NS, "iris-credentials")))
+    secret = manifests.secret_document(NS, old)
+    env.call(lambda: env._create(("", "v1", "secrets", "Secret", True), NS, secret))
+    seen = up(target())
+    now = target().secrets()
+    assert {k: now[k] for k in old} == old and len(signing.parse_key(now[signing.SECRET_KEY])) == 32
+    assert any("generated the signing key" in what for step, what in seen if step == "secret")
