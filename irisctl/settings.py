@@ -13,6 +13,9 @@ from .errors import BadInput
 
 CONFIG_FILE = "config.toml"
 _DURATION = re.compile(r"[0-9]+(ms|s|m|h)")
+# C0 controls, DEL and C1: a newline in train_schedule would add lines to supervisord.conf, one in
+# registry to a manifest's YAML; no setting has a use for any of them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ class Config:
 def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
     if raw is None:
         return None
+    if isinstance(raw, str) and _CONTROL.search(raw):
+        raise BadInput(
+            f"{name} from {source} contains a control character (newline, tab, escape…): {raw!r}",
+            "give the value on one line, without control characters",
+        )
     try:
         if parser is bool and isinstance(raw, str):
             if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):

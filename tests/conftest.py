@@ -47,12 +47,15 @@ def http_ok(url: str, timeout_s: float = 1.0) -> bool:
 
 @dataclass
 class MlflowServer:
-    """A real `mlflow server` (sqlite backend, proxied artifacts) on a free loopback port."""
+    """A real MLflow server (sqlite backend, proxied artifacts) on a free loopback port."""
 
     root: Path
     port: int
     proc: subprocess.Popen | None = None
     extra_args: tuple[str, ...] = ()
+    # What irisctl runs (MLflow minus the gateway and the assistant); ("mlflow", "server") for
+    # the plain upstream server.
+    module: tuple[str, ...] = ("iris_services.mlflow_server",)
 
     @property
     def url(self) -> str:
@@ -63,14 +66,14 @@ class MlflowServer:
             **os.environ,
             "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.root / 'mlflow.db'}",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_ENABLE_AI_GATEWAY": "false",
         }
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - kept for the process' life
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "mlflow",
-                "server",
+                *self.module,
                 "--host",
                 "127.0.0.1",
                 "--port",

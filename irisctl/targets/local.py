@@ -116,8 +116,8 @@ class LocalTarget:
                 [
                     py,
                     "-m",
-                    "mlflow",
-                    "server",
+                    # `mlflow server` minus the AI Gateway and the Assistant (README, Security)
+                    "iris_services.mlflow_server",
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -132,6 +132,7 @@ class LocalTarget:
                 {
                     "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{self.data_dir / 'mlflow.db'}",
                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                    "MLFLOW_ENABLE_AI_GATEWAY": "false",
                     "PYTHONUNBUFFERED": "1",
                     **telemetry_settings(self.config),
                 },

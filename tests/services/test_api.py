@@ -149,7 +149,8 @@ def test_a3_a4_a5_bad_input_is_422_with_a_message_never_500(client, fake, raw):
 
 
 def test_a3_bad_input_is_422_even_without_a_model(client):
-    assert client.post("/predict", content=b'{"features": [1, 2]}').status_code == 422
+    resp = client.post("/predict", json={"features": [1, 2]})
+    assert resp.status_code == 422
 
 
 def test_a6_oversize_body_is_413(client, fake):

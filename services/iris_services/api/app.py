@@ -144,6 +144,16 @@ DRAIN_MAX_BYTES = 16 * 1024 * 1024
 DRAIN_MAX_SECONDS = 3.0
 
 
+# What /predict accepts. A form post from a web page (text/plain, x-www-form-urlencoded,
+# multipart) needs no CORS preflight, so it is refused with 415 before any parsing.
+PREDICT_CONTENT_TYPES = frozenset({"application/json"})
+UNSUPPORTED_MEDIA = "send the body as JSON with the header Content-Type: application/json"
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None when it is over ``limit`` bytes (checked before and while reading)."""
     declared = request.headers.get("content-length")
@@ -294,6 +304,7 @@ def create_app(
     rejected: dict[int | str, dict[str, Any]] = {
         413: {"description": "Body over the size limit, or a batch over the row limit", **error},
         422: {"description": "Not valid input: the message says what is wrong", **error},
+        415: {"description": "Content-Type is not `application/json`", **error},
         503: {"description": "No model loaded yet: run `irisctl train --now`", **error},
     }
 
@@ -307,8 +318,12 @@ def create_app(
         body = await _read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, f"request body is larger than {settings.max_body_bytes} bytes")
+        if _media_type(request) not in PREDICT_CONTENT_TYPES:
+            return _error(415, UNSUPPORTED_MEDIA)
         try:
-            parsed = schemas.parse(body)
+            parsed = schemas.parse(body, settings.max_batch_rows)
+        except schemas.TooManyRows as exc:
+            return _error(413, str(exc))
         except schemas.BadInput as exc:
             return _error(422, str(exc))
         loaded = holder.current
@@ -318,8 +333,6 @@ def create_app(
         if isinstance(parsed, schemas.PredictOne):
             answer = _answer(loaded, np.array([parsed.features]), drift)[0]
             return _json({**answer, "model": model_ref})
-        if len(parsed.instances) > settings.max_batch_rows:
-            return _error(413, f"a batch holds at most {settings.max_batch_rows} rows")
         return _json(
             {
                 "predictions": _answer(loaded, np.array(parsed.instances), drift),
@@ -354,7 +367,7 @@ def create_app(
             "registered_at": None,
             "loaded_at": None,
             "graph_sha256": None,
-            "last_load_error": holder.last_error,
+            "last_load_error": holder.last_reason,  # the detail is in the API's log
             "load_failures": holder.load_failures,
         }
         if loaded is not None:

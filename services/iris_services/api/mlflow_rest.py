@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ from ..common.settings import DIGEST_TAG, GRAPH_FILE
 from .graph import GraphModel
 
 KEEP_GRAPHS = 3  # cached graphs kept: the current one and a couple to roll back to
+# Our forests compile to well under 1 MB; anything near this is not ours, and is not read whole
+# into every worker's memory.
+MAX_GRAPH_BYTES = 64 * 1024 * 1024
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
@@ -61,6 +66,7 @@ class RestRegistry:
         self._alias = alias
         self._cache = cache_dir
         self.downloads = 0  # graphs this process fetched (the others came from the cache)
+        self.max_graph_bytes = MAX_GRAPH_BYTES
 
     def champion(self) -> Champion | None:
         """The alias's target, or None when the model or the alias does not exist yet."""
@@ -110,6 +116,9 @@ class RestRegistry:
         return GraphModel(self._graph(digest, artifact_path(info["artifact_uri"])), digest)
 
     def _graph(self, digest: str, artifact_dir: str) -> bytes:
+        # The tag is anyone's to write, and it names a file below: a digest or nothing.
+        if not SHA256_HEX.fullmatch(digest):
+            raise RegistryError(f"the graph's {DIGEST_TAG} tag is not a sha256 (64 hex digits)")
         self._cache.mkdir(parents=True, exist_ok=True)
         target = self._cache / f"{digest}.onnx"
         with open(self._cache / ".lock", "w") as lock:
@@ -127,15 +136,26 @@ class RestRegistry:
 
     def _download(self, artifact_path: str, digest: str) -> bytes:
         url = "/api/2.0/mlflow-artifacts/artifacts/" + quote(artifact_path.lstrip("/"))
-        resp = self._http.get(url)
-        if resp.status_code != 200:
-            raise RegistryError(
-                f"downloading {artifact_path} answered HTTP {resp.status_code}: {resp.text[:200]}"
-            )
-        got = hashlib.sha256(resp.content).hexdigest()
+        too_big = RegistryError(f"the graph {artifact_path} is over {self.max_graph_bytes} bytes")
+        with self._http.stream("GET", url) as resp:
+            if resp.status_code != 200:
+                text = resp.read()[:200].decode(errors="replace")
+                raise RegistryError(
+                    f"downloading {artifact_path} answered HTTP {resp.status_code}: {text}"
+                )
+            if int(resp.headers.get("content-length") or 0) > self.max_graph_bytes:
+                raise too_big
+            chunks, size = [], 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > self.max_graph_bytes:
+                    raise too_big
+                chunks.append(chunk)
+        content = b"".join(chunks)
+        got = hashlib.sha256(content).hexdigest()
         if got != digest:
             raise RegistryError(f"the downloaded graph's sha256 {got} is not {digest}")
-        return resp.content
+        return content
 
     def close(self) -> None:
         self._http.close()

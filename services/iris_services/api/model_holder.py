@@ -56,6 +56,7 @@ class ModelHolder:
         self._registry = registry
         self.current: Loaded | None = None
         self.last_error: str | None = None
+        self.last_reason: str | None = None  # last_error without internal detail, for /model
         self.failed_version: str | None = None
         self.load_failures = 0
         self.registry_answered = False
@@ -103,7 +104,7 @@ class ModelHolder:
                     failed()
                 return False
             self.current = Loaded(model=model, champion=champion, loaded_at=time.time())
-            self.last_error = None
+            self.last_error = self.last_reason = None
             self.failed_version = None
             log.info(
                 "serving version %s",
@@ -122,6 +123,11 @@ class ModelHolder:
         if message != self.last_error:
             log.error(message, extra={"event": "model.load_failed", "version": version})
         self.last_error = message
+        self.last_reason = (
+            "could not read the registry"
+            if version is None
+            else f"could not load version {version} (see the API's log)"
+        )
         if version is not None:
             self.failed_version = version
 

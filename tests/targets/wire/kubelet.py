@@ -235,7 +235,7 @@ class LocalKubelet:
         if env.get("HOST") == "0.0.0.0":
             env["HOST"] = "127.0.0.1"
         argv = self._argv(container, ports, local)
-        if argv and Path(argv[0]).name == "mlflow":
+        if "iris_services.mlflow_server" in argv:
             argv = [
                 a + f",127.0.0.1:{self.service_port(ns, 'mlflow-service', 5000)}"
                 if a.startswith("--allowed-hosts=")
