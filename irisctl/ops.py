@@ -89,6 +89,7 @@ class StatusResult:
                 s.name: {
                     "state": s.state,
                     "url": s.url,
+                    "page": s.page or s.url,
                     "uptime_s": s.uptime_s,
                     "pid": s.pid,
                     "detail": s.detail,

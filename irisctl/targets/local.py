@@ -453,12 +453,13 @@ class LocalTarget:
                 ServiceState(
                     name,
                     st,
-                    self.page(name) if name in HEALTH_PATHS else None,
+                    self.endpoint(name) if name in HEALTH_PATHS else None,
                     uptime_s=float(info["now"] - info["start"])
                     if info["statename"] == "RUNNING"
                     else None,
                     pid=info["pid"] or None,
                     detail=_exit_detail(info) if name == "trainer" else "",
+                    page=self.page(name) if name in HEALTH_PATHS else None,
                 )
             )
         return out

@@ -130,3 +130,20 @@ def test_running_with_different_settings_names_what_differs(tmp_path):
     assert "model-api: IRIS_API_WORKERS" in changed[0] and changed[0].endswith("→ 3")
     assert "scheduler: IRIS_TRAIN_SCHEDULE 0 3 * * * → 0,30 * * * *" in changed
     assert changed_settings(before, before) == []
+
+
+def test_status_url_is_the_base_and_the_page_a_person_opens_is_page(tmp_path, monkeypatch):
+    """Scripts append API paths to `url`, so it is scheme://host:port for every service."""
+    from irisctl.targets.local import HEALTH_PATHS
+
+    t = target(tmp_path)
+    info = {"statename": "RUNNING", "pid": 7, "start": 0, "now": 5, "exitstatus": 0}
+    monkeypatch.setattr(t.supervisor, "running", lambda: True)
+    monkeypatch.setattr(t.supervisor, "processes", lambda: {n: dict(info) for n in HEALTH_PATHS})
+    # A Prometheus with the classic UI (Debian's 2.42) answers /classic/alerts.
+    monkeypatch.setattr("irisctl.targets.local.web.healthy", lambda url, timeout: True)
+    services = {s.name: s for s in t.services()}
+    for name in HEALTH_PATHS:
+        assert services[name].url == t.endpoint(name), name
+    assert services["prometheus"].page == t.endpoint("prometheus") + "/classic/alerts"
+    assert services["alertmanager"].page == t.endpoint("alertmanager") + "/api/v2/alerts"
