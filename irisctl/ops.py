@@ -484,9 +484,15 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         threshold = q.scalar("max(iris_api_drift_psi_threshold)")
         loaded = q.scalar("min(iris_api_drift_reference_loaded)")
         outside = q.by("feature", "sum by (feature) (iris_api_inputs_out_of_range_total)")
+        # rate() needs two samples: one scrape since the API served shows counters, not rates.
+        counted = q.scalar("count(iris_api_requests_total)") if total is None else None
+        interval = q.scrape_interval(API_JOB) if counted else None
     found = prometheus.alerts(prom_url)
     missing = []
-    if total is None:
+    if total is None and counted:
+        apart = f"{_seconds(interval)} apart" if interval else "one scrape interval apart"
+        missing.append(f"request rates need two scrapes, {apart}")
+    elif total is None:
         missing.append(
             "no request metrics yet: Prometheus has not scraped the model API since it served "
             "(if this lasts, `irisctl logs prometheus`)"
@@ -522,6 +528,18 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         mix_range=m,
         missing=missing,
     )
+
+
+# The model API's scrape job in every target's Prometheus configuration.
+API_JOB = "iris-model-api"
+
+
+def _seconds(duration: str) -> str:
+    """Prometheus' "15s" as people write it: "15 s" (and "1m" as "1 min")."""
+    number, unit = duration[:-1], duration[-1]
+    if number.isdigit() and unit in "sm":
+        return f"{number} {'s' if unit == 's' else 'min'}"
+    return duration
 
 
 def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:
