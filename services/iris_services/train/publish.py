@@ -377,7 +377,13 @@ def _store_graph(
         client.log_model_artifact(model_id, str(path))
     # The digest goes on the logged model last: a graph without it is never served.
     client.set_logged_model_tags(model_id, {DIGEST_TAG: graph.sha256})
-    mlflow.set_tags({DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)})
+    mlflow.set_tags(
+        {
+            DIGEST_TAG: graph.sha256,
+            "iris.onnx.max_abs_diff": repr(graph.max_abs_diff),
+            "iris.onnx.raw_max_abs_diff": repr(graph.raw_max_abs_diff),
+        }
+    )
     return promote, reason
 
 
