@@ -195,8 +195,9 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     services = {s.name: s for s in target.services()}
     if services.get("prometheus") and services["prometheus"].state == "absent":
         warnings.append(
-            "prometheus is not installed, so alerts are unavailable; "
-            "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`"
+            "prometheus is not installed, so alerts are unavailable; add it with "
+            "`sudo apt-get install prometheus prometheus-alertmanager` (in a clone: "
+            "`./scripts/install-system-deps`), then run `irisctl up` again"
         )
     urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
     if "mlflow" in urls:

@@ -261,8 +261,15 @@ class LocalTarget:
         files = self.render()
         if self.supervisor.running():
             current = (self.run_dir / "supervisord.conf").read_text()
+            changed = []
             if current != files["supervisord.conf"]:
                 changed = changed_settings(current, files["supervisord.conf"])
+            # Prometheus/Alertmanager installed since the last `up`: add them, change nothing else.
+            if changed and set(changed) <= {f"{n} added" for n in ("prometheus", "alertmanager")}:
+                self._write(files)
+                for name in self.supervisor.add_programs():
+                    progress(name, "added")
+            elif current != files["supervisord.conf"]:
                 raise IrisctlError(
                     "the local stack is running with different settings"
                     + (f": {'; '.join(changed)}" if changed else ""),
