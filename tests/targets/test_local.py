@@ -147,3 +147,35 @@ def test_status_url_is_the_base_and_the_page_a_person_opens_is_page(tmp_path, mo
         assert services[name].url == t.endpoint(name), name
     assert services["prometheus"].page == t.endpoint("prometheus") + "/classic/alerts"
     assert services["alertmanager"].page == t.endpoint("alertmanager") + "/api/v2/alerts"
+
+
+def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, monkeypatch):
+    """`make up` without a password goes on without them and says: install, then `up` again."""
+    import shutil as _shutil
+
+    real_which = _shutil.which
+    missing = {"on": True}
+    monkeypatch.setattr(
+        "irisctl.targets.local.shutil.which",
+        lambda name, *a, **k: (
+            None
+            if missing["on"] and ("prometheus" in name or "alertmanager" in name)
+            else real_which(name, *a, **k)
+        ),
+    )
+    before = target(tmp_path)
+    before._write(before.render())  # the stack as the first `up` left it
+    missing["on"] = False
+    t = target(tmp_path)
+    added: list[str] = []
+    monkeypatch.setattr(t.supervisor, "running", lambda: True)
+    monkeypatch.setattr(
+        t.supervisor, "add_programs", lambda: added.extend(["alertmanager", "prometheus"]) or added
+    )
+    monkeypatch.setattr(t.supervisor, "processes", lambda: {})
+    monkeypatch.setattr(t, "_wait_healthy", lambda progress: None)
+    said: list[tuple[str, str]] = []
+    t.up(lambda name, what: said.append((name, what)))
+    assert ("prometheus", "added") in said and ("alertmanager", "added") in said
+    assert "[program:prometheus]" in (t.run_dir / "supervisord.conf").read_text()
+    assert (t.run_dir / "prometheus.yml").exists()
