@@ -199,7 +199,7 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
             "`sudo apt-get install prometheus prometheus-alertmanager` (in a clone: "
             "`./scripts/install-system-deps`), then run `irisctl up` again"
         )
-    urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
+    urls = {s.name: s.page or s.url for s in services.values() if s.url and s.state != "absent"}
     if "mlflow" in urls:
         try:
             experiment_id = rest.experiment_id(EXPERIMENT)
