@@ -261,13 +261,14 @@ class LocalTarget:
         files = self.render()
         if self.supervisor.running():
             current = (self.run_dir / "supervisord.conf").read_text()
-            changed = []
+            changed, added = [], []
             if current != files["supervisord.conf"]:
                 changed = changed_settings(current, files["supervisord.conf"])
             # Prometheus/Alertmanager installed since the last `up`: add them, change nothing else.
             if changed and set(changed) <= {f"{n} added" for n in ("prometheus", "alertmanager")}:
                 self._write(files)
-                for name in self.supervisor.add_programs():
+                added = self.supervisor.add_programs()
+                for name in added:
                     progress(name, "added")
             elif current != files["supervisord.conf"]:
                 raise IrisctlError(
@@ -278,7 +279,8 @@ class LocalTarget:
             progress("supervisord", "already running")
             autostart = {p.name for p in self.programs() if p.autostart}
             for name, info in self.supervisor.processes().items():
-                if name in autostart and info["statename"] != "RUNNING":
+                # Just added: supervisord is starting them already.
+                if name in autostart and name not in added and info["statename"] != "RUNNING":
                     self.supervisor.start_process(name)
                     progress(name, "restarted")
         else:

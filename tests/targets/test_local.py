@@ -172,10 +172,15 @@ def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, mon
     monkeypatch.setattr(
         t.supervisor, "add_programs", lambda: added.extend(["alertmanager", "prometheus"]) or added
     )
-    monkeypatch.setattr(t.supervisor, "processes", lambda: {})
+    starting = {"statename": "STARTING"}
+    monkeypatch.setattr(
+        t.supervisor, "processes", lambda: {"prometheus": starting, "alertmanager": starting}
+    )
+    monkeypatch.setattr(t.supervisor, "start_process", lambda name: False)
     monkeypatch.setattr(t, "_wait_healthy", lambda progress: None)
     said: list[tuple[str, str]] = []
     t.up(lambda name, what: said.append((name, what)))
     assert ("prometheus", "added") in said and ("alertmanager", "added") in said
+    assert not [n for n, what in said if what == "restarted"]  # seen in a real run: it said so
     assert "[program:prometheus]" in (t.run_dir / "supervisord.conf").read_text()
     assert (t.run_dir / "prometheus.yml").exists()
