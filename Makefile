@@ -16,8 +16,11 @@ $(BIN)/irisctl: pyproject.toml
 system-deps:
 	@command -v promtool >/dev/null && command -v amtool >/dev/null || ./scripts/install-system-deps
 
-# The quick start's target is the local one, even where minikube is installed.
+# The quick start's target is the local one, even where minikube is installed. Alerts included:
+# Prometheus and Alertmanager are installed first where that needs no password; elsewhere `up`
+# goes on without them and says the one command that adds them.
 up: $(BIN)/irisctl
+	@./scripts/install-system-deps --for-up
 	$(BIN)/irisctl --target local up
 
 lint: $(BIN)/irisctl

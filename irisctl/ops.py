@@ -89,6 +89,7 @@ class StatusResult:
                 s.name: {
                     "state": s.state,
                     "url": s.url,
+                    "page": s.page or s.url,
                     "uptime_s": s.uptime_s,
                     "pid": s.pid,
                     "detail": s.detail,
@@ -194,10 +195,11 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     services = {s.name: s for s in target.services()}
     if services.get("prometheus") and services["prometheus"].state == "absent":
         warnings.append(
-            "prometheus is not installed, so alerts are unavailable; "
-            "install it with `sudo apt-get install prometheus` and run `irisctl down && irisctl up`"
+            "prometheus is not installed, so alerts are unavailable; add it with "
+            "`sudo apt-get install prometheus prometheus-alertmanager` (in a clone: "
+            "`./scripts/install-system-deps`), then run `irisctl up` again"
         )
-    urls = {s.name: s.url for s in services.values() if s.url and s.state != "absent"}
+    urls = {s.name: s.page or s.url for s in services.values() if s.url and s.state != "absent"}
     if "mlflow" in urls:
         try:
             experiment_id = rest.experiment_id(EXPERIMENT)
@@ -483,9 +485,15 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         threshold = q.scalar("max(iris_api_drift_psi_threshold)")
         loaded = q.scalar("min(iris_api_drift_reference_loaded)")
         outside = q.by("feature", "sum by (feature) (iris_api_inputs_out_of_range_total)")
+        # rate() needs two samples: one scrape since the API served shows counters, not rates.
+        counted = q.scalar("count(iris_api_requests_total)") if total is None else None
+        interval = q.scrape_interval(API_JOB) if counted else None
     found = prometheus.alerts(prom_url)
     missing = []
-    if total is None:
+    if total is None and counted:
+        apart = f"{_seconds(interval)} apart" if interval else "one scrape interval apart"
+        missing.append(f"request rates need two scrapes, {apart}")
+    elif total is None:
         missing.append(
             "no request metrics yet: Prometheus has not scraped the model API since it served "
             "(if this lasts, `irisctl logs prometheus`)"
@@ -521,6 +529,18 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         mix_range=m,
         missing=missing,
     )
+
+
+# The model API's scrape job in every target's Prometheus configuration.
+API_JOB = "iris-model-api"
+
+
+def _seconds(duration: str) -> str:
+    """Prometheus' "15s" as people write it: "15 s" (and "1m" as "1 min")."""
+    number, unit = duration[:-1], duration[-1]
+    if number.isdigit() and unit in "sm":
+        return f"{number} {'s' if unit == 's' else 'min'}"
+    return duration
 
 
 def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:

@@ -222,7 +222,7 @@ def status(result: StatusResult) -> None:
         uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
         table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), s.detail)
     console.print(table)
-    urls = {s.name: s.url for s in result.services if s.url}
+    urls = {s.name: s.page or s.url for s in result.services if s.url}
     width = max((len(name) for name in urls), default=0) + 2
     for name, url in urls.items():  # whole, never cut to the terminal: people copy them
         console.print(f"  {name:<{width}}{url}", highlight=False, soft_wrap=True)

@@ -113,3 +113,19 @@ class Query:
     def by(self, label: str, promql: str) -> dict[str, float]:
         """label value → value, of a query aggregated ``by (label)``."""
         return {m.get(label, ""): v for m, v in self.vector(promql)}
+
+    def scrape_interval(self, job: str) -> str | None:
+        """How often Prometheus scrapes ``job`` ("15s"), from its targets API; None when unknown.
+
+        ``scrapeInterval`` is in ``/api/v1/targets`` since Prometheus 2.34 (Debian ships 2.42).
+        """
+        try:
+            resp = self._http.get("/api/v1/targets", params={"state": "active"})
+            resp.raise_for_status()
+            targets = resp.json()["data"]["activeTargets"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+        return next(
+            (t.get("scrapeInterval") for t in targets if t.get("scrapePool") == job),
+            None,
+        )

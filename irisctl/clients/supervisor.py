@@ -53,6 +53,15 @@ class Supervisor:
                 raise IrisctlError("supervisord started but does not answer on its socket")
             time.sleep(0.1)
 
+    def add_programs(self) -> list[str]:
+        """Re-read the config file and start the programs it gained (``supervisorctl update``
+        for additions only); returns their names."""
+        rpc = self._rpc()
+        added, _changed, _removed = rpc.reloadConfig()[0]
+        for name in added:
+            rpc.addProcessGroup(name)
+        return list(added)
+
     def processes(self) -> dict[str, dict[str, Any]]:
         """name → supervisord's process info (statename, pid, start, now, exitstatus, …)."""
         return {p["name"]: p for p in self._rpc().getAllProcessInfo()}

@@ -23,10 +23,11 @@ class ServiceState:
 
     name: str
     state: str  # running, stopped, starting, backoff, fatal, exited, absent
-    url: str | None
+    url: str | None  # the base URL (scheme, host, port) that scripts append API paths to
     uptime_s: float | None = None
     pid: int | None = None
     detail: str = ""
+    page: str | None = None  # the page a person opens there; None: the base URL is that page
 
 
 @dataclass(frozen=True)

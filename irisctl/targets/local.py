@@ -269,8 +269,16 @@ class LocalTarget:
         files = self.render()
         if self.supervisor.running():
             current = (self.run_dir / "supervisord.conf").read_text()
+            changed, added = [], []
             if current != files["supervisord.conf"]:
                 changed = changed_settings(current, files["supervisord.conf"])
+            # Prometheus/Alertmanager installed since the last `up`: add them, change nothing else.
+            if changed and set(changed) <= {f"{n} added" for n in ("prometheus", "alertmanager")}:
+                self._write(files)
+                added = self.supervisor.add_programs()
+                for name in added:
+                    progress(name, "added")
+            elif current != files["supervisord.conf"]:
                 raise IrisctlError(
                     "the local stack is running with different settings"
                     + (f": {'; '.join(changed)}" if changed else ""),
@@ -279,7 +287,8 @@ class LocalTarget:
             progress("supervisord", "already running")
             autostart = {p.name for p in self.programs() if p.autostart}
             for name, info in self.supervisor.processes().items():
-                if name in autostart and info["statename"] != "RUNNING":
+                # Just added: supervisord is starting them already.
+                if name in autostart and name not in added and info["statename"] != "RUNNING":
                     self.supervisor.start_process(name)
                     progress(name, "restarted")
         else:
@@ -466,12 +475,13 @@ class LocalTarget:
                 ServiceState(
                     name,
                     st,
-                    self.page(name) if name in HEALTH_PATHS else None,
+                    self.endpoint(name) if name in HEALTH_PATHS else None,
                     uptime_s=float(info["now"] - info["start"])
                     if info["statename"] == "RUNNING"
                     else None,
                     pid=info["pid"] or None,
                     detail=_exit_detail(info) if name == "trainer" else "",
+                    page=self.page(name) if name in HEALTH_PATHS else None,
                 )
             )
         return out

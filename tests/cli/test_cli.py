@@ -226,6 +226,7 @@ def test_status_json_shape(fake):
     assert data["services"]["mlflow"] == {
         "state": "running",
         "url": "http://127.0.0.1:1",
+        "page": "http://127.0.0.1:1",
         "uptime_s": 10.0,
         "pid": 100,
         "detail": "",

@@ -38,6 +38,10 @@ ANSWERS = {
     "iris_api_drift_reference_loaded": [({}, 1)],
     "iris_api_inputs_out_of_range_total": [({"feature": "petal_length"}, 7)],
 }
+TARGETS = [
+    {"scrapePool": "iris-model-api", "health": "up", "scrapeInterval": "15s"},
+    {"scrapePool": "prometheus", "health": "up", "scrapeInterval": "1m"},
+]
 RULES = {
     "groups": [
         {
@@ -57,6 +61,8 @@ class FakePrometheus:
                 url = urlparse(self.path)
                 if url.path == "/api/v1/rules":
                     body = {"status": "success", "data": RULES}
+                elif url.path == "/api/v1/targets":  # the fields Prometheus 2.42 answers with
+                    body = {"status": "success", "data": {"activeTargets": TARGETS}}
                 else:
                     query = parse_qs(url.query)["query"][0]
                     found = next((v for k, v in ANSWERS.items() if k in query), [])
@@ -110,6 +116,21 @@ def test_top_says_when_the_api_holds_no_drift_reference(prom, monkeypatch):
     assert result.exit_code == 0, result.output
     (note,) = json.loads(result.output)["missing"]
     assert note.startswith("no drift reference loaded: right after a new champion")
+
+
+def test_top_says_rates_need_two_scrapes_only_while_that_is_why_they_are_missing(prom, monkeypatch):
+    """One scrape since the API served: the counters are there (so are PSI and the class mix)
+    but rate() has one sample."""
+    monkeypatch.setitem(ANSWERS, "sum(rate(iris_api_requests_total", [])
+    monkeypatch.setitem(ANSWERS, "count(iris_api_requests_total)", [({}, 2)])
+    t = json.loads(run("top", "--json").output)
+    assert t["psi"] and t["class_mix"] and t["request_rate"] is None
+    assert "request rates need two scrapes, 15 s apart" in t["missing"]
+    assert not any("not scraped" in m for m in t["missing"])
+    # No request counter at all: nothing scraped since the API served.
+    monkeypatch.setitem(ANSWERS, "count(iris_api_requests_total)", [])
+    (first, *_) = json.loads(run("top", "--json").output)["missing"]
+    assert first.startswith("no request metrics yet: Prometheus has not scraped")
 
 
 def test_top_once_draws_one_screen(prom):

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -35,6 +36,7 @@ from iris_services.train import onnx_export, pipeline, publish
 from tests.conftest import free_port, http_ok, wait_until
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
+CLASSES = ("setosa", "versicolor", "virginica")
 IRIS = pipeline.load_dataset(0).x_train
 
 
@@ -358,6 +360,30 @@ def test_b1_ready_means_every_worker_serves(service_env):
             with httpx.Client(timeout=10) as fresh:
                 answer = fresh.post(f"{url}/predict", json={"features": SETOSA})
                 assert answer.status_code == 200, answer.text
+
+
+def test_served_probabilities_sum_to_one_and_match_sklearn(service_env):
+    """Through the real API process: every Iris row and the trainer's random verification
+    points sum to 1 within 1e-9 and are within 1e-6 of the registered model's predict_proba
+    (the float32 graph alone answered 0.999999 where scikit-learn says 1.0)."""
+    import mlflow.sklearn
+
+    summary = publish.run(TrainerSettings())
+    every_row = np.vstack([pipeline.load_dataset(0).x_train, pipeline.load_dataset(0).x_test])
+    probes = onnx_export.probe_rows(every_row, seed=0)
+    model = mlflow.sklearn.load_model(f"models:/{service_env['IRIS_MODEL_NAME']}/{summary.version}")
+    expected = model.predict_proba(probes)
+    with api_process(1) as url:
+        wait_until(lambda: _ready(url), 90, 0.3, "the API to load the champion")
+        resp = httpx.post(f"{url}/predict", json={"instances": probes.tolist()}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    answered = np.array(
+        [[p["probabilities"][c] for c in CLASSES] for p in resp.json()["predictions"]]
+    )
+    assert answered.shape == expected.shape
+    assert np.abs(answered.sum(axis=1) - 1).max() <= 1e-9
+    assert np.abs(answered - expected).max() <= 1e-6
+    assert ((answered >= 0) & (answered <= 1)).all()
 
 
 @contextmanager

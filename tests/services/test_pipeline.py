@@ -142,17 +142,25 @@ def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels(
     assert fresh / passed >= 0.95
 
 
-def test_gate_reasons_round_accuracy_for_people():
+def test_gate_reasons_say_the_decision_in_held_out_rows():
     from iris_services.common.registry import Champion
     from iris_services.train.publish import _gate
 
-    champion = Champion("iris-classifier", "1", "champion", 0.9666666666666667, 0.0, None, "")
-    _, reason = _gate(0.9333333333333333, 0.9, champion, 0.9666666666666667, 0.0)
-    assert reason == (
-        "accuracy 0.933 is worse than champion v1 (0.967 on the same rows) by more than the "
-        "tolerance 0.000"
+    champion = Champion("iris-classifier", "1", "champion", 1.0, 0.0, None, "")
+    tolerance = pipeline.paired_tolerance(30)
+    promote, reason = _gate(29 / 30, 0.9, champion, 1.0, tolerance, 30)
+    assert promote and reason == (
+        "passed the gate: 1 of 30 held-out rows worse than champion v1; up to 4 is within "
+        "noise (paired test), and a tie goes to the newer model"
     )
-    _, reason = _gate(0.8666666666666667, 0.9, None, None, 0.0)
+    promote, reason = _gate(0.9, 0.9, champion, 1.0, 0.0, 30, paired=False)
+    assert not promote and reason == (
+        "3 of 30 held-out rows worse than champion v1; only up to 0 is within noise "
+        "(promotion_tolerance)"
+    )
+    promote, reason = _gate(1.0, 0.9, champion, 28 / 30, tolerance, 30)
+    assert promote and reason == "passed the gate: 2 of 30 held-out rows better than champion v1"
+    _, reason = _gate(0.8666666666666667, 0.9, None, None, 0.0, 30)
     assert reason == "accuracy 0.867 is below the threshold 0.9"
 
 

@@ -161,3 +161,57 @@ def test_only_the_trainer_and_the_api_are_given_the_signing_key(tmp_path):
     assert str(target(tmp_path).signing_key_file) not in str(
         next(p for p in target(tmp_path).programs() if p.name == "mlflow")
     )
+
+
+def test_status_url_is_the_base_and_the_page_a_person_opens_is_page(tmp_path, monkeypatch):
+    """Scripts append API paths to `url`, so it is scheme://host:port for every service."""
+    from irisctl.targets.local import HEALTH_PATHS
+
+    t = target(tmp_path)
+    info = {"statename": "RUNNING", "pid": 7, "start": 0, "now": 5, "exitstatus": 0}
+    monkeypatch.setattr(t.supervisor, "running", lambda: True)
+    monkeypatch.setattr(t.supervisor, "processes", lambda: {n: dict(info) for n in HEALTH_PATHS})
+    # A Prometheus with the classic UI (Debian's 2.42) answers /classic/alerts.
+    monkeypatch.setattr("irisctl.targets.local.web.healthy", lambda url, timeout: True)
+    services = {s.name: s for s in t.services()}
+    for name in HEALTH_PATHS:
+        assert services[name].url == t.endpoint(name), name
+    assert services["prometheus"].page == t.endpoint("prometheus") + "/classic/alerts"
+    assert services["alertmanager"].page == t.endpoint("alertmanager") + "/api/v2/alerts"
+
+
+def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, monkeypatch):
+    """`make up` without a password goes on without them and says: install, then `up` again."""
+    import shutil as _shutil
+
+    real_which = _shutil.which
+    missing = {"on": True}
+    monkeypatch.setattr(
+        "irisctl.targets.local.shutil.which",
+        lambda name, *a, **k: (
+            None
+            if missing["on"] and ("prometheus" in name or "alertmanager" in name)
+            else real_which(name, *a, **k)
+        ),
+    )
+    before = target(tmp_path)
+    before._write(before.render())  # the stack as the first `up` left it
+    missing["on"] = False
+    t = target(tmp_path)
+    added: list[str] = []
+    monkeypatch.setattr(t.supervisor, "running", lambda: True)
+    monkeypatch.setattr(
+        t.supervisor, "add_programs", lambda: added.extend(["alertmanager", "prometheus"]) or added
+    )
+    starting = {"statename": "STARTING"}
+    monkeypatch.setattr(
+        t.supervisor, "processes", lambda: {"prometheus": starting, "alertmanager": starting}
+    )
+    monkeypatch.setattr(t.supervisor, "start_process", lambda name: False)
+    monkeypatch.setattr(t, "_wait_healthy", lambda progress: None)
+    said: list[tuple[str, str]] = []
+    t.up(lambda name, what: said.append((name, what)))
+    assert ("prometheus", "added") in said and ("alertmanager", "added") in said
+    assert not [n for n, what in said if what == "restarted"]  # seen in a real run: it said so
+    assert "[program:prometheus]" in (t.run_dir / "supervisord.conf").read_text()
+    assert (t.run_dir / "prometheus.yml").exists()

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..common.settings import CLASS_NAMES, ApiSettings
 from . import pages, schemas
 from .drift import DriftMonitor, Fetch
+from .graph import served
 from .model_holder import Loaded, ModelHolder
 
 NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
@@ -187,9 +188,8 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
 def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
     # The one place rows become probabilities: the graph takes float32; the drift statistics
     # compare the values as sent (float64) with the training range.
-    proba = loaded.predict_proba(rows.astype(np.float32))
-    # float32 to the precision it has: no 1.0000001192092896, nothing outside [0, 1].
-    proba = np.clip(np.round(proba.astype(np.float64), 6), 0.0, 1.0)
+    # Renormalised in float64: each row sums to 1, nothing outside [0, 1] (no float32 1+ε).
+    proba = served(loaded.predict_proba(rows.astype(np.float32)))
     best = proba.argmax(axis=1)
     answers = [
         {

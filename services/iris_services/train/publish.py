@@ -95,7 +95,13 @@ def run(settings: TrainerSettings) -> Summary:
             tolerance = pipeline.paired_tolerance(len(result.dataset.y_test))
         champion_accuracy = _score_champion(client, champion, result.dataset, key)
         promote, reason = _gate(
-            accuracy, settings.accuracy_threshold, champion, champion_accuracy, tolerance
+            accuracy,
+            settings.accuracy_threshold,
+            champion,
+            champion_accuracy,
+            tolerance,
+            len(result.dataset.y_test),
+            paired=settings.promotion_tolerance is None,
         )
         _log_run(result, settings, tolerance)
         _log_dataset(result.dataset)
@@ -228,24 +234,35 @@ def _gate(
     champion: registry.Champion | None,
     champion_accuracy: float | None,
     tolerance: float,
+    rows: int,
+    paired: bool = True,
 ) -> tuple[bool, str]:
-    """Whether to promote, and why (in words for the summary and the run's tags)."""
+    """Whether to promote, and why, in held-out rows: the unit people check a gate in
+    (for the summary and the run's tags). ``paired``: the tolerance is the paired test's."""
     if champion is None:
         champion_accuracy = None
-    if pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance):
-        if champion_accuracy is None:
+    promote = pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance)
+    if champion_accuracy is None:
+        if promote:
             return True, "passed the gate"
-        return True, (
-            f"passed the gate: {accuracy:.3f} vs champion v{champion.version if champion else '?'}"
-            f" {champion_accuracy:.3f} on the same rows (tolerance {tolerance:.3f})"
-        )
+        return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
     if accuracy < threshold:
         return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
-    version = champion.version if champion else "?"
-    # Rounded for people; the run's metrics and the summary's fields keep full precision.
+    # Both were scored on the same rows, so accuracies are counts of rows: round away float noise.
+    worse = round((champion_accuracy - accuracy) * rows)
+    noise = round(tolerance * rows + 1e-9)
+    basis = "paired test" if paired else "promotion_tolerance"
+    than = f"champion v{champion.version if champion else '?'}"
+    if worse < 0:
+        return True, f"passed the gate: {-worse} of {rows} held-out rows better than {than}"
+    if promote:
+        return True, (
+            f"passed the gate: {worse} of {rows} held-out rows worse than {than}; up to {noise} "
+            f"is within noise ({basis}), and a tie goes to the newer model"
+        )
     return False, (
-        f"accuracy {accuracy:.3f} is worse than champion v{version} ({champion_accuracy:.3f} on "
-        f"the same rows) by more than the tolerance {tolerance:.3f}"
+        f"{worse} of {rows} held-out rows worse than {than}; only up to {noise} is within "
+        f"noise ({basis})"
     )
 
 
@@ -395,7 +412,13 @@ def _store_graph(
         client.log_model_artifact(model_id, str(path))
     # The digest goes on the logged model last: a graph without it is never served.
     client.set_logged_model_tags(model_id, {DIGEST_TAG: graph.sha256})
-    mlflow.set_tags({DIGEST_TAG: graph.sha256, "iris.onnx.max_abs_diff": repr(graph.max_abs_diff)})
+    mlflow.set_tags(
+        {
+            DIGEST_TAG: graph.sha256,
+            "iris.onnx.max_abs_diff": repr(graph.max_abs_diff),
+            "iris.onnx.raw_max_abs_diff": repr(graph.raw_max_abs_diff),
+        }
+    )
     return promote, reason, graph.sha256
 
 
