@@ -247,6 +247,16 @@ def _open_in(source: str) -> IO[str]:
         raise BadInput(f"cannot read {source}: {exc.strerror}") from None
 
 
+def _file_mode(path: Path) -> int:
+    """OUT's mode as the shell would leave it: the old file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def input_size(source: str) -> int | None:
     """The input's size in bytes (None for standard input or a pipe)."""
     if source == "-":
@@ -339,6 +349,7 @@ def score_file(
         sink.flush()
         if tmp is not None:
             tmp.close()
+            os.chmod(tmp.name, _file_mode(Path(out)))  # mkstemp's 0600 is not what `>` gives
             os.replace(tmp.name, out)
             tmp = None
         summary.seconds = time.perf_counter() - started

@@ -117,6 +117,9 @@ def test_a_file_scores_in_input_order_over_several_requests(api, tmp_path):
     assert "Scored 3,000 rows" in result.output and "model v1" in result.output
     assert "changed" not in result.output
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as `>` would leave it, not 0600
 
 
 def test_json_lines_by_extension_and_stdin(api, tmp_path):
