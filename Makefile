@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint system-deps bench soak clean
+.PHONY: up test lint system-deps bench bench-batch soak clean
 
 $(BIN)/irisctl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ clean:
 bench: $(BIN)/irisctl
 	@command -v wrk >/dev/null || ./scripts/install-system-deps wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Batch scoring of a 1,000,000-row file (bench/batch.py): in-process, the CLI, mlflow models serve.
+bench-batch: $(BIN)/irisctl
+	$(BIN)/python bench/batch.py $(BENCH_ARGS)
 
 # The soak check (bench/soak.py): predictions under load while trainings promote new champions.
 soak: $(BIN)/irisctl

@@ -280,14 +280,33 @@ def predict(
         metavar="F1 F2 F3 F4",
         help="Four numbers (cm): sepal length, sepal width, petal length, petal width.",
     ),
-    file: Path = typer.Option(
-        None, "--file", "-f", metavar="CSV", help="CSV file of rows of 4 features (batch)."
+    file: str = typer.Option(
+        None,
+        "--file",
+        "-f",
+        metavar="CSV",
+        help="CSV file of rows of 4 features (batch; - reads standard input).",
     ),
+    out: str = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="OUT",
+        help="Score a --file of any size into OUT: .jsonl is JSON Lines, else CSV (- = stdout).",
+    ),
+    skip_bad: str = typer.Option(
+        None,
+        "--skip-bad",
+        metavar="FILE",
+        help="With --out: write malformed rows and why to FILE and go on, instead of stopping.",
+    ),
+    chunk_rows: int = typer.Option(None, "--chunk-rows", min=1, max=10_000, hidden=True),
     json_out: bool = JsonOpt,
 ) -> None:
     """Ask the served model; print the class and its probabilities.
 
     Example: irisctl predict 5.1 3.5 1.4 0.2
+    Example: irisctl predict --file rows.csv --out scores.csv
     """
     from . import ops
 
@@ -296,7 +315,26 @@ def predict(
             "give either 4 features or --file, not both",
             "irisctl predict 5.1 3.5 1.4 0.2, or irisctl predict --file rows.csv",
         )
-    rows = ops.read_rows(file) if file is not None else [ops.parse_features(features or [])]
+    if (out is not None or skip_bad is not None) and file is None:
+        raise BadInput(
+            "--out and --skip-bad score a --file",
+            "irisctl predict --file rows.csv --out scores.csv",
+        )
+    if skip_bad is not None and out is None:
+        raise BadInput(
+            "--skip-bad goes with --out",
+            "irisctl predict --file rows.csv --out scores.csv --skip-bad bad.csv",
+        )
+    if out is not None:
+        with output.BatchProgress(file) as progress:
+            summary = ops.predict_file(
+                _config(ctx), file, out, skip_bad, progress.update, chunk_rows
+            )
+        output.print_json(summary.as_json()) if json_out and out != "-" else output.batch_summary(
+            summary
+        )
+        return
+    rows = ops.read_rows(Path(file)) if file is not None else [ops.parse_features(features or [])]
     answer = ops.predict(_config(ctx), rows)
     output.print_json(answer) if json_out else output.prediction(answer)
 

@@ -6,6 +6,7 @@ name: ``targets.choose`` is the only code that knows them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import state, targets
+from . import batch, state, targets
 from .clients import prometheus, web
 from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from .errors import BadInput, IrisctlError, NotUp
@@ -318,15 +319,36 @@ def parse_features(tokens: list[str]) -> list[float]:
     return values
 
 
+TERMINAL_ROWS = 1_000  # without --out, more rows than this would only flood the terminal
+
+
 def read_rows(path: Path) -> list[list[float]]:
-    """Rows of four numbers from a CSV file (a header line is allowed)."""
+    """Rows of four numbers from a CSV file or "-" (a header line is allowed), at most
+    TERMINAL_ROWS of them: a larger file is scored with ``--out`` (``predict_file``)."""
     try:
-        text = path.read_text()
+        stream = sys.stdin if str(path) == "-" else path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    rows: list[list[str]] = []
+    with stream if stream is not sys.stdin else contextlib.nullcontext(stream):
+        try:
+            for r in csv.reader(stream):
+                if r and any(c.strip() for c in r):
+                    rows.append(r)
+                if len(rows) > TERMINAL_ROWS + 1:
+                    raise BadInput(
+                        f"{path} has more than {TERMINAL_ROWS:,} rows: too many for the terminal",
+                        f"write them to a file: irisctl predict --file {path} --out scores.csv",
+                    )
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read {path}: {exc}") from None
     if rows and not _numeric(rows[0]):
         rows = rows[1:]
+    if len(rows) > TERMINAL_ROWS:
+        raise BadInput(
+            f"{path} has more than {TERMINAL_ROWS:,} rows: too many for the terminal",
+            f"write them to a file: irisctl predict --file {path} --out scores.csv",
+        )
     if not rows:
         raise BadInput(f"{path} has no rows")
     out = []
@@ -354,6 +376,29 @@ def predict(config: Config, rows: list[list[float]]) -> dict[str, Any]:
     target, _ = _current(config)
     payload: dict[str, Any] = {"features": rows[0]} if len(rows) == 1 else {"instances": rows}
     return web.predict(target.endpoint("model-api"), payload)
+
+
+def predict_file(
+    config: Config,
+    source: str,
+    out: str,
+    skip_bad: str | None,
+    on_progress: Callable[[int, int], None] | None,
+    chunk_rows: int | None = None,
+) -> batch.Summary:
+    """Score a CSV file of any size through the running model API into ``out`` (batch.py)."""
+    recorded = state.read(config.home)
+    if not recorded or not recorded.get("up"):
+        raise NotUp()
+    target, _ = _current(config)
+    return batch.score_file(
+        target.endpoint("model-api"),
+        source,
+        out,
+        skip_bad=skip_bad,
+        on_progress=on_progress,
+        chunk_rows=chunk_rows or batch.CHUNK_ROWS,
+    )
 
 
 # -- status / logs / render ------------------------------------------------------------------

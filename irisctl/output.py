@@ -484,3 +484,66 @@ def lines(texts: list[str]) -> None:
     """One line each, as they are."""
     for text in texts:
         console.print(text, highlight=False)
+
+
+class BatchProgress:
+    """A rich progress bar on stderr for `predict --file --out`, only when stderr is a terminal:
+    rows done, rows/s and, for a file (its size is known), the bar and the ETA."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from .batch import input_size
+
+        self.total = input_size(source)
+        self.started = time.monotonic()
+        self.progress = Progress(
+            BarColumn(),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TextColumn("{task.fields[rate]:,.0f} rows/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        )
+        self.task = self.progress.add_task("scoring", total=self.total, rows=0, rate=0.0)
+
+    def __enter__(self) -> BatchProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, rows: int, offset: int) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.progress.update(self.task, completed=offset, rows=rows, rate=rows / elapsed)
+
+
+def batch_summary(summary: Any) -> None:
+    """The one line a batch run ends with (on stderr: stdout may be the scores)."""
+    classes = ", ".join(f"{name} {n:,}" for name, n in summary.classes.items())
+    versions = ", ".join(f"v{v}" for v in summary.versions)
+    line = (
+        f"Scored {summary.rows:,} rows ({classes}); {summary.warned:,} with warnings; "
+        f"{summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s; "
+        f"model {versions}"
+    )
+    if summary.skipped:
+        line += f"; {summary.skipped:,} bad rows skipped"
+    if summary.out != "-":
+        line += f" -> {summary.out}"
+    err_console.print(line, highlight=False, soft_wrap=True)
+    if summary.champion_changed:
+        err_console.print(
+            f"[yellow]Note:[/] the champion changed during the run ({versions}); "
+            "each row's model_version says which one answered it",
+            highlight=False,
+        )

@@ -68,3 +68,45 @@ def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Retryable(IrisctlError):
+    """An answer a later retry may not get (503: no model yet; a dropped connection)."""
+
+
+class TooLarge(IrisctlError):
+    """413: the request was over the API's body or row limit; a smaller one may pass."""
+
+
+class ScoringClient:
+    """POSTs CSV batches to /predict over kept-alive connections; safe to share by threads."""
+
+    def __init__(self, api_url: str, connections: int, timeout_s: float = 60.0) -> None:
+        self.url = f"{api_url}/predict"
+        self.http = httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+
+    def score_csv(self, body: bytes) -> tuple[str, str]:
+        """One batch; (model version, CSV answer with its header line)."""
+        try:
+            resp = self.http.post(self.url, content=body, headers={"content-type": "text/csv"})
+        except httpx.ConnectError:
+            raise Retryable(f"the model API at {self.url} is not reachable") from None
+        except httpx.HTTPError as exc:
+            raise Retryable(f"the model API at {self.url} failed: {exc}") from None
+        if resp.is_success:
+            return resp.headers.get("x-model-version", "?"), resp.text
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text[:200]
+        if resp.status_code == 413:
+            raise TooLarge(f"the model API answered 413: {detail}")
+        if resp.status_code in (502, 503, 504):
+            raise Retryable(f"the model API answered {resp.status_code}: {detail}")
+        raise IrisctlError(f"the model API answered {resp.status_code}: {detail}")
+
+    def close(self) -> None:
+        self.http.close()

@@ -83,7 +83,7 @@ def test_a6_too_many_rows_is_found_before_validating_rows() -> None:
     "content_type",
     [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
 )
-def test_predict_refuses_anything_but_json_with_415(client, fake, content_type) -> None:  # noqa: F811
+def test_predict_refuses_anything_but_json_or_csv_with_415(client, fake, content_type) -> None:  # noqa: F811
     fake.promote("1")
     refresh(client)
     headers = {"content-type": content_type} if content_type else {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import threading
 import time
@@ -147,8 +149,11 @@ DRAIN_MAX_SECONDS = 3.0
 
 # What /predict accepts. A form post from a web page (text/plain, x-www-form-urlencoded,
 # multipart) needs no CORS preflight, so it is refused with 415 before any parsing.
-PREDICT_CONTENT_TYPES = frozenset({"application/json"})
-UNSUPPORTED_MEDIA = "send the body as JSON with the header Content-Type: application/json"
+PREDICT_CONTENT_TYPES = frozenset({"application/json", "text/csv"})
+UNSUPPORTED_MEDIA = (
+    "send the body as JSON with the header Content-Type: application/json "
+    "(or rows as CSV with Content-Type: text/csv)"
+)
 
 
 def _media_type(request: Request) -> str:
@@ -201,6 +206,63 @@ def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[
     ]
     drift.observe(loaded.champion.version, rows, best, answers)  # adds "warnings" to odd rows
     return answers
+
+
+CSV_HEADER = "prediction," + ",".join(CLASS_NAMES) + ",warnings\n"
+
+
+def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
+    """Rows of a ``text/csv`` batch (4 numbers a line, no header), or BadInput naming the line.
+
+    The dense path for `irisctl predict --file`: numpy parses the whole body at once, which is
+    what makes a million rows cheap; the JSON contract's rules (4 finite numbers within float32)
+    apply unchanged.
+    """
+    lines = body.strip().split(b"\n")
+    if not body.strip():
+        raise schemas.BadInput("the CSV body has no rows")
+    if len(lines) > max_rows:
+        raise _TooMany(f"a batch holds at most {max_rows} rows")
+    try:
+        rows = np.array(b",".join(lines).split(b","), dtype=np.float64)
+    except ValueError:
+        rows = np.empty(0)
+    if rows.size != len(lines) * schemas.N_FEATURES:
+        for n, line in enumerate(lines, 1):  # the slow path, only to name the bad line
+            cells = line.split(b",")
+            if len(cells) != schemas.N_FEATURES:
+                raise schemas.BadInput(f"line {n}: {len(cells)} values, not {schemas.N_FEATURES}")
+            try:
+                [float(c) for c in cells]
+            except ValueError:
+                raise schemas.BadInput(f"line {n}: not a number") from None
+        raise schemas.BadInput("not a CSV of numbers")
+    rows = rows.reshape(len(lines), schemas.N_FEATURES)
+    bad = ~(np.isfinite(rows) & (np.abs(rows) <= schemas.FLOAT32_MAX)).all(axis=1)
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0]) + 1
+        raise schemas.BadInput(f"line {n}: finite numbers within float32 only")
+    return rows
+
+
+class _TooMany(ValueError):
+    pass
+
+
+def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
+    """One CSV line per row: class, the three probabilities, warnings joined by "; "."""
+    proba = loaded.predict_proba(rows.astype(np.float32))
+    proba = np.clip(np.round(proba.astype(np.float64), 6), 0.0, 1.0)
+    best = proba.argmax(axis=1)
+    answers: list[dict[str, Any]] = [{} for _ in range(len(rows))]
+    drift.observe(loaded.champion.version, rows, best, answers)
+    out = io.StringIO()
+    out.write(CSV_HEADER)
+    writer = csv.writer(out, lineterminator="\n")
+    names = [CLASS_NAMES[int(i)] for i in best]
+    for name, p, a in zip(names, proba.tolist(), answers, strict=True):
+        writer.writerow((name, *p, "; ".join(a.get("warnings", ()))))
+    return out.getvalue().encode()
 
 
 def create_app(
@@ -318,7 +380,10 @@ def create_app(
         body = await _read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, f"request body is larger than {settings.max_body_bytes} bytes")
-        if _media_type(request) not in PREDICT_CONTENT_TYPES:
+        media = _media_type(request)
+        if media == "text/csv":  # the batch path: CSV in and out (irisctl predict --file --out)
+            return _predict_csv(body)
+        if media not in PREDICT_CONTENT_TYPES:
             return _error(415, UNSUPPORTED_MEDIA)
         try:
             parsed = schemas.parse(body, settings.max_batch_rows)
@@ -338,6 +403,25 @@ def create_app(
                 "predictions": _answer(loaded, np.array(parsed.instances), drift),
                 "model": model_ref,
             }
+        )
+
+    def _predict_csv(body: bytes) -> Response:
+        try:
+            rows = _csv_rows(body, settings.max_batch_rows)
+        except _TooMany as exc:
+            return _error(413, str(exc))
+        except schemas.BadInput as exc:
+            return _error(422, str(exc))
+        loaded = holder.current
+        if loaded is None:
+            return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
+        return Response(
+            _csv_answer(loaded, rows, drift),
+            media_type="text/csv",
+            headers={
+                "X-Model-Name": loaded.champion.name,
+                "X-Model-Version": loaded.champion.version,
+            },
         )
 
     @app.get("/healthz")
