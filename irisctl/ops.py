@@ -635,10 +635,22 @@ def logs(config: Config, service: str, follow: bool, tail: int | None) -> Iterat
     return target.logs(service, follow, tail)
 
 
+# Settings that are credentials: never printed (the local alertmanager.yml holds the webhook URL).
+SECRET_SETTINGS = ("alert_webhook_url", "backend_store_uri")
+
+
 def render(config: Config) -> dict[str, str]:
-    """The configuration ``up`` would apply for the chosen target."""
+    """The configuration ``up`` would apply for the chosen target, credentials redacted."""
     target, _ = _current(config)
-    return target.render()
+    from jinja2.utils import htmlsafe_json_dumps
+
+    values = [config[name] for name in SECRET_SETTINGS if config[name]]
+    # as given, and as the templates' `tojson` writes it (`&` → `\u0026`, ...)
+    hidden = {form for v in values for form in (v, str(htmlsafe_json_dumps(v))[1:-1])}
+    files = target.render()
+    for value in hidden:
+        files = {n: text.replace(value, "[redacted]") for n, text in files.items()}
+    return files
 
 
 @dataclass

@@ -63,10 +63,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "minikube_addons": ("", str),  # comma-separated, e.g. "metrics-server"; the stack needs none
     # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
     "backend_store_uri": ("", str),
-    "rollout_timeout": (600.0, float),
+    "rollout_timeout": (600.0, float),  # seconds `up` waits for every workload to be ready
     "minio_console": (False, bool),  # Kubernetes: MinIO's console port on its Service
     # `up` into an existing namespace irisctl did not create (never relabelled, never purged).
-    "adopt": (False, bool),  # seconds `up` waits for every workload to be ready
+    "adopt": (False, bool),
 }
 
 
@@ -107,9 +107,11 @@ class Config:
 def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
     if raw is None:
         return None
-    if isinstance(raw, str) and _CONTROL.search(raw):
+    if isinstance(raw, str) and (hit := _CONTROL.search(raw)):
+        # The position, not the value: a webhook URL or a backend URI is a credential.
         raise BadInput(
-            f"{name} from {source} contains a control character (newline, tab, escape…): {raw!r}",
+            f"{name} from {source} contains a control character (newline, tab, escape…): "
+            f"{hit.group()!r} at position {hit.start() + 1}",
             "give the value on one line, without control characters",
         )
     try:

@@ -7,6 +7,7 @@ runs in its own process group, which supervisord stops as a whole (RELIABILITY.m
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -256,7 +257,9 @@ class LocalTarget:
         }
         if alertmanager:
             files["alertmanager.yml"] = render.render(
-                "local/alertmanager.yml.j2", webhook_url=self.config["alert_webhook_url"]
+                "local/alertmanager.yml.j2",
+                webhook_url=self.config["alert_webhook_url"],
+                webhook_url_file=None,
             )
         return files
 
@@ -330,8 +333,11 @@ class LocalTarget:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.home.chmod(0o700)
         write_key_file(self.signing_key_file)
-        for name, text in files.items():
-            (self.run_dir / name).write_text(text)
+        for name, text in files.items():  # 0600 whatever the umask: alertmanager.yml holds
+            fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # the webhook URL, a credential
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
 
     def _wait_healthy(self, progress: Progress, timeout_s: float = 180.0) -> None:
         pending = {p.name for p in self.programs() if p.name in HEALTH_PATHS}

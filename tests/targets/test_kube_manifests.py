@@ -407,3 +407,62 @@ def test_mlflow_holds_a_bucket_limited_minio_user_not_the_root_keys(manifests):
     assert container["command"] == ["/bin/sh", "/setup/setup.sh"]
     env = {e["name"] for e in container["env"]}
     assert {"S3_BUCKET", "ROOT_ACCESS_KEY", "MLFLOW_ACCESS_KEY", "MLFLOW_SECRET_KEY"} <= env
+
+
+WEBHOOK = "https://hooks.example.test/services/T0/B0/tok3n-Secret?x=1&y=2"
+BACKEND = "postgresql://mlflow:pa55-Word@db.example.test:5432/mlflow"
+
+
+def test_the_alert_webhook_url_and_the_backend_password_are_in_no_rendered_document(tmp_path):
+    """Issue 25 item 7: the webhook URL lives in the Secret and Alertmanager reads it from a
+    file (`url_file`); neither it nor the backend URI's password is in a ConfigMap, an argv or
+    an annotation of what `render` prints and `up` applies."""
+    found = docs("minikube", tmp_path, alert_webhook_url=WEBHOOK, backend_store_uri=BACKEND)
+    text = json.dumps(found)
+    for secret in ("tok3n-Secret", "pa55-Word", "hooks.example.test", "db.example.test"):
+        assert secret not in text, secret
+    config = next(d for d in found if d["metadata"]["name"] == "alertmanager-config")
+    am = yaml.safe_load(config["data"]["alertmanager.yml"])
+    assert am["route"]["receiver"] == "webhook"
+    hook = am["receivers"][1]["webhook_configs"][0]
+    assert "url" not in hook and hook["url_file"] == kube.manifests.WEBHOOK_URL_FILE
+    # The file is the Secret's key, projected to exactly that path, in the Alertmanager pod only.
+    pods = {d["metadata"]["name"]: spec for d, spec in pod_specs(found)}
+    holders = {n for n, spec in pods.items() if kube.manifests.WEBHOOK_KEY in json.dumps(spec)}
+    assert holders == {"alertmanager"}
+    spec = pods["alertmanager"]
+    volume = next(v for v in spec["volumes"] if v.get("secret"))
+    item = volume["secret"]["items"][0]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert item["key"] == kube.manifests.WEBHOOK_KEY
+    assert f"{mount['mountPath']}/{item['path']}" == kube.manifests.WEBHOOK_URL_FILE
+    # Without a webhook: no receiver, no mount (the Secret has no such key then).
+    plain = docs("minikube", tmp_path)
+    assert kube.manifests.WEBHOOK_KEY not in json.dumps(plain)
+
+
+def test_a_changed_webhook_url_or_backend_uri_still_rolls_the_pods(tmp_path):
+    def checksum(name, **flags):
+        found = docs("minikube", tmp_path, **flags)
+        d = next(d for d in found if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        return d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum("alertmanager", alert_webhook_url=WEBHOOK) != checksum(
+        "alertmanager", alert_webhook_url=WEBHOOK + "3"
+    )
+    assert checksum("mlflow", backend_store_uri=BACKEND) != checksum(
+        "mlflow", backend_store_uri=BACKEND.replace("pa55", "pa56")
+    )
+
+
+def test_render_redacts_the_webhook_url_where_the_local_config_holds_it(tmp_path):
+    from irisctl import ops
+
+    config = settings.load({"target": "local", "alert_webhook_url": WEBHOOK}, home=tmp_path)
+    files = ops.render(config)
+    text = "".join(files.values())
+    assert "tok3n-Secret" not in text and "tok3n" not in text
+    assert (
+        yaml.safe_load(files["alertmanager.yml"])["receivers"][1]["webhook_configs"][0]["url"]
+        == "[redacted]"
+    )

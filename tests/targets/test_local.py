@@ -215,3 +215,25 @@ def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, mon
     assert not [n for n, what in said if what == "restarted"]  # seen in a real run: it said so
     assert "[program:prometheus]" in (t.run_dir / "supervisord.conf").read_text()
     assert (t.run_dir / "prometheus.yml").exists()
+
+
+def test_the_files_up_writes_are_0600_as_alertmanager_yml_holds_the_webhook_url(tmp_path):
+    """Debian's Alertmanager 0.25 has no `url_file`, so locally the URL is in the config file:
+    only its owner may read it, whatever the umask (issue 25 item 7)."""
+    import os
+    import stat
+
+    url = "https://hooks.example.test/tok3n"
+    t = target(tmp_path, alert_webhook_url=url)
+    files = t.render()
+    old = os.umask(0o022)
+    try:
+        t._write(files)
+    finally:
+        os.umask(old)
+    written = t.run_dir / "alertmanager.yml"
+    if "alertmanager.yml" not in files:
+        pytest.fail("Alertmanager is required here: apt-get install prometheus-alertmanager")
+    assert url in written.read_text()
+    for name in files:
+        assert stat.S_IMODE((t.run_dir / name).stat().st_mode) == 0o600, name

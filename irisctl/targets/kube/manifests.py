@@ -14,6 +14,8 @@ from .images import BUILT_IMAGES, services_image_tag
 
 NAMESPACE = "iris-mlops"
 SECRET_NAME = "iris-credentials"
+WEBHOOK_KEY = "alert-webhook-url"  # in the Secret, when alert_webhook_url is set
+WEBHOOK_URL_FILE = "/var/run/iris-webhook/url"
 BUCKET = "mlflow"
 DEFAULT_BACKEND_URI = "sqlite:////data/mlflow.db"  # on the mlflow-data PVC
 # Third-party images, pinned by version tag (override with IRISCTL_*_IMAGE to pin by digest).
@@ -150,19 +152,24 @@ def render(config: Config, target: str) -> dict[str, str]:
             "k8s/prometheus.yml.j2", scrape_interval=c["scrape_interval"]
         ),
         "rules_yml": templates.cap_for(templates.read("prometheus/alerts.yml"), c["alert_for_max"]),
+        # The webhook URL is a credential: in the Secret, read by Alertmanager when it notifies.
+        "alert_webhook": bool(c["alert_webhook_url"]),
         "alertmanager_yml": templates.render(
-            "local/alertmanager.yml.j2", webhook_url=c["alert_webhook_url"]
+            "local/alertmanager.yml.j2",
+            webhook_url=None,
+            webhook_url_file=WEBHOOK_URL_FILE if c["alert_webhook_url"] else None,
         ),
     }
-    context["checksums"] = checksums(context, c["backend_store_uri"])
+    context["checksums"] = checksums(context, c["backend_store_uri"], c["alert_webhook_url"])
     return {
         f"{name}.yaml": templates.render(f"k8s/{name}.yaml.j2", **context) for name in MANIFESTS
     }
 
 
-def checksums(context: dict[str, Any], backend_store_uri: str) -> dict[str, str]:
+def checksums(context: dict[str, Any], backend_store_uri: str, webhook_url: str) -> dict[str, str]:
     """Workload → a hash of the configuration its pods read only at start (envFrom, mounted
-    config files, the Secret's backend URI): in the pod template, a change rolls the pods."""
+    config files, the Secret's backend URI and webhook URL): in the pod template, a change
+    rolls the pods."""
 
     def digest(*parts: Any) -> str:
         text = json.dumps(parts, sort_keys=True, default=str)
@@ -170,12 +177,21 @@ def checksums(context: dict[str, Any], backend_store_uri: str) -> dict[str, str]
 
     settings = context["service_env"]
     return {
-        "mlflow": digest(backend_store_uri),
+        "mlflow": digest(_fingerprint(backend_store_uri)),
         "model-api": digest(settings),
         "monitor": digest(settings),
         "prometheus": digest(context["prometheus_yml"], context["rules_yml"]),
-        "alertmanager": digest(context["alertmanager_yml"]),
+        "alertmanager": digest(context["alertmanager_yml"], _fingerprint(webhook_url)),
     }
+
+
+def _fingerprint(credential: str) -> str:
+    """What an annotation may carry of a credential (a URI with a password, a webhook URL):
+    a slow salted hash, so that a change still rolls the pods while the annotation, readable
+    by anyone who may list Deployments, does not offer a fast offline guess."""
+    if not credential:
+        return ""
+    return hashlib.pbkdf2_hmac("sha256", credential.encode(), b"irisctl-checksum", 100_000).hex()
 
 
 CHECKSUM = "checksum/config"

@@ -208,7 +208,8 @@ class KubeTarget:
     def _ensure_secret(self, cluster: Cluster, progress: Progress) -> None:
         """Generate the credentials and the trainer's signing key once; later `up`s keep them
         (read first, create if absent; a Secret from an older irisctl gains what it lacks:
-        MLflow's own MinIO user, the signing key)."""
+        MLflow's own MinIO user, the signing key). The alert webhook URL, a credential, is kept
+        here too, never in a ConfigMap."""
         from iris_services.common import signing
 
         existing = cluster.secret(SECRET_NAME)
@@ -218,6 +219,7 @@ class KubeTarget:
             "minio-mlflow-user": f"mlflow-{secrets.token_hex(4)}",
             "minio-mlflow-password": secrets.token_urlsafe(32),
         }
+        webhook = self.config["alert_webhook_url"]
         if existing is None:
             values = {
                 "minio-root-user": f"iris-{secrets.token_hex(4)}",
@@ -226,6 +228,8 @@ class KubeTarget:
                 "mlflow-backend-store-uri": wanted_uri or DEFAULT_BACKEND_URI,
                 signing.SECRET_KEY: signing.new_key(),
             }
+            if webhook:
+                values[manifests.WEBHOOK_KEY] = webhook
             cluster.apply(manifests.secret_document(self.namespace, values))
             progress("secret", f"generated {SECRET_NAME} (see `irisctl status --show-secrets`)")
             return
@@ -242,6 +246,13 @@ class KubeTarget:
             changes.append(
                 "generated the signing key (`irisctl train --now` makes a signed champion)"
             )
+        # The alert webhook URL follows the setting: stored when set, removed when unset.
+        if webhook and existing.get(manifests.WEBHOOK_KEY) != webhook:
+            updated[manifests.WEBHOOK_KEY] = webhook
+            changes.append("alert webhook URL stored")
+        elif not webhook and manifests.WEBHOOK_KEY in existing:
+            del updated[manifests.WEBHOOK_KEY]
+            changes.append("alert webhook URL removed")
         if changes:
             cluster.apply(manifests.secret_document(self.namespace, updated))
             progress("secret", f"{SECRET_NAME}: {'; '.join(changes)}")

@@ -346,8 +346,19 @@ class LocalKubelet:
                 path = pod_dir / "volumes" / m["name"]
                 path.mkdir(parents=True, exist_ok=True)
                 secret = self.emu.get("Secret", ns, v["secret"]["secretName"]) or {}
-                for key, data in (secret.get("data") or {}).items():
-                    (path / key).write_bytes(base64.b64decode(data))
+                data = secret.get("data") or {}
+                # SecretVolumeSource: `items` projects only the listed keys, each to its path;
+                # a listed key the Secret lacks fails the mount unless `optional`
+                # (pkg/volume/secret/secret.go MakePayload).
+                items = v["secret"].get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    if item["key"] not in data:
+                        if v["secret"].get("optional"):
+                            continue
+                        raise RuntimeError(
+                            f"MountVolume.SetUp failed: secret has no key {item['key']!r}"
+                        )
+                    (path / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
             else:  # emptyDir: short, as /tmp is in a container (AF_UNIX paths max 107 bytes)
                 path = Path(tempfile.mkdtemp(prefix="kl-", dir="/tmp"))
                 self.scratch.append(path)

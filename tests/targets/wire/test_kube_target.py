@@ -408,3 +408,21 @@ def test_a_secret_from_before_signing_gains_a_key_and_keeps_its_credentials(env)
     now = target().secrets()
     assert {k: now[k] for k in old} == old and len(signing.parse_key(now[signing.SECRET_KEY])) == 32
     assert any("generated the signing key" in what for step, what in seen if step == "secret")
+
+
+def test_the_alert_webhook_url_lives_in_the_secret_and_follows_the_setting(env, capsys):
+    """Issue 25 item 7: stored in the Secret (never a ConfigMap), changed and removed with the
+    setting, never printed; removal relies on server-side apply dropping a field its manager
+    no longer sends."""
+    url = "https://hooks.example.test/services/tok3n-one"
+    seen = up(target(alert_webhook_url=url))
+    assert target().secrets()[manifests.WEBHOOK_KEY] == url
+    config = env.get("ConfigMap", NS, "alertmanager-config")
+    assert "tok3n" not in json.dumps(config) and manifests.WEBHOOK_URL_FILE in json.dumps(config)
+    seen += up(target(alert_webhook_url=url + "-two"))
+    assert target().secrets()[manifests.WEBHOOK_KEY] == url + "-two"
+    assert ("secret", "iris-credentials: alert webhook URL stored") in seen
+    seen += up(target())
+    assert manifests.WEBHOOK_KEY not in target().secrets()
+    assert ("secret", "iris-credentials: alert webhook URL removed") in seen
+    assert "tok3n" not in json.dumps(seen) + capsys.readouterr().out
