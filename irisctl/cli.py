@@ -492,7 +492,7 @@ def logs(
     from . import ops
 
     for line in ops.logs(_config(ctx), service, follow, tail):
-        print(line, flush=True)
+        print(output.plain(line), flush=True)  # no escape sequence reaches the terminal
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -21,6 +23,23 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+
+# C0 (but tab and newline), DEL and C1: an escape sequence in a tag or an error text must not
+# reach the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """Text from elsewhere (MLflow tags, run names and errors, Kubernetes events, Prometheus
+    labels), for printing: control characters stripped."""
+    return _CONTROL.sub("", str(value))
+
+
+def safe(value: object) -> str:
+    """``plain`` and escaped, to put inside our Rich markup: ``[bold]...`` in a run name is
+    printed as it is, never interpreted."""
+    return escape(plain(value))
+
 
 _STATE_STYLE = {
     "running": "green",
@@ -43,7 +62,7 @@ _STATE_STYLE = {
 
 def _styled(state: str) -> str:
     style = _STATE_STYLE.get(state, "")
-    return f"[{style}]{state}[/]" if style else state
+    return f"[{style}]{state}[/]" if style else safe(state)
 
 
 def print_json(data: Any) -> None:
@@ -73,7 +92,7 @@ def champion_line(m: ModelInfo) -> str:
     acc = f"{m.accuracy:.3f}" if m.accuracy is not None else "?"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.registered_at))
     return (
-        f"Champion: [bold]{m.name} v{m.version}[/] (@{m.alias}) accuracy {acc}, "
+        f"Champion: [bold]{safe(m.name)} v{safe(m.version)}[/] (@{safe(m.alias)}) accuracy {acc}, "
         f"registered {when} ({age(m.registered_at)} ago)"
     )
 
@@ -85,13 +104,13 @@ def log_line(line: str, out: Console = console) -> None:
     except ValueError:
         rec = None
     if not isinstance(rec, dict) or "msg" not in rec:
-        out.print(f"  │ {line}", markup=False, highlight=False, style="dim")
+        out.print(f"  │ {plain(line)}", markup=False, highlight=False, style="dim")
         return
     level = rec.get("level", "info")
     style = {"error": "red", "warning": "yellow"}.get(level, "")
     ts = str(rec.get("ts", ""))[11:19]
-    text = str(rec["msg"]).splitlines()[0] if rec["msg"] else ""
-    out.print(f"  [dim]│ {ts}[/] ", end="")
+    text = plain(str(rec["msg"]).splitlines()[0]) if rec["msg"] else ""
+    out.print(f"  [dim]│ {safe(ts)}[/] ", end="")
     out.print(text, markup=False, highlight=False, style=style or None)
 
 
@@ -109,7 +128,7 @@ class Reporter:
         else:
             self.unfinished[step] = state
         mark = "[green]✓[/]" if done else "[dim]…[/]"
-        self.console.print(f"{mark} {step:<12} {state}", highlight=False)
+        self.console.print(f"{mark} {safe(step):<12} {safe(state)}", highlight=False)
 
     def line(self, line: str) -> None:
         log_line(line, self.console)
@@ -117,13 +136,13 @@ class Reporter:
 
 def up(result: UpResult) -> None:
     console.print(
-        f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({result.reason})."
+        f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({safe(result.reason)})."
     )
     if result.champion:
         console.print(champion_line(result.champion))
     width = max((len(name) for name in result.urls), default=0) + 2
     for name, url in result.urls.items():  # whole, never cut to the terminal: people copy them
-        console.print(f"  {name:<{width}}{url}", highlight=False, soft_wrap=True)
+        console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
     console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
     activate = Path(sys.argv[0]).parent / "activate"
     if command_name() != "irisctl" and activate.exists():
@@ -131,7 +150,7 @@ def up(result: UpResult) -> None:
             f"  (or put irisctl on your PATH: [bold]source {_short(activate)}[/])", highlight=False
         )
     for w in result.warnings:
-        err_console.print(f"[yellow]Warning:[/] {w}")
+        err_console.print(f"[yellow]Warning:[/] {safe(w)}")
 
 
 def command_name() -> str:
@@ -169,7 +188,7 @@ def interrupted(verb: str | None, unfinished: dict[str, str] | None = None) -> N
     what = _INTERRUPTED.get(verb or "")
     if unfinished:
         left = ", ".join(f"{step} ({state})" for step, state in unfinished.items())
-        err_console.print(f"interrupted while: {left}", highlight=False, soft_wrap=True)
+        err_console.print(f"interrupted while: {safe(left)}", highlight=False, soft_wrap=True)
     err_console.print(f"interrupted{': ' + what if what else ''}", highlight=False, soft_wrap=True)
 
 
@@ -179,20 +198,20 @@ def train(result: TrainResult) -> None:
         return
     if s.get("promoted"):
         console.print(
-            f"[green]✓[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → "
-            f"registered version {s['version']}, now [bold]champion[/]"
+            f"[green]✓[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → "
+            f"registered version {safe(s['version'])}, now [bold]champion[/]"
         )
         if s.get("scored_champion_accuracy") is not None:
-            console.print(f"  {s['reason']}")
+            console.print(f"  {safe(s['reason'])}")
     else:
         console.print(
-            f"[yellow]•[/] run {s['run_id']}: accuracy {s['accuracy']:.3f} → not promoted "
-            f"({s['reason']}); champion stays v{s.get('champion_version')}"
+            f"[yellow]•[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → not promoted "
+            f"({safe(s['reason'])}); champion stays v{safe(s.get('champion_version'))}"
         )
         if s.get("champion_validated") is not None:  # continuous validation
             verdict = "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
             console.print(
-                f"  champion v{s.get('champion_version')} scored "
+                f"  champion v{safe(s.get('champion_version'))} scored "
                 f"{s.get('scored_champion_accuracy', 0):.3f} on the same rows: {verdict}"
             )
 
@@ -200,19 +219,19 @@ def train(result: TrainResult) -> None:
 def prediction(answer: dict[str, Any]) -> None:
     rows = answer.get("predictions") or [answer]
     model = answer.get("model", {})
-    table = Table(title=f"{model.get('name')} v{model.get('version')}")
+    table = Table(title=f"{safe(model.get('name'))} v{safe(model.get('version'))}")
     table.add_column("#", justify="right")
     table.add_column("prediction", style="bold")
     for name in rows[0]["probabilities"]:
-        table.add_column(name, justify="right")
+        table.add_column(safe(name), justify="right")
     for i, row in enumerate(rows, 1):
         table.add_row(
-            str(i), row["prediction"], *(f"{p:.3f}" for p in row["probabilities"].values())
+            str(i), safe(row["prediction"]), *(f"{p:.3f}" for p in row["probabilities"].values())
         )
     console.print(table)
     for i, row in enumerate(rows, 1):
         for warning in row.get("warnings", []):
-            err_console.print(f"[yellow]Warning:[/] row {i}: {warning}", highlight=False)
+            err_console.print(f"[yellow]Warning:[/] row {i}: {safe(warning)}", highlight=False)
 
 
 def status(result: StatusResult) -> None:
@@ -220,39 +239,40 @@ def status(result: StatusResult) -> None:
     table = Table("service", "state", "uptime", "pid", "detail")
     for s in result.services:
         uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
-        table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), s.detail)
+        table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), safe(s.detail))
     console.print(table)
     urls = {s.name: s.page or s.url for s in result.services if s.url}
     width = max((len(name) for name in urls), default=0) + 2
     for name, url in urls.items():  # whole, never cut to the terminal: people copy them
-        console.print(f"  {name:<{width}}{url}", highlight=False, soft_wrap=True)
+        console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
     if result.model:
         console.print(champion_line(result.model))
     elif result.model_error:
-        console.print(f"Champion: [red]unknown[/] ({result.model_error})")
+        console.print(f"Champion: [red]unknown[/] ({safe(result.model_error)})")
     else:
         console.print("Champion: [yellow]none yet[/] (run `irisctl train --now`)")
     if result.runs:
         runs = Table("run", "started", "status", "accuracy", "gate", title="Recent training runs")
         for r in result.runs:
             runs.add_row(
-                r.run_id[:12],
+                safe(r.run_id[:12]),
                 f"{age(r.started_at)} ago",
                 _styled(r.status.lower()),
                 f"{r.accuracy:.3f}" if r.accuracy is not None else "-",
-                r.gate or "-",
+                safe(r.gate or "-"),
             )
         console.print(runs)
     for note in result.notes:
-        console.print(f"[yellow]Note:[/] {note}")
+        console.print(f"[yellow]Note:[/] {safe(note)}")
     if result.traffic is not None:
         for line in traffic_lines(result.traffic):
             console.print(line)
     if result.alerts is None:
-        console.print(f"Alerts: [yellow]unavailable[/] ({result.alerts_reason})")
+        console.print(f"Alerts: [yellow]unavailable[/] ({safe(result.alerts_reason)})")
     else:
         console.print(
-            "Alerts: " + ", ".join(f"{a['name']} {_styled(a['state'])}" for a in result.alerts)
+            "Alerts: "
+            + ", ".join(f"{safe(a['name'])} {_styled(a['state'])}" for a in result.alerts)
         )
 
 
@@ -262,7 +282,7 @@ def secrets(found: dict[str, str]) -> None:
         return
     table = Table("key", "value", title="Generated credentials (keep them out of logs)")
     for key, value in found.items():
-        table.add_row(key, value)
+        table.add_row(safe(key), safe(value))
     console.print(table)
 
 
@@ -273,11 +293,13 @@ def alerts(found: list[Alert]) -> None:
         table.add_column(name)
     for a in found:
         since = f"{age(a.since)} ago" if a.since else "-"
-        table.add_row(a.name, _styled(a.state), since, a.severity, a.summary or "-")
+        table.add_row(
+            safe(a.name), _styled(a.state), since, safe(a.severity), safe(a.summary or "-")
+        )
     console.print(table)
     for a in found:
         if a.state != "inactive" and a.runbook_url:
-            console.print(f"{a.name}: what to do → {a.runbook_url}")
+            console.print(f"{safe(a.name)}: what to do → {safe(a.runbook_url)}")
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -301,10 +323,10 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
         acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
-        version = f"v{r.registered_version}" if r.registered_version else "no"
+        version = f"v{safe(r.registered_version)}" if r.registered_version else "no"
         table.add_row(
             started,
-            r.run_id[:12],
+            safe(r.run_id[:12]),
             _styled(r.status.lower()),
             acc,
             version,
@@ -316,7 +338,7 @@ def history(rows: list[HistoryRow], plot: Path | None) -> None:
         low = min(0.8, *scores)
         console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
     if plot is not None:
-        console.print(f"wrote {plot}")
+        console.print(f"wrote {safe(plot)}")
 
 
 def build(result: BuildResult) -> None:
@@ -330,22 +352,23 @@ def build(result: BuildResult) -> None:
 def doctor(checks: list[Check]) -> None:
     table = Table("check", "result", "detail", "fix")
     for c in checks:
-        table.add_row(c.name, _styled(c.level), c.detail, c.fix)
+        table.add_row(c.name, _styled(c.level), safe(c.detail), safe(c.fix))
     console.print(table)
 
 
 def error(message: str, hint: str | None) -> None:
     # soft_wrap: one line each, whatever the width, so logs and pipes keep them whole.
-    err_console.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]Error:[/] {safe(message)}", highlight=False, soft_wrap=True)
     if hint:
-        err_console.print(f"[dim]Hint:[/] {hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]Hint:[/] {safe(hint)}", highlight=False, soft_wrap=True)
 
 
 def alias_moved(result: Any) -> None:
     """``promote`` / ``rollback``: the move and whether the API serves it yet."""
-    was = f"v{result.from_version}" if result.from_version else "none"
+    was = f"v{safe(result.from_version)}" if result.from_version else "none"
     console.print(
-        f"[green]✓[/] {result.alias}: {was} → [bold]v{result.to_version}[/] ({result.reason}; "
+        f"[green]✓[/] {safe(result.alias)}: {was} → [bold]v{safe(result.to_version)}[/] "
+        f"({safe(result.reason)}; "
         f"accuracy {result.accuracy:.3f} on the held-out rows)"
     )
     if not result.served:
@@ -362,12 +385,12 @@ def champion_periods(periods: list[Any]) -> None:
     for p in periods:
         end = p.end if p.end is not None else time.time()
         table.add_row(
-            f"v{p.version}",
+            f"v{safe(p.version)}",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.start)),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.end)) if p.end else "now",
             age(time.time() - (end - p.start)),
-            p.reason,
-            p.ended_by or "",
+            safe(p.reason),
+            safe(p.ended_by or ""),
         )
     console.print(table)
 
@@ -385,16 +408,16 @@ def traffic_lines(t: Traffic) -> list[str]:
     window = f"{t.window_rows:,.0f} rows" if t.window_rows is not None else "no window"
     if t.psi:
         drift = ", ".join(
-            f"{f} [{_psi_style(v, t.psi_threshold)}]{v:.2f}[/]" for f, v in t.psi.items()
+            f"{safe(f)} [{_psi_style(v, t.psi_threshold)}]{v:.2f}[/]" for f, v in t.psi.items()
         )
         line = f"Drift (PSI vs training rows, {window}): {drift}"
     else:
         line = f"Drift: [dim]not measured[/] ({window})"
-    mix = ", ".join(f"{c} {share:.0%}" for c, share in t.class_mix.items())
+    mix = ", ".join(f"{safe(c)} {share:.0%}" for c, share in t.class_mix.items())
     return [
         line,
         f"Class mix ({t.mix_range}): {mix or '[dim]no predictions[/]'}",
-        *(f"[yellow]Note:[/] {m}" for m in t.missing if not m.startswith("no requests")),
+        *(f"[yellow]Note:[/] {safe(m)}" for m in t.missing if not m.startswith("no requests")),
     ]
 
 
@@ -416,7 +439,7 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         f"[bold]irisctl top[/] — Prometheus {source}, every {interval:g}s — {stamp} — Ctrl-C quits"
     )
     if t is None:
-        return Group(head, f"[red]{error}[/]", "[dim]retrying…[/]")
+        return Group(head, f"[red]{safe(error)}[/]", "[dim]retrying…[/]")
     api = Table(box=None, padding=(0, 2), title="model API", title_justify="left")
     for name in ("req/s", "errors (5xx)", "rejected (4xx)", "p50", "p99", "serving"):
         api.add_column(name, justify="right")
@@ -426,14 +449,14 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         _num(None if t.rejected_ratio is None else t.rejected_ratio * 100, ".2f", "%"),
         _num(t.p50_ms, ".1f", " ms"),
         _num(t.p99_ms, ".1f", " ms"),
-        ", ".join(f"v{v}" for v in t.versions) or "-",
+        safe(", ".join(f"v{v}" for v in t.versions) or "-"),
     )
     mix = Table(box=None, padding=(0, 2), title=f"class mix ({t.mix_range})", title_justify="left")
     mix.add_column("class")
     mix.add_column("share", justify="right")
     mix.add_column("")
     for name, share in t.class_mix.items():
-        mix.add_row(name, f"{share:.0%}", _bar(share))
+        mix.add_row(safe(name), f"{share:.0%}", _bar(share))
     window = (
         f"[dim]window {_num(t.window_rows, ',.0f')} rows; IrisInputDrift above PSI "
         f"{_num(t.psi_threshold, 'g')} once it holds {_num(t.min_rows, ',.0f')}[/]"
@@ -446,15 +469,16 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         value = "-" if psi is None else f"[{_psi_style(psi, t.psi_threshold)}]{psi:.3f}[/]"
         scale = (t.psi_threshold or 0.2) * 2
         drift.add_row(
-            feature,
+            safe(feature),
             value,
             _bar((psi or 0.0) / scale, 10),
             _num(t.out_of_range.get(feature), ",.0f"),
         )
     alerts = "alerts: " + (
-        ", ".join(f"{a['name']} {_styled(a['state'])}" for a in t.alerts) or "[dim]no rules[/]"
+        ", ".join(f"{safe(a['name'])} {_styled(a['state'])}" for a in t.alerts)
+        or "[dim]no rules[/]"
     )
-    notes = [f"[yellow]•[/] {m}" for m in t.missing]
+    notes = [f"[yellow]•[/] {safe(m)}" for m in t.missing]
     return Group(head, "", api, "", mix, "", drift, window, "", alerts, *notes)
 
 
@@ -530,7 +554,7 @@ class BatchProgress:
 def batch_summary(summary: Any) -> None:
     """The one line a batch run ends with (on stderr: stdout may be the scores)."""
     classes = ", ".join(f"{name} {n:,}" for name, n in summary.classes.items())
-    versions = ", ".join(f"v{v}" for v in summary.versions)
+    versions = safe(", ".join(f"v{v}" for v in summary.versions))
     line = (
         f"Scored {summary.rows:,} rows ({classes}); {summary.warned:,} with warnings; "
         f"{summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s; "
@@ -539,7 +563,7 @@ def batch_summary(summary: Any) -> None:
     if summary.skipped:
         line += f"; {summary.skipped:,} bad rows skipped"
     if summary.out != "-":
-        line += f" -> {summary.out}"
+        line += f" -> {safe(summary.out)}"
     err_console.print(line, highlight=False, soft_wrap=True)
     if summary.champion_changed:
         err_console.print(

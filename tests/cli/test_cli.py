@@ -791,3 +791,38 @@ def test_promote_refuses_a_version_our_trainer_did_not_sign_even_with_force(
     result = run("rollback")
     assert result.exit_code == 1 and "no signing key" in result.output
     assert MlflowRest(own_mlflow_server.url).champion("iris-classifier", "champion").version == "1"
+
+
+def test_strings_from_mlflow_print_as_text_never_as_markup_or_escapes(
+    own_mlflow_server, monkeypatch, home
+):
+    """Issue 25 item 8: anyone who reaches MLflow writes tags; `status` prints a run's gate tag
+    literally (no Rich markup, no terminal escape sequence), and an error text with markup
+    does not break the error line."""
+    from mlflow import MlflowClient
+
+    from iris_services.common.settings import TrainerSettings
+    from iris_services.train import publish
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow_server.url)
+    monkeypatch.setenv("IRIS_WAIT_FOR_MLFLOW_SECONDS", "5")
+    summary = publish.run(TrainerSettings())
+    hostile = "[bold red]pwned[/] [link=http://evil.test]click[/link]\x1b]0;title\x07\x1b[2J!"
+    MlflowClient(own_mlflow_server.url).set_tag(summary.run_id, "gate", hostile)
+    target = MlflowTarget(own_mlflow_server.url)
+    monkeypatch.setattr(targets, "choose", lambda config, recorded: (target, "test"))
+    state.write(home, {"target": "local", "up": True, "ports": {}})
+    result = run("status")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    # literally, in the gate cell (cut to the column by the table, not by markup)
+    assert "[bold red]pwned[/]" in result.output, result.output
+    assert "[link=http://evil.test]click" in result.output, result.output
+
+    def broken(config):
+        raise IrisctlError("MLflow said: [/] [bold]no", "see [red]this[/red]")
+
+    monkeypatch.setattr(ops, "alerts", broken)
+    result = run("alerts")
+    assert result.exit_code == 1
+    assert "MLflow said: [/] [bold]no" in result.output and "see [red]this[/red]" in result.output
+    assert "Traceback" not in result.output

@@ -118,8 +118,21 @@ def api_image(images) -> str:
 
 
 def run_args(image: str, env: dict[str, str]) -> list[str]:
-    """As the Kubernetes manifests run it: non-root, read-only root, a writable /tmp."""
+    """As the Kubernetes manifests run it: non-root, read-only root, a writable /tmp, and the
+    signing key as a read-only file (there: a Secret volume, 0440 through fsGroup)."""
+    import tempfile
+
+    from iris_services.common import signing
+
     flags = ["--network", "host", "--read-only", "--tmpfs", "/tmp:rw,mode=1777"]
+    env = dict(env)
+    key_file = env.get(signing.KEY_FILE_ENV) or os.environ.get(signing.KEY_FILE_ENV)
+    if key_file:  # the session's key (tests/conftest.py), as the trainer and API get theirs
+        copy = Path(tempfile.mkdtemp(prefix="iris-key-")) / "key"
+        copy.write_text(Path(key_file).read_text())
+        copy.chmod(0o444)  # the container's UID 10001 is not the key file's owner here
+        flags += ["-v", f"{copy}:/var/run/iris-signing/key:ro"]
+        env[signing.KEY_FILE_ENV] = "/var/run/iris-signing/key"
     for key, value in env.items():
         flags += ["-e", f"{key}={value}"]
     return [*flags, image]

@@ -190,12 +190,17 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
         return
 
 
-def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
-    # The one place rows become probabilities: the graph takes float32; the drift statistics
-    # compare the values as sent (float64) with the training range.
-    # Renormalised in float64: each row sums to 1, nothing outside [0, 1] (no float32 1+ε).
+def _scores(loaded: Loaded, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one place rows become answers, for the JSON and the CSV path alike: the graph takes
+    float32; renormalised in float64, each row sums to 1, nothing outside [0, 1]. Returns the
+    probabilities and each row's class index."""
     proba = served(loaded.predict_proba(rows.astype(np.float32)))
-    best = proba.argmax(axis=1)
+    return proba, proba.argmax(axis=1)
+
+
+def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
+    # The drift statistics compare the values as sent (float64) with the training range.
+    proba, best = _scores(loaded, rows)
     answers = [
         {
             "prediction": CLASS_NAMES[int(i)],
@@ -222,7 +227,7 @@ def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
     if not body.strip():
         raise schemas.BadInput("the CSV body has no rows")
     if len(lines) > max_rows:
-        raise _TooMany(f"a batch holds at most {max_rows} rows")
+        raise schemas.TooManyRows(f"a batch holds at most {max_rows} rows")
     try:
         rows = np.array(b",".join(lines).split(b","), dtype=np.float64)
     except ValueError:
@@ -245,15 +250,9 @@ def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
     return rows
 
 
-class _TooMany(ValueError):
-    pass
-
-
 def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
     """One CSV line per row: class, the three probabilities, warnings joined by "; "."""
-    proba = loaded.predict_proba(rows.astype(np.float32))
-    proba = np.clip(np.round(proba.astype(np.float64), 6), 0.0, 1.0)
-    best = proba.argmax(axis=1)
+    proba, best = _scores(loaded, rows)
     answers: list[dict[str, Any]] = [{} for _ in range(len(rows))]
     drift.observe(loaded.champion.version, rows, best, answers)
     out = io.StringIO()
@@ -408,7 +407,7 @@ def create_app(
     def _predict_csv(body: bytes) -> Response:
         try:
             rows = _csv_rows(body, settings.max_batch_rows)
-        except _TooMany as exc:
+        except schemas.TooManyRows as exc:
             return _error(413, str(exc))
         except schemas.BadInput as exc:
             return _error(422, str(exc))

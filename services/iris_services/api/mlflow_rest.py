@@ -48,6 +48,11 @@ class RegistryError(Exception):
     """MLflow answered, but not with what the API needs (the message says what)."""
 
 
+class Refused(RegistryError):
+    """A version the API declines to serve for a reason of its own (unsigned, no graph, a tag
+    that is not a digest): the message holds no internal detail, so ``/model`` shows it."""
+
+
 class RestRegistry:
     """The production registry of ``model_holder.ModelHolder``: MLflow's REST API."""
 
@@ -101,7 +106,7 @@ class RestRegistry:
         tags = {t["key"]: t.get("value") for t in info.get("tags", [])}
         digest = tags.get(DIGEST_TAG)
         if not digest:
-            raise RegistryError(
+            raise Refused(
                 f"version {champion.version} has no compiled ONNX graph (trained before "
                 "irisctl compiled models, or its compilation failed): run `irisctl train --now`"
             )
@@ -109,7 +114,7 @@ class RestRegistry:
             key = signing.read_key_file(self._key_file) if self._key_file else None
             signing.verify_version(key, self._name, champion.version, digest, champion.signature)
         except signing.SignatureError as exc:
-            raise RegistryError(
+            raise Refused(
                 f"refused: {exc}; the API serves only versions this stack's trainer registered "
                 "(`irisctl train --now` makes one)"
             ) from None
@@ -118,7 +123,7 @@ class RestRegistry:
     def _graph(self, digest: str, artifact_dir: str) -> bytes:
         # The tag is anyone's to write, and it names a file below: a digest or nothing.
         if not SHA256_HEX.fullmatch(digest):
-            raise RegistryError(f"the graph's {DIGEST_TAG} tag is not a sha256 (64 hex digits)")
+            raise Refused(f"the graph's {DIGEST_TAG} tag is not a sha256 (64 hex digits)")
         self._cache.mkdir(parents=True, exist_ok=True)
         target = self._cache / f"{digest}.onnx"
         with open(self._cache / ".lock", "w") as lock:

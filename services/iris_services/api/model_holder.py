@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..common.registry import Champion
+from .mlflow_rest import Refused
 
 log = logging.getLogger("iris.api")
 
@@ -98,7 +99,9 @@ class ModelHolder:
             except Exception as exc:
                 self.load_failures += 1
                 self._record_error(
-                    f"could not load version {champion.version}: {exc}", champion.version
+                    f"could not load version {champion.version}: {exc}",
+                    champion.version,
+                    str(exc) if isinstance(exc, Refused) else None,
                 )
                 for failed in self._on_failure:
                     failed()
@@ -119,15 +122,17 @@ class ModelHolder:
                 callback(current, self.current)
             return True
 
-    def _record_error(self, message: str, version: str | None) -> None:
+    def _record_error(self, message: str, version: str | None, public: str | None = None) -> None:
+        """Log ``message``; ``/model`` shows ``public`` (our own refusal) or a generic line."""
         if message != self.last_error:
             log.error(message, extra={"event": "model.load_failed", "version": version})
         self.last_error = message
-        self.last_reason = (
-            "could not read the registry"
-            if version is None
-            else f"could not load version {version} (see the API's log)"
-        )
+        if version is None:
+            self.last_reason = "could not read the registry"
+        elif public is not None:
+            self.last_reason = f"version {version}: {public}"
+        else:
+            self.last_reason = f"could not load version {version} (see the API's log)"
         if version is not None:
             self.failed_version = version
 
