@@ -106,3 +106,14 @@ def test_model_shows_no_internal_error_text(client, fake) -> None:  # noqa: F811
     reason = client.get("/model").json()["last_load_error"]
     assert reason == "could not load version 2 (see the API's log)"
     assert "MLmodel" not in reason
+
+
+def test_services_started_outside_irisctl_listen_on_loopback(monkeypatch) -> None:
+    """Issue 25 item 11: `python -m iris_services.api` (or the monitor) without HOST binds
+    127.0.0.1; a pod says HOST=0.0.0.0 itself (templates/k8s)."""
+    from iris_services.common.settings import ApiSettings, MonitorSettings
+
+    monkeypatch.delenv("HOST", raising=False)
+    assert ApiSettings().host == "127.0.0.1" and MonitorSettings().host == "127.0.0.1"
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert ApiSettings().host == "0.0.0.0"

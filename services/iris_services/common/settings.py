@@ -71,7 +71,8 @@ class TrainerSettings(CommonSettings):
 class ApiSettings(CommonSettings):
     """The model API's settings."""
 
-    host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
+    # Loopback unless told otherwise (a pod sets HOST=0.0.0.0; irisctl's local target 127.0.0.1)
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT"))
     poll_s: float = Field(5.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
     max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("IRIS_MAX_BODY_BYTES"))
@@ -97,7 +98,8 @@ class ApiSettings(CommonSettings):
 class MonitorSettings(CommonSettings):
     """The monitor's settings."""
 
-    host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
+    # Loopback unless told otherwise (a pod sets HOST=0.0.0.0; irisctl's local target 127.0.0.1)
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
     port: int = Field(8001, ge=1, le=65535, validation_alias=_env("PORT"))
     poll_s: float = Field(15.0, gt=0, validation_alias=_env("IRIS_POLL_SECONDS"))
     stale_after_s: float = Field(
