@@ -18,6 +18,13 @@ from pathlib import Path
 
 import pytest
 
+# A runner may start the tests with SIGINT ignored (POSIX: an asynchronous command of a
+# non-interactive shell runs with SIGINT ignored). SIG_IGN survives exec, and Python installs no
+# KeyboardInterrupt handler when it starts with SIGINT ignored, so every Ctrl-C test would see
+# a child that never stops. A handler is reset to the default on exec: children get Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def free_port() -> int:
     with socket.socket() as s:

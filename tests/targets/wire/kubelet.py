@@ -327,6 +327,26 @@ class LocalKubelet:
             return str((cm.get("data") or {}).get(r["key"], ""))
         return ""
 
+    def _claim_dir(self, ns: str, claim: str) -> Path:
+        """A bound claim's data: minikube's hostpath provisioner (``pkg/storage/
+        storage_provisioner.go``) makes one directory per PV, named ``pvc-<claim uid>``, and its
+        ``Delete`` removes it under the default class's ``reclaimPolicy: Delete``; so a claim
+        deleted and made again (``down --purge`` then ``up``) starts empty, and the old data is
+        gone (removed here when the claim no longer exists)."""
+        pvc = self.emu.get("PersistentVolumeClaim", ns, claim) or {}
+        uid = (pvc.get("metadata") or {}).get("uid", f"{ns}-{claim}")
+        root = self.workdir / "pvc"
+        live = {
+            f"pvc-{o['metadata']['uid']}" for o in self.emu.list("PersistentVolumeClaim")
+        }
+        if root.is_dir():
+            for old in root.iterdir():
+                if old.name not in live:
+                    shutil.rmtree(old, ignore_errors=True)
+        path = root / f"pvc-{uid}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def _volumes(
         self, ns: str, pod: dict[str, Any], container: dict[str, Any], pod_dir: Path
     ) -> dict[str, Path]:
@@ -335,7 +355,7 @@ class LocalKubelet:
         for m in container.get("volumeMounts") or []:
             v = volumes.get(m["name"], {})
             if "persistentVolumeClaim" in v:
-                path = self.workdir / "pvc" / ns / v["persistentVolumeClaim"]["claimName"]
+                path = self._claim_dir(ns, v["persistentVolumeClaim"]["claimName"])
             elif "configMap" in v:
                 path = pod_dir / "volumes" / m["name"]
                 path.mkdir(parents=True, exist_ok=True)
