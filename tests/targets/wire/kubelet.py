@@ -336,9 +336,7 @@ class LocalKubelet:
         pvc = self.emu.get("PersistentVolumeClaim", ns, claim) or {}
         uid = (pvc.get("metadata") or {}).get("uid", f"{ns}-{claim}")
         root = self.workdir / "pvc"
-        live = {
-            f"pvc-{o['metadata']['uid']}" for o in self.emu.list("PersistentVolumeClaim")
-        }
+        live = {f"pvc-{o['metadata']['uid']}" for o in self.emu.list("PersistentVolumeClaim")}
         if root.is_dir():
             for old in root.iterdir():
                 if old.name not in live:
