@@ -32,6 +32,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop what a test started in its own session (``start_new_session=True``): SIGTERM the
+    process group, SIGKILL what is left after ``grace_s``. The leader is reaped as it goes: an
+    unreaped leader is a zombie that keeps its group "alive" to ``killpg(pgid, 0)``, which made
+    every stop wait out both graces (20 s)."""
+    pgid = proc.pid
+    for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            continue
+        break
+    proc.wait(timeout=5)
+
+
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.2, what: str = "condition"):
     """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline."""
     deadline = time.monotonic() + timeout_s
@@ -101,27 +126,9 @@ class MlflowServer:
         wait_until(lambda: http_ok(f"{self.url}/health"), timeout_s, 0.3, "mlflow /health")
 
     def stop(self) -> None:
-        """SIGTERM the server's process group, then SIGKILL what is left."""
-        if self.proc is None:
-            return
-        pgid = self.proc.pid
-        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                continue
-            break
-        self.proc.wait(timeout=5)
-        self.proc = None
+        if self.proc is not None:
+            stop_group(self.proc, grace_s=15.0)
+            self.proc = None
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from iris_services.common import registry, signing
 from iris_services.common.registry import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import onnx_export, pipeline, publish
-from tests.conftest import free_port, http_ok, wait_until
+from tests.conftest import free_port, http_ok, stop_group, wait_until
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 CLASSES = ("setosa", "versicolor", "virginica")
@@ -411,8 +410,7 @@ def api_process(workers: int = 2, **env: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_group(proc, grace_s=30)
 
 
 def _ready(url: str) -> bool:

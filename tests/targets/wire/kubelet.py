@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import free_port, stop_group
+
 from .apiserver import APP, Emulator, _ready
 
 BIN = Path(sys.executable).parent
@@ -47,17 +49,30 @@ DNS = re.compile(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _running(pod: dict[str, Any]) -> bool:
+    """A pod the endpoints controllers list at all (``ShouldPodBeInEndpoints``: not Succeeded or
+    Failed, an IP assigned; the stand-in's IP is the port it listens on, checked by the caller)."""
+    return pod.get("status", {}).get("phase") == "Running"
 
 
 class ServiceProxy:
-    """127.0.0.1:port → a Ready pod of ``app`` on ``container_port`` (kube-proxy's part)."""
+    """127.0.0.1:port → a Ready pod of ``app`` on ``container_port`` (kube-proxy's part).
 
-    def __init__(self, kubelet: LocalKubelet, namespace: str, app: str, container_port: int):
+    With ``unready`` (the Service's ``publishNotReadyAddresses``) a running pod that is not
+    Ready counts too: the EndpointSlice controller marks its endpoint ready
+    (``pkg/controller/endpointslice`` utils ``podToEndpoint``: ``ready :=
+    service.Spec.PublishNotReadyAddresses || (serving && !terminating)``)."""
+
+    def __init__(
+        self,
+        kubelet: LocalKubelet,
+        namespace: str,
+        app: str,
+        container_port: int,
+        unready: bool = False,
+    ):
         self.kubelet, self.namespace, self.app, self.cport = kubelet, namespace, app, container_port
+        self.unready = unready
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -81,7 +96,7 @@ class ServiceProxy:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        address = self.kubelet.endpoint(self.namespace, self.app, self.cport)
+        address = self.kubelet.endpoint(self.namespace, self.app, self.cport, self.unready)
         try:
             if address is None:
                 raise OSError("no ready endpoint")
@@ -124,7 +139,7 @@ class LocalKubelet:
         self.extra_env = extra_env or {}
         self.procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self.pod_ports: dict[tuple[str, str, int], int] = {}
-        self.services: dict[tuple[str, str, int], ServiceProxy] = {}
+        self.services: dict[tuple[str, str, int, bool], ServiceProxy] = {}
         self.lock = threading.RLock()
         self.started: list[str] = []  # pod names, in start order
         self.scratch: list[Path] = []  # emptyDir volumes
@@ -142,7 +157,9 @@ class LocalKubelet:
     def service_port(self, namespace: str, service: str, port: int) -> int | None:
         """The local port standing for ``service:port`` (None: no such Service)."""
         svc = self.emu.get("Service", namespace, service)
+        unready = False
         if svc is not None:
+            unready = bool(svc["spec"].get("publishNotReadyAddresses"))
             app = (svc["spec"].get("selector") or {}).get(APP, "")
             target: Any = port
             for p in svc["spec"].get("ports") or []:
@@ -154,9 +171,9 @@ class LocalKubelet:
             return None
         cport = target if isinstance(target, int) else self._named_port(namespace, app, target)
         with self.lock:
-            key = (namespace, app, cport)
+            key = (namespace, app, cport, unready)
             if key not in self.services:
-                self.services[key] = ServiceProxy(self, namespace, app, cport)
+                self.services[key] = ServiceProxy(self, namespace, app, cport, unready)
             return self.services[key].port
 
     def _named_port(self, namespace: str, app: str, name: str) -> int:
@@ -169,8 +186,14 @@ class LocalKubelet:
                         return int(p["containerPort"])
         raise KeyError(f"no port named {name} for {app}")
 
-    def endpoint(self, namespace: str, app: str, cport: int) -> tuple[str, int] | None:
-        pods = [p for p in self.emu.list("Pod", namespace, f"{APP}={app}") if _ready(p)]
+    def endpoint(
+        self, namespace: str, app: str, cport: int, unready: bool = False
+    ) -> tuple[str, int] | None:
+        pods = [
+            p
+            for p in self.emu.list("Pod", namespace, f"{APP}={app}")
+            if _ready(p) or (unready and _running(p))
+        ]
         pods.sort(key=lambda p: p["metadata"]["creationTimestamp"])
         for pod in reversed(pods):
             port = self.pod_ports.get((namespace, pod["metadata"]["name"], cport))
@@ -436,11 +459,4 @@ def map_mounts(mounts: dict[str, Path], text: str) -> str:
 
 def _terminate(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
     """SIGTERM the pod's process group, SIGKILL after the grace period (terminationGracePeriod)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    stop_group(proc, grace_s)

@@ -14,10 +14,15 @@ from .test_kube_fixes import NS, site, target, up  # noqa: F401 - site is a fixt
 CRONJOB = "ml-model-training"
 
 
-def _day(offset: int, hour: int, minute: int = 0) -> datetime.datetime:
-    """``offset`` days after today (UTC), at hour:minute: after the CronJob's creation time."""
-    today = datetime.datetime.now(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today + datetime.timedelta(days=offset, hours=hour, minutes=minute)
+def _day(emu, offset: int, hour: int, minute: int = 0) -> datetime.datetime:
+    """``offset`` days on, at hour:minute UTC, where day 1's 03:00 is the first nightly run after
+    the CronJob was made. Counted from its creationTimestamp, not from "today": a CronJob made at
+    00:30 has that same day's 03:00 as its first run, and a test may cross midnight."""
+    made = datetime.datetime.strptime(
+        emu.get("CronJob", NS, CRONJOB)["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"
+    ).replace(tzinfo=datetime.UTC)
+    day0 = (made - datetime.timedelta(hours=3)).replace(hour=0, minute=0, second=0)
+    return day0 + datetime.timedelta(days=offset, hours=hour, minutes=minute)
 
 
 def _training_jobs(emu) -> list[str]:
@@ -44,30 +49,30 @@ def test_a_nightly_run_missed_while_the_laptop_slept_starts_when_it_wakes(site):
     nothing, silently, every day the laptop slept through 03:00."""
     up(target())
     emu = site.emu
-    emu.cronjob_sync(_day(1, 2, 59))
+    emu.cronjob_sync(_day(emu, 1, 2, 59))
     assert _training_jobs(emu) == []  # not yet due
-    emu.cronjob_sync(_day(1, 3, 0))  # awake at 03:00: on time
+    emu.cronjob_sync(_day(emu, 1, 3, 0))  # awake at 03:00: on time
     assert len(_training_jobs(emu)) == 1
     wait_until(lambda: _settled(emu), 10, 0.05, "the first nightly Job to complete")
 
-    emu.cronjob_sync(_day(2, 8, 0))  # asleep through the next 03:00, awake at 08:00
+    emu.cronjob_sync(_day(emu, 2, 8, 0))  # asleep through the next 03:00, awake at 08:00
     jobs = _training_jobs(emu)
     assert len(jobs) == 2, "the run missed while asleep did not start on waking"
     scheduled = emu.get("Job", NS, jobs[-1])["metadata"]["annotations"]
     assert scheduled["batch.kubernetes.io/cronjob-scheduled-timestamp"] == (
-        _day(2, 3).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _day(emu, 2, 3).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
     wait_until(lambda: _settled(emu), 10, 0.05, "the catch-up Job to complete")
-    emu.cronjob_sync(_day(2, 8, 5))
+    emu.cronjob_sync(_day(emu, 2, 8, 5))
     assert len(_training_jobs(emu)) == 2  # one catch-up run, not one per sync
 
 
 def test_a_week_asleep_starts_one_catch_up_run_not_seven(site):  # noqa: F811
     up(target())
     emu = site.emu
-    emu.cronjob_sync(_day(1, 3, 0))
+    emu.cronjob_sync(_day(emu, 1, 3, 0))
     wait_until(lambda: _settled(emu), 10, 0.05, "the first nightly Job to complete")
-    emu.cronjob_sync(_day(8, 9, 0))
+    emu.cronjob_sync(_day(emu, 8, 9, 0))
     assert len(_training_jobs(emu)) == 2
 
 
@@ -77,9 +82,9 @@ def test_status_shows_the_cronjobs_last_warning(site):  # noqa: F811
     the CronJob's newest Warning, the one place a user would learn why runs went missing."""
     up(target())
     emu = site.emu
-    emu.cronjob_sync(_day(1, 3, 0))
+    emu.cronjob_sync(_day(emu, 1, 3, 0))
     wait_until(lambda: _settled(emu), 10, 0.05, "the first nightly Job to complete")
-    emu.cronjob_sync(_day(130, 12, 0))
+    emu.cronjob_sync(_day(emu, 130, 12, 0))
     trainer = next(s for s in target().services() if s.name == "trainer")
     assert "TooManyMissedTimes" in (trainer.detail or ""), trainer.detail
     assert "too many missed start times" in (trainer.detail or "")
