@@ -142,7 +142,8 @@ def why(cluster: Cluster, component: str, pods: list[dict[str, Any]]) -> str:
 
 def not_created(cluster: Cluster, component: str) -> str:
     """Why a workload has no pod: its Deployment's or ReplicaSets' ``ReplicaFailure`` condition
-    (quota, LimitRange, an admission webhook: reason ``FailedCreate``)."""
+    (quota, LimitRange, an admission webhook: reason ``FailedCreate``), or for a Job, which gets
+    no condition for it, the ``FailedCreate`` Warning Event its controller records."""
     owners = [
         *cluster.find("apps/v1", "Deployment", f"app.kubernetes.io/name={component}"),
         *cluster.find("apps/v1", "ReplicaSet", f"app.kubernetes.io/name={component}"),
@@ -154,6 +155,11 @@ def not_created(cluster: Cluster, component: str) -> str:
                 continue
             if cond.get("type") == "ReplicaFailure" or cond.get("reason") == "FailedCreate":
                 return f"{cond.get('reason') or 'FailedCreate'}: {cond.get('message', '')}"
+    for owner in owners:
+        if owner.get("kind") == "Job":
+            said = newest_event(cluster, owner, lambda e: e.get("reason") == "FailedCreate")
+            if said:
+                return f"FailedCreate: {said['message']}"[:300]
     return ""
 
 

@@ -1711,6 +1711,16 @@ class Emulator:
             self._fail_job(job, "PodFailurePolicy", fail_job)
             return
         backoff_left = len(counted) <= int(job["spec"].get("backoffLimit", 6))
+        refused = self.pod_create_error.get(
+            (ns, (job["spec"]["template"].get("metadata") or {}).get("labels", {}).get(APP, ""))
+        )
+        if refused and not running and not succeeded and backoff_left:
+            # The Job controller's RealPodControl (pkg/controller/controller_utils.go) records
+            # a Warning Event "FailedCreate" on the Job; unlike a ReplicaSet, a Job gets no
+            # condition for it.
+            text = f'pods "{name}-{suffix()}" is forbidden: {refused}'
+            self.event(job, "FailedCreate", f"Error creating: {text}")
+            return
         if not running and not succeeded and backoff_left:  # start (or retry, backoffLimit)
             pod = self._new_pod(ns, f"{name}-{suffix()}", job["spec"]["template"], job)
             st.setdefault("startTime", now())

@@ -270,6 +270,28 @@ def test_waiting_shows_why_pods_cannot_be_created(site):
     assert "exceeded quota: compute" in err.value.message
 
 
+def test_waiting_shows_why_the_bucket_jobs_pod_cannot_be_created(site):
+    """The Job controller says FailedCreate as a Warning Event on the Job (no condition, unlike
+    a ReplicaSet). The Job was labelled ``minio``, so this showed as "waiting for its pod"."""
+    site.emu.pod_create_error[(NS, "minio-create-bucket")] = (
+        "exceeded quota: compute, requested: cpu=100m, used: cpu=2, limited: cpu=2"
+    )
+    with pytest.raises(IrisctlError) as err:
+        up(target(rollout_timeout=2))
+    assert "minio-create-bucket: FailedCreate: Error creating: " in err.value.message
+    assert "exceeded quota: compute" in err.value.message
+
+
+def test_the_finished_bucket_job_stays_so_later_ups_do_not_run_it_again():
+    """With ``ttlSecondsAfterFinished`` the TTL-after-finished controller
+    (pkg/controller/ttlafterfinished) deletes the finished Job, and every `up` after that hour
+    made it again and waited for it; kept, `up` sees it succeeded with the same spec."""
+    docs = manifests.documents(manifests.render(settings.load({}), "minikube"))
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "minio-create-bucket"
+
+
 def test_err_image_pull_is_not_stuck_but_image_pull_back_off_is():
     assert rollout.reason("ErrImagePull: pull access denied") not in rollout.STUCK
     assert rollout.reason("ImagePullBackOff: Back-off pulling image") in rollout.STUCK
