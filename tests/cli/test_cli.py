@@ -6,11 +6,13 @@ REST reads; the end-to-end test (tests/e2e) drives the real local target.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -761,6 +763,60 @@ def test_doctor_warns_that_minikubes_default_cni_does_not_enforce_network_polici
     assert "start --driver=docker --cni=calico" in policy["fix"]
     local = {c["name"] for c in json.loads(run("--target", "local", "doctor", "--json").stdout)}
     assert "network policy" not in local
+
+
+class _DockerInfo(http.server.BaseHTTPRequestHandler):
+    """The Docker Engine API's ``GET /_ping``, ``/version`` and ``/info`` (docs.docker.com/
+    reference/api/engine: ``MemTotal`` in bytes), as much as docker-py's ``from_env()``,
+    ``ping()`` and ``info()`` ask; ``mem_total`` is the memory Docker (Desktop's VM) has."""
+
+    mem_total = 0
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0].rsplit("/", 1)[-1]
+        body: object = {
+            "_ping": "OK",
+            "version": {"ApiVersion": "1.45", "Version": "26.1.5", "MinAPIVersion": "1.24"},
+            "info": {"MemTotal": self.mem_total, "NCPU": 2, "OperatingSystem": "Docker Desktop"},
+        }.get(path)
+        if body is None:
+            self.send_error(404)
+            return
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain" if path == "_ping" else "application/json")
+        self.send_header("Api-Version", "1.45")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("docker_mib", "minikube_mb", "level"),
+    [(2048, 4096, "fail"), (8192, 3000, "warn"), (8192, 4096, "ok")],
+)
+def test_doctor_on_minikube_checks_dockers_memory(
+    home, monkeypatch, docker_mib, minikube_mb, level
+):
+    """Over HTTP, docker-py to a Docker Engine API stand-in that says how much memory Docker
+    has: Docker Desktop's default VM is smaller than minikube's 4096 MB, and minikube refuses."""
+    handler = type("Info", (_DockerInfo,), {"mem_total": docker_mib * 2**20})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("IRISCTL_MINIKUBE_MEMORY_MB", str(minikube_mb))
+        result = run("--target", "minikube", "doctor", "--json")
+    finally:
+        server.shutdown()
+    check = {c["name"]: c for c in json.loads(result.stdout)}["docker memory"]
+    assert check["level"] == level, check
+    assert f"{docker_mib} MiB" in check["detail"] + check["fix"]
+    if level == "fail":
+        assert "IRISCTL_MINIKUBE_MEMORY_MB" in check["fix"] and "Resources" in check["fix"]
 
 
 def test_promote_refuses_a_version_our_trainer_did_not_sign_even_with_force(

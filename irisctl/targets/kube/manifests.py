@@ -35,6 +35,25 @@ RESOURCES = {
     "alertmanager": ("20m", "64Mi", "200m", "256Mi"),
     "job": ("50m", "128Mi", "500m", "256Mi"),
 }
+# What a node needs besides the stack's pods: kube-system (etcd, the API server, the controller
+# manager, CoreDNS, kube-proxy) and the kubelet, measured at ~0.7-1 GiB on a minikube node.
+NODE_OVERHEAD_MIB = 1024
+
+
+def stack_memory_mib() -> int:
+    """The memory requests of every pod the stack runs at once (the nightly training included,
+    the one-off bucket Job not), plus the node's own: what minikube's memory must cover."""
+    total = 0
+    for key, (_cpu, request, _cpu_limit, _limit) in RESOURCES.items():
+        if key != "job":
+            total += (
+                int(request.removesuffix("Mi"))
+                if request.endswith("Mi")
+                else (int(request.removesuffix("Gi")) * 1024)
+            )
+    return total + NODE_OVERHEAD_MIB
+
+
 MANIFESTS = (
     "00-namespace",
     "10-config",
