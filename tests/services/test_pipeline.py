@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from iris_services.common.settings import CLASS_NAMES
-from iris_services.train import pipeline
+from iris_services.train import gate, pipeline
 
 CANONICAL = {
     "setosa": [5.1, 3.5, 1.4, 0.2],
@@ -74,20 +74,20 @@ def test_evaluation_has_per_class_scores_and_confusion():
     ],
 )
 def test_gate(accuracy, threshold, champion, expected):
-    assert pipeline.is_promotable(accuracy, threshold, champion) is expected
+    assert gate.is_promotable(accuracy, threshold, champion) is expected
 
 
 def test_gate_tolerance_and_ties_go_to_the_newer_model():
-    assert pipeline.is_promotable(0.9, 0.9, 0.9, 0.0)  # a tie: the newer model
-    assert pipeline.is_promotable(0.9, 0.9, 1.0, 0.1)  # within the tolerance
-    assert not pipeline.is_promotable(0.9, 0.9, 1.0, 0.0667)
-    assert not pipeline.is_promotable(0.87, 0.9, 0.8, 0.5)  # never below the threshold
+    assert gate.is_promotable(0.9, 0.9, 0.9, 0.0)  # a tie: the newer model
+    assert gate.is_promotable(0.9, 0.9, 1.0, 0.1)  # within the tolerance
+    assert not gate.is_promotable(0.9, 0.9, 1.0, 0.0667)
+    assert not gate.is_promotable(0.87, 0.9, 0.8, 0.5)  # never below the threshold
 
 
 def test_paired_tolerance_is_four_rows_of_thirty():
     # 5 rows all in the champion's favour: p = 0.5**5 = 0.031 < 0.05; 4 rows: 0.0625, noise.
-    assert pipeline.paired_tolerance(30) == pytest.approx(4 / 30)
-    assert pipeline.paired_tolerance(30, alpha=0.01) == pytest.approx(6 / 30)
+    assert gate.paired_tolerance(30) == pytest.approx(4 / 30)
+    assert gate.paired_tolerance(30, alpha=0.01) == pytest.approx(6 / 30)
 
 
 def test_held_out_rows_are_fixed_per_dataset_version():
@@ -113,7 +113,7 @@ def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels(
     from sklearn.ensemble import RandomForestClassifier
 
     data = pipeline.load_dataset()
-    tolerance = pipeline.paired_tolerance(len(data.y_test))
+    tolerance = gate.paired_tolerance(len(data.y_test))
     threshold = 0.9
     champion = None
     passed = fresh = 0
@@ -126,7 +126,7 @@ def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels(
         champion_accuracy = None if champion is None else pipeline.score(champion, data)
         if accuracy >= threshold:
             passed += 1
-        if pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance):
+        if gate.is_promotable(accuracy, threshold, champion_accuracy, tolerance):
             champion = model
             fresh += 1
         elif champion_accuracy is not None and champion_accuracy >= threshold:
@@ -135,33 +135,43 @@ def test_simulation_keeps_the_champion_fresh_and_never_promotes_shuffled_labels(
         y = np.random.default_rng(seed).permutation(data.y_train)
         bad = RandomForestClassifier(n_estimators=10, random_state=seed).fit(data.x_train, y)
         bad_accuracy = pipeline.score(bad, data)
-        assert not pipeline.is_promotable(bad_accuracy, threshold, champion_accuracy, tolerance)
+        assert not gate.is_promotable(bad_accuracy, threshold, champion_accuracy, tolerance)
         if champion_accuracy is not None:  # the comparison alone keeps it out too
-            assert not pipeline.is_promotable(bad_accuracy, 0.0, champion_accuracy, tolerance)
+            assert not gate.is_promotable(bad_accuracy, 0.0, champion_accuracy, tolerance)
     assert passed >= 150
     assert fresh / passed >= 0.95
 
 
 def test_gate_reasons_say_the_decision_in_held_out_rows():
-    from iris_services.common.registry import Champion
-    from iris_services.train.publish import _gate
-
-    champion = Champion("iris-classifier", "1", "champion", 1.0, 0.0, None, "")
-    tolerance = pipeline.paired_tolerance(30)
-    promote, reason = _gate(29 / 30, 0.9, champion, 1.0, tolerance, 30)
+    tolerance = gate.paired_tolerance(30)
+    promote, reason = gate.decide(29 / 30, 0.9, "1", 1.0, tolerance, 30)
     assert promote and reason == (
         "passed the gate: 1 of 30 held-out rows worse than champion v1; up to 4 is within "
         "noise (paired test), and a tie goes to the newer model"
     )
-    promote, reason = _gate(0.9, 0.9, champion, 1.0, 0.0, 30, paired=False)
+    promote, reason = gate.decide(0.9, 0.9, "1", 1.0, 0.0, 30, paired=False)
     assert not promote and reason == (
         "3 of 30 held-out rows worse than champion v1; only up to 0 is within noise "
         "(promotion_tolerance)"
     )
-    promote, reason = _gate(1.0, 0.9, champion, 28 / 30, tolerance, 30)
+    promote, reason = gate.decide(1.0, 0.9, "1", 28 / 30, tolerance, 30)
     assert promote and reason == "passed the gate: 2 of 30 held-out rows better than champion v1"
-    _, reason = _gate(0.8666666666666667, 0.9, None, None, 0.0, 30)
+    _, reason = gate.decide(0.8666666666666667, 0.9, None, None, 0.0, 30)
     assert reason == "accuracy 0.867 is below the threshold 0.9"
+
+
+def test_one_threshold_rule_for_the_gate_record_score_and_promote():
+    """27/30 is 0.9 on paper and 0.8999999999999999 in floats: every place that compares an
+    accuracy with the threshold must agree (the gate had no epsilon, record_score and promote
+    had one), so a version the gate promotes is also one promote would accept."""
+    accuracy = 27 / 30 - 1e-12
+    assert gate.meets_threshold(accuracy, 0.9)
+    assert gate.is_promotable(accuracy, 0.9, None)
+    assert gate.decide(accuracy, 0.9, None, None, 0.0, 30).promote
+
+
+def test_pipeline_is_scikit_learn_only():
+    assert not hasattr(pipeline, "is_promotable") and not hasattr(pipeline, "paired_tolerance")
 
 
 def test_the_first_plot_of_a_machine_logs_no_font_cache_chatter(tmp_path):

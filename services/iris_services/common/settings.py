@@ -56,7 +56,7 @@ class TrainerSettings(CommonSettings):
     # The held-out rows' split: fixed, so challenger and champion are scored on the same rows.
     split_seed: int = Field(0, ge=0, validation_alias=_env("IRIS_SPLIT_SEED"))
     # How much worse than the champion a challenger may score and still replace it; None: the
-    # noise of a paired test on the held-out rows (pipeline.paired_tolerance).
+    # noise of a paired test on the held-out rows (train/gate.py paired_tolerance).
     promotion_tolerance: float | None = Field(
         None, ge=0.0, le=1.0, validation_alias=_env("IRIS_PROMOTION_TOLERANCE")
     )

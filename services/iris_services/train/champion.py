@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import gate
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -191,7 +193,7 @@ def record_score(
     now = repr(time.time())
     client.set_model_version_tag(name, version, "scored_accuracy", repr(accuracy))
     client.set_model_version_tag(name, version, "scored_at", now)
-    if accuracy + 1e-9 >= threshold:
+    if gate.meets_threshold(accuracy, threshold):
         client.set_model_version_tag(name, version, "validated_at", now)
         return True
     return False
@@ -341,7 +343,7 @@ def promote(
         ) from None
     except CheckFailed as exc:
         raise Refused(f"version {version} failed the smoke check: {exc}") from None
-    if checked.accuracy + 1e-9 < threshold and not force:
+    if not gate.meets_threshold(checked.accuracy, threshold) and not force:
         raise Refused(
             f"version {version} scores {checked.accuracy:.4f} on the held-out rows, below the "
             f"threshold {threshold}",

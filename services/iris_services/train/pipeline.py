@@ -8,7 +8,6 @@ rows, which neither was trained on; a run's own seed only samples its hyperparam
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,28 +121,3 @@ def train(seed: int, test_size: float = 0.2, split_seed: int = SPLIT_SEED) -> Tr
 def score(model: Any, data: Dataset) -> float:
     """Accuracy of any fitted classifier on the held-out rows."""
     return float(accuracy_score(data.y_test, model.predict(data.x_test)))
-
-
-def paired_tolerance(rows: int, alpha: float = 0.05) -> float:
-    """The largest accuracy deficit on ``rows`` paired rows that is still noise.
-
-    Challenger and champion are scored on the same rows; only the rows where they disagree
-    tell them apart. If all k disagreements favour the champion, a one-sided exact sign test
-    (McNemar's) calls that significant only when 0.5**k < alpha: k = 5 at 5 %. Fewer rows than
-    that (4 rows, 0.133 on 30 rows) cannot show the challenger is worse.
-    """
-    k = math.ceil(math.log2(1 / alpha))
-    return (k - 1) / rows
-
-
-def is_promotable(
-    accuracy: float, threshold: float, champion_accuracy: float | None, tolerance: float = 0.0
-) -> bool:
-    """The gate: at least the threshold, and not worse than the champion beyond ``tolerance``.
-
-    A tie goes to the newer model.
-    """
-    if accuracy < threshold:
-        return False
-    # 1e-9 absorbs float noise (0.9 is not exactly 27/30).
-    return champion_accuracy is None or accuracy >= champion_accuracy - tolerance - 1e-9

@@ -26,7 +26,7 @@ from ..common.settings import (
 )
 from ..common.wait import wait_for_http
 from . import champion as champion_mod
-from . import onnx_export, pipeline, profile
+from . import gate, onnx_export, pipeline, profile
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -92,12 +92,12 @@ def run(settings: TrainerSettings) -> Summary:
         accuracy = result.evaluation.accuracy
         tolerance = settings.promotion_tolerance
         if tolerance is None:
-            tolerance = pipeline.paired_tolerance(len(result.dataset.y_test))
+            tolerance = gate.paired_tolerance(len(result.dataset.y_test))
         champion_accuracy = _score_champion(client, champion, result.dataset, key)
-        promote, reason = _gate(
+        promote, reason = gate.decide(
             accuracy,
             settings.accuracy_threshold,
-            champion,
+            champion.version if champion is not None else None,
             champion_accuracy,
             tolerance,
             len(result.dataset.y_test),
@@ -226,44 +226,6 @@ def _end_failed(client: MlflowClient, run_id: str, attempts: int = 3) -> None:
             log.warning("could not mark run %s FAILED (%s); retrying", run_id, exc)
             time.sleep(1.0)
     log.warning("run %s stays RUNNING; the next training marks it FAILED", run_id)
-
-
-def _gate(
-    accuracy: float,
-    threshold: float,
-    champion: registry.Champion | None,
-    champion_accuracy: float | None,
-    tolerance: float,
-    rows: int,
-    paired: bool = True,
-) -> tuple[bool, str]:
-    """Whether to promote, and why, in held-out rows: the unit people check a gate in
-    (for the summary and the run's tags). ``paired``: the tolerance is the paired test's."""
-    if champion is None:
-        champion_accuracy = None
-    promote = pipeline.is_promotable(accuracy, threshold, champion_accuracy, tolerance)
-    if champion_accuracy is None:
-        if promote:
-            return True, "passed the gate"
-        return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
-    if accuracy < threshold:
-        return False, f"accuracy {accuracy:.3f} is below the threshold {threshold:g}"
-    # Both were scored on the same rows, so accuracies are counts of rows: round away float noise.
-    worse = round((champion_accuracy - accuracy) * rows)
-    noise = round(tolerance * rows + 1e-9)
-    basis = "paired test" if paired else "promotion_tolerance"
-    than = f"champion v{champion.version if champion else '?'}"
-    if worse < 0:
-        return True, f"passed the gate: {-worse} of {rows} held-out rows better than {than}"
-    if promote:
-        return True, (
-            f"passed the gate: {worse} of {rows} held-out rows worse than {than}; up to {noise} "
-            f"is within noise ({basis}), and a tie goes to the newer model"
-        )
-    return False, (
-        f"{worse} of {rows} held-out rows worse than {than}; only up to {noise} is within "
-        f"noise ({basis})"
-    )
 
 
 def _log_run(result: pipeline.TrainResult, settings: TrainerSettings, tolerance: float) -> None:

@@ -11,6 +11,8 @@ is served: ``up`` was 0 and IrisModelApiDown fired for an API that was only wait
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from iris_services.common import signing
@@ -23,6 +25,16 @@ from .conftest import PROFILE
 from .kubelet import LocalKubelet
 
 NS = "iris-mlops"
+
+
+def wait_until_or_none(predicate, timeout_s: float) -> bool:
+    """Poll until ``predicate`` holds or the deadline passes; the caller says what failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_prometheus_sees_a_model_api_that_is_alive_without_a_model(apiserver, kubeconfig, tmp_path):
@@ -63,18 +75,23 @@ def test_prometheus_sees_a_model_api_that_is_alive_without_a_model(apiserver, ku
         traffic = kubelet.service_port(NS, "model-api-service", 8080)
         assert answers(f"http://127.0.0.1:{traffic}/healthz") is None  # no Ready endpoint
 
-        def api_target() -> dict | None:
+        last: dict = {}
+
+        def scraped_up() -> bool:
             try:
                 active = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]
             except (httpx.HTTPError, ValueError):
-                return None
+                return False
             for t in active["activeTargets"]:
-                if t["labels"]["job"] == "iris-model-api" and t["health"] != "unknown":
-                    return t
-            return None
+                if t["labels"]["job"] == "iris-model-api":
+                    last.update(t)
+                    return t["health"] == "up"
+            return False
 
-        seen = wait_until(api_target, 90, 0.5, "Prometheus to scrape the model API once")
-        assert seen["health"] == "up", seen.get("lastError")
+        # A scrape before the API listened may have failed; through model-api-service (Ready
+        # pods only) every scrape fails for as long as there is no champion: "down" for good.
+        ok = wait_until_or_none(scraped_up, 45)
+        assert ok, f"never scraped: {last.get('health')} {last.get('lastError')}"
 
         def loaded() -> list:
             r = httpx.get(
