@@ -36,7 +36,8 @@ RESOURCES = {
     "job": ("50m", "128Mi", "500m", "256Mi"),
 }
 # What a node needs besides the stack's pods: kube-system (etcd, the API server, the controller
-# manager, CoreDNS, kube-proxy) and the kubelet, measured at ~0.7-1 GiB on a minikube node.
+# manager, CoreDNS, kube-proxy) and the kubelet. An allowance, not measured here (no minikube
+# runs on this machine): their requests are ~170 MiB, their usage is commonly 0.6-1 GiB.
 NODE_OVERHEAD_MIB = 1024
 
 
