@@ -57,15 +57,17 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     proc.wait(timeout=5)
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.2, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline."""
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.2, what="condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline.
+    ``what`` may be a callable, called at the deadline: what was last seen."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+            said = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout_s}s waiting for {said}")
         time.sleep(interval_s)
 
 

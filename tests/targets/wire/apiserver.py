@@ -1456,14 +1456,10 @@ class Emulator:
             self.objects[("ReplicaSet", ns, current["metadata"]["name"])] = current
         rs_uid = current["metadata"]["uid"]
         pods = self._owned("Pod", ns, rs_uid)
-        refused = self.pod_create_error.get(
-            (ns, (template.get("metadata") or {}).get("labels", {}).get(APP, ""))
-        )
+        refused = self._refused(ns, template)
         failure = None
         if refused and len(pods) < want:  # admission (quota, LimitRange, webhook) said no
-            rs_name = current["metadata"]["name"]
-            text = f'pods "{rs_name}-{suffix()}" is forbidden: {refused}'
-            self.event(current, "FailedCreate", f"Error creating: {text}")
+            text = self._fail_create(current, refused)
             failure = {
                 "type": "ReplicaFailure",
                 "status": "True",
@@ -1553,6 +1549,19 @@ class Emulator:
                 if prev and prev["status"] == c["status"]:
                     c["lastTransitionTime"] = prev["lastTransitionTime"]
             d["status"] = status
+
+    def _refused(self, ns: str, template: dict[str, Any]) -> str | None:
+        """Why admission refuses a pod of this template (``pod_create_error``), or None."""
+        app = (template.get("metadata") or {}).get("labels", {}).get(APP, "")
+        return self.pod_create_error.get((ns, app))
+
+    def _fail_create(self, owner: dict[str, Any], refused: str) -> str:
+        """A refused pod create, as the controllers' RealPodControl
+        (pkg/controller/controller_utils.go) records it: a Warning Event "FailedCreate",
+        "Error creating: <the API error>", on the owner. Returns the error's text."""
+        text = f'pods "{owner["metadata"]["name"]}-{suffix()}" is forbidden: {refused}'
+        self.event(owner, "FailedCreate", f"Error creating: {text}")
+        return text
 
     def event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Warning") -> None:
         """Record an Event as the kubelet or a controller does (repeats bump ``count``)."""
@@ -1711,15 +1720,9 @@ class Emulator:
             self._fail_job(job, "PodFailurePolicy", fail_job)
             return
         backoff_left = len(counted) <= int(job["spec"].get("backoffLimit", 6))
-        refused = self.pod_create_error.get(
-            (ns, (job["spec"]["template"].get("metadata") or {}).get("labels", {}).get(APP, ""))
-        )
+        refused = self._refused(ns, job["spec"]["template"])
         if refused and not running and not succeeded and backoff_left:
-            # The Job controller's RealPodControl (pkg/controller/controller_utils.go) records
-            # a Warning Event "FailedCreate" on the Job; unlike a ReplicaSet, a Job gets no
-            # condition for it.
-            text = f'pods "{name}-{suffix()}" is forbidden: {refused}'
-            self.event(job, "FailedCreate", f"Error creating: {text}")
+            self._fail_create(job, refused)  # unlike a ReplicaSet, a Job gets no condition
             return
         if not running and not succeeded and backoff_left:  # start (or retry, backoffLimit)
             pod = self._new_pod(ns, f"{name}-{suffix()}", job["spec"]["template"], job)

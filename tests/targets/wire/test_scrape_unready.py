@@ -11,8 +11,6 @@ is served: ``up`` was 0 and IrisModelApiDown fired for an API that was only wait
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from iris_services.common import signing
@@ -25,16 +23,6 @@ from .conftest import PROFILE
 from .kubelet import LocalKubelet
 
 NS = "iris-mlops"
-
-
-def wait_until_or_none(predicate, timeout_s: float) -> bool:
-    """Poll until ``predicate`` holds or the deadline passes; the caller says what failed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_prometheus_sees_a_model_api_that_is_alive_without_a_model(apiserver, kubeconfig, tmp_path):
@@ -90,8 +78,12 @@ def test_prometheus_sees_a_model_api_that_is_alive_without_a_model(apiserver, ku
 
         # A scrape before the API listened may have failed; through model-api-service (Ready
         # pods only) every scrape fails for as long as there is no champion: "down" for good.
-        ok = wait_until_or_none(scraped_up, 45)
-        assert ok, f"never scraped: {last.get('health')} {last.get('lastError')}"
+        wait_until(
+            scraped_up,
+            45,
+            0.5,
+            lambda: f"an 'up' scrape; last: {last.get('health')} {last.get('lastError')}",
+        )
 
         def loaded() -> list:
             r = httpx.get(
