@@ -34,8 +34,11 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from iris_services.common import signing
 
 BIN = Path(sys.executable).parent
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -168,6 +171,9 @@ class Bench:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.mlflow = f"http://127.0.0.1:{self.ports['mlflow']}"
+        # The stack's signing key (the local target keeps it under data/, written by `up`): the
+        # API serves only versions signed with it, so the bench's own versions are signed too.
+        self.key_file = self.home / "data" / signing.KEY_FILE_NAME
         self.rows: list[tuple[str, str]] = []
 
     def irisctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -212,6 +218,7 @@ class Bench:
             "HOST": "127.0.0.1",
             "IRIS_API_WORKERS": str(workers),
             "IRIS_POLL_SECONDS": "1",
+            signing.KEY_FILE_ENV: str(self.key_file),
         }
         if cache is not None:
             env["IRIS_MODEL_CACHE_DIR"] = str(cache)
@@ -253,7 +260,7 @@ class Bench:
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
-        from iris_services.common.settings import DIGEST_TAG, GRAPH_FILE
+        from iris_services.common.names import DIGEST_TAG, GRAPH_FILE
         from iris_services.train import onnx_export
 
         iris = load_iris()
@@ -270,12 +277,21 @@ class Bench:
         mv = client.create_model_version(
             "iris-classifier", info.model_uri, tags={"accuracy": "1.0"}, model_id=info.model_id
         )
+        self._sign(client, str(mv.version), graph.sha256)
         client.set_registered_model_alias("iris-classifier", "champion", str(mv.version))
         return str(mv.version)
+
+    def _sign(self, client: Any, version: str, digest: str) -> None:
+        """Sign a version as the trainer does (common/signing.py), with the stack's key."""
+        key = signing.read_key_file(self.key_file)
+        tag = signing.sign_version(key, "iris-classifier", version, digest)
+        client.set_model_version_tag("iris-classifier", version, signing.SIGNATURE_TAG, tag)
 
     def promote_again(self) -> None:
         """Re-register the champion's model as a new version and move the alias to it."""
         import mlflow
+
+        from iris_services.common.names import DIGEST_TAG
 
         client = mlflow.MlflowClient(self.mlflow)
         mv = client.get_model_version_by_alias("iris-classifier", "champion")
@@ -283,6 +299,8 @@ class Bench:
         new = client.create_model_version(
             "iris-classifier", mv.source, tags=mv.tags, model_id=model_id
         )
+        digest = client.get_logged_model(model_id).tags[DIGEST_TAG]
+        self._sign(client, str(new.version), digest)
         client.set_registered_model_alias("iris-classifier", "champion", str(new.version))
 
     def mlflow_serve(self, workers: int) -> tuple[str, object]:
