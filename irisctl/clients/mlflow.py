@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A registered model version (the champion)."""
+    """The champion as the CLI shows it (``status --json``'s ``champion``); read by
+    ``iris_services.common.alias``, the one reader of the alias."""
 
     name: str
     version: str
@@ -45,14 +46,17 @@ class MlflowRest:
         self.base = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
+    def _unreachable(self, exc: httpx.HTTPError) -> IrisctlError:
+        return IrisctlError(
+            f"MLflow at {self.base} is not reachable: {exc}",
+            "check `irisctl status` and `irisctl logs mlflow`",
+        )
+
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any] | None:
         try:
             resp = httpx.request(method, f"{self.base}{path}", timeout=self.timeout_s, **kw)
         except httpx.HTTPError as exc:
-            raise IrisctlError(
-                f"MLflow at {self.base} is not reachable: {exc}",
-                "check `irisctl status` and `irisctl logs mlflow`",
-            ) from None
+            raise self._unreachable(exc) from None
         if resp.status_code == 404 or (
             resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text
         ):
@@ -63,19 +67,23 @@ class MlflowRest:
 
     def champion(self, name: str, alias: str) -> ModelInfo | None:
         """The version ``alias`` points to, or None when there is none yet."""
-        data = self._call(
-            "GET", "/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias}
-        )
-        if not data:
+        from iris_services.common.alias import RegistryError, read_champion
+
+        try:
+            with httpx.Client(base_url=self.base, timeout=self.timeout_s) as http:
+                champion = read_champion(http, name, alias)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        except RegistryError as exc:
+            raise IrisctlError(f"MLflow at {self.base}: {exc}") from None
+        if champion is None:
             return None
-        mv = data["model_version"]
-        tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
         return ModelInfo(
-            name=name,
-            version=str(mv["version"]),
-            alias=alias,
-            accuracy=float(tags["accuracy"]) if "accuracy" in tags else None,
-            registered_at=int(mv["creation_timestamp"]) / 1000.0,
+            champion.name,
+            champion.version,
+            champion.alias,
+            champion.accuracy,
+            champion.registered_at,
         )
 
     def alias_moves(self, name: str, alias: str) -> list[AliasMove]:

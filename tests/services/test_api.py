@@ -29,7 +29,7 @@ from iris_services.api.graph import GraphModel
 from iris_services.api.mlflow_rest import DIGEST_TAG, RestRegistry
 from iris_services.api.model_holder import ModelHolder
 from iris_services.common import registry, signing
-from iris_services.common.registry import Champion
+from iris_services.common.alias import Champion
 from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import onnx_export, pipeline, publish
 from tests.conftest import free_port, http_ok, stop_group, wait_until

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from iris_services.api.app import create_app
 from iris_services.api.model_holder import ModelHolder
-from iris_services.common.registry import Champion
+from iris_services.common.alias import Champion
 from iris_services.common.settings import ApiSettings
 from iris_services.train import pipeline
 

@@ -24,13 +24,8 @@ from iris_services.api import drift, mlflow_rest
 from iris_services.api.app import create_app
 from iris_services.api.drift import DriftMonitor, Reference, Window
 from iris_services.api.model_holder import ModelHolder
-from iris_services.common.settings import (
-    CLASS_NAMES,
-    FEATURE_NAMES,
-    REFERENCE_PROFILE_ARTIFACT,
-    ApiSettings,
-    TrainerSettings,
-)
+from iris_services.common.names import CLASS_NAMES, FEATURE_NAMES, REFERENCE_PROFILE_ARTIFACT
+from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import pipeline, profile, publish
 from tests.conftest import http_ok, wait_until
 from tests.services.test_api import SETOSA, FakeRegistry, api_process

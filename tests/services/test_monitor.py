@@ -91,7 +91,7 @@ class StubSource:
 
 
 def test_d3_registry_outage_keeps_the_last_values_so_staleness_still_counts():
-    from iris_services.common.registry import Champion
+    from iris_services.common.alias import Champion
 
     champ = Champion("iris-classifier", "7", "champion", 0.95, 1_000.0, None, "")
     exporter = Exporter(
@@ -109,7 +109,7 @@ def test_d3_registry_outage_keeps_the_last_values_so_staleness_still_counts():
 
 
 def test_a_revalidated_champion_exports_its_validation_time_and_its_new_score():
-    from iris_services.common.registry import Champion
+    from iris_services.common.alias import Champion
 
     champ = Champion(
         "iris-classifier", "7", "champion", 0.97, 1_000.0, None, "", 0.83, validated_at=5_000.0

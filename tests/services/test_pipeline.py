@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from iris_services.common.settings import CLASS_NAMES
+from iris_services.common.names import CLASS_NAMES
 from iris_services.train import gate, pipeline
 
 CANONICAL = {

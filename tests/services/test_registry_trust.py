@@ -24,7 +24,8 @@ from iris_services.api.app import create_app
 from iris_services.api.mlflow_rest import RestRegistry
 from iris_services.api.model_holder import ModelHolder
 from iris_services.common import signing
-from iris_services.common.settings import DIGEST_TAG, GRAPH_FILE, ApiSettings, TrainerSettings
+from iris_services.common.names import DIGEST_TAG, GRAPH_FILE
+from iris_services.common.settings import ApiSettings, TrainerSettings
 from iris_services.train import champion, pipeline, publish
 
 

@@ -12,7 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from iris_services.common import signing
-from iris_services.common.settings import DIGEST_TAG, TrainerSettings
+from iris_services.common.names import DIGEST_TAG
+from iris_services.common.settings import TrainerSettings
 from iris_services.train import __main__ as trainer_main
 from iris_services.train import champion, pipeline, publish
 

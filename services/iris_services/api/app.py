@@ -29,7 +29,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..common.settings import CLASS_NAMES, ApiSettings
+from ..common.names import CLASS_NAMES
+from ..common.settings import ApiSettings
 from . import pages, schemas
 from .drift import DriftMonitor, Fetch
 from .graph import served

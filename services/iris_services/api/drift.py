@@ -43,12 +43,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..common.settings import (
-    CLASS_NAMES,
-    FEATURE_NAMES,
-    REFERENCE_PROFILE_ARTIFACT,
-    ApiSettings,
-)
+from ..common.names import CLASS_NAMES, FEATURE_NAMES, REFERENCE_PROFILE_ARTIFACT
+from ..common.settings import ApiSettings
 from . import mlflow_rest
 
 log = logging.getLogger("iris.api")

@@ -2,8 +2,8 @@
 
 Three calls, each checked against the MLflow server's handlers (mlflow/server/handlers.py):
 
-1. ``GET /api/2.0/mlflow/registered-models/alias?name=…&alias=…`` → the model version. In
-   MLflow 3 its ``source`` is the logged model, ``models:/m-<id>``.
+1. the champion behind the alias (``common/alias.py``, the one reader). In MLflow 3 its
+   ``source`` is the logged model, ``models:/m-<id>``.
 2. ``GET /api/2.0/mlflow/logged-models/m-<id>`` → ``info.artifact_uri``
    (``mlflow-artifacts:/<experiment>/models/m-<id>/artifacts`` on a server that proxies
    artifacts) and ``info.tags``, where the trainer put the graph's sha256.
@@ -32,8 +32,8 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from ..common import signing
-from ..common.registry import Champion
-from ..common.settings import DIGEST_TAG, GRAPH_FILE
+from ..common.alias import Champion, RegistryError, read_champion
+from ..common.names import DIGEST_TAG, GRAPH_FILE
 from .graph import GraphModel
 
 KEEP_GRAPHS = 3  # cached graphs kept: the current one and a couple to roll back to
@@ -41,11 +41,6 @@ KEEP_GRAPHS = 3  # cached graphs kept: the current one and a couple to roll back
 # into every worker's memory.
 MAX_GRAPH_BYTES = 64 * 1024 * 1024
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
-
-
-class RegistryError(Exception):
-    """MLflow answered, but not with what the API needs (the message says what)."""
 
 
 class Refused(RegistryError):
@@ -75,25 +70,7 @@ class RestRegistry:
 
     def champion(self) -> Champion | None:
         """The alias's target, or None when the model or the alias does not exist yet."""
-        resp = self._http.get(
-            "/api/2.0/mlflow/registered-models/alias",
-            params={"name": self._name, "alias": self._alias},
-        )
-        if resp.status_code in (400, 404) and _error_code(resp) in NOT_FOUND:
-            return None
-        mv = _json(resp, "the alias lookup")["model_version"]
-        tags = {t["key"]: t.get("value") for t in mv.get("tags", [])}
-        accuracy = tags.get("accuracy")
-        return Champion(
-            name=self._name,
-            version=str(mv["version"]),
-            alias=self._alias,
-            accuracy=float(accuracy) if accuracy is not None else None,
-            registered_at=int(mv.get("creation_timestamp", 0)) / 1000.0,
-            run_id=mv.get("run_id"),
-            source=mv.get("source", ""),
-            signature=tags.get(signing.SIGNATURE_TAG),
-        )
+        return read_champion(self._http, self._name, self._alias)
 
     def load(self, champion: Champion) -> GraphModel:
         """The champion's verified graph, from the shared cache or downloaded once; refused
@@ -211,13 +188,6 @@ def _prune(cache: Path, keep: int) -> None:
     graphs = sorted(cache.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in graphs[keep:]:
         old.unlink(missing_ok=True)
-
-
-def _error_code(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("error_code", ""))
-    except ValueError:
-        return ""
 
 
 def _json(resp: httpx.Response, what: str) -> Any:

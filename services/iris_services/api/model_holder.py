@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..common.registry import Champion
+from ..common.alias import Champion
 from .mlflow_rest import Refused
 
 log = logging.getLogger("iris.api")

@@ -15,8 +15,7 @@ choose to load it themselves (``mlflow models serve``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .settings import CommonSettings
 
@@ -43,55 +42,3 @@ def configure(settings: CommonSettings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return mlflow.MlflowClient(settings.tracking_uri, settings.tracking_uri)
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The registered version the serving alias points to."""
-
-    name: str
-    version: str
-    alias: str
-    accuracy: float | None
-    registered_at: float  # unix seconds (MLflow stores milliseconds)
-    run_id: str | None
-    source: str
-    # Continuous validation (train/champion.py): the last score on the current held-out rows,
-    # and when that score last reached the threshold.
-    scored_accuracy: float | None = None
-    validated_at: float | None = None
-    # The trainer's signature tag (common/signing.py); checked by whoever loads the version.
-    signature: str | None = None
-
-
-def get_champion(client: MlflowClient, name: str, alias: str) -> Champion | None:
-    """The alias's target, or None when the model or the alias does not exist yet."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv: Any = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
-    tags = mv.tags or {}
-    accuracy = tags.get("accuracy")
-    return Champion(
-        name=name,
-        version=str(mv.version),
-        alias=alias,
-        accuracy=float(accuracy) if accuracy is not None else None,
-        registered_at=mv.creation_timestamp / 1000.0,
-        run_id=mv.run_id,
-        source=mv.source,
-        scored_accuracy=_float(tags.get("scored_accuracy")),
-        validated_at=_float(tags.get("validated_at")),
-    )
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None

@@ -9,20 +9,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_NAME = "iris-classifier"
-MODEL_ALIAS = "champion"
-EXPERIMENT_NAME = "iris_classification"
-# scikit-learn's load_iris().target_names; a model-behaviour test keeps them equal.
-CLASS_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
-# The four measurements in the order /predict takes them (cm); names of the drift metrics' labels.
-FEATURE_NAMES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-# The trainer's reference profile of the training rows, stored in the logged model beside its
-# ONNX graph (train/profile.py; api/drift.py reads it).
-REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
-# The verified ONNX graph inside a logged model, and the logged-model tag with its sha256 that the
-# API checks a download against (written by train/onnx_export + publish, read by api/mlflow_rest).
-GRAPH_FILE = "model.onnx"
-DIGEST_TAG = "iris.onnx.sha256"
+from .names import EXPERIMENT_NAME, MODEL_ALIAS, MODEL_NAME
 
 
 def _env(name: str) -> AliasChoices:

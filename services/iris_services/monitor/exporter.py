@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 
-from ..common.registry import Champion
+from ..common.alias import Champion
 from ..common.settings import MonitorSettings
 
 log = logging.getLogger("iris.monitor")
@@ -145,10 +145,10 @@ class MlflowSource:
         self.settings = settings
 
     def read(self) -> Snapshot:
-        from ..common.registry import get_champion
+        from ..common.alias import champion_at
 
         s = self.settings
-        champion = get_champion(self.client, s.model_name, s.model_alias)
+        champion = champion_at(s.tracking_uri, s.model_name, s.model_alias, s.mlflow_timeout_s)
         experiment = self.client.get_experiment_by_name(s.experiment_name)
         last_run = None
         if experiment is not None:

@@ -119,7 +119,7 @@ def download_graph(client: MlflowClient, model_id: str) -> tuple[bytes, str]:
 
     import mlflow.artifacts
 
-    from ..common.settings import DIGEST_TAG, GRAPH_FILE
+    from ..common.names import DIGEST_TAG, GRAPH_FILE
 
     try:
         logged = client.get_logged_model(model_id)
@@ -231,9 +231,9 @@ def _dump(move: AliasMove, name: str, key: bytes) -> str:
 
 
 def _current(client: MlflowClient, name: str, alias: str) -> str | None:
-    from ..common.registry import get_champion
+    from ..common.alias import champion_at
 
-    champ = get_champion(client, name, alias)
+    champ = champion_at(client.tracking_uri, name, alias)
     return champ.version if champ else None
 
 

@@ -16,14 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..common import registry
-from ..common.settings import (
-    DIGEST_TAG,
-    FEATURE_NAMES,
-    GRAPH_FILE,
-    REFERENCE_PROFILE_ARTIFACT,
-    TrainerSettings,
-)
+from ..common import alias, registry
+from ..common.names import DIGEST_TAG, FEATURE_NAMES, GRAPH_FILE, REFERENCE_PROFILE_ARTIFACT
+from ..common.settings import TrainerSettings
 from ..common.wait import wait_for_http
 from . import champion as champion_mod
 from . import gate, onnx_export, pipeline, profile
@@ -78,7 +73,7 @@ def run(settings: TrainerSettings) -> Summary:
     experiment = mlflow.set_experiment(settings.experiment_name)
     _set_experiment_kind(client, experiment)
     _fail_orphaned_runs(client, experiment.experiment_id, settings.orphan_after_s)
-    champion = registry.get_champion(client, settings.model_name, settings.model_alias)
+    champion = _champion(settings)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31 - 1)
 
     active = mlflow.start_run(experiment_id=experiment.experiment_id, tags={"iris.trainer": "1"})
@@ -141,7 +136,7 @@ def run(settings: TrainerSettings) -> Summary:
         raise
     mlflow.end_run("FINISHED")
 
-    now = registry.get_champion(client, settings.model_name, settings.model_alias)
+    now = _champion(settings)
     return Summary(
         run_id=run_id,
         accuracy=accuracy,
@@ -189,7 +184,7 @@ def _signing_key() -> bytes:
 
 def _score_champion(
     client: MlflowClient,
-    champion: registry.Champion | None,
+    champion: alias.Champion | None,
     data: pipeline.Dataset,
     key: bytes,
 ) -> float | None:
@@ -478,3 +473,14 @@ def _fail_orphaned_runs(client: MlflowClient, experiment_id: str, older_than_s: 
 def summary_dict(summary: Summary) -> dict[str, Any]:
     """The summary as plain data for the log line."""
     return asdict(summary)
+
+
+def _champion(settings: TrainerSettings) -> alias.Champion | None:
+    """The champion now (``common/alias.py``), with the trainer's MLflow timeout and retries."""
+    return alias.champion_at(
+        settings.tracking_uri,
+        settings.model_name,
+        settings.model_alias,
+        settings.mlflow_timeout_s,
+        settings.mlflow_max_retries,
+    )
