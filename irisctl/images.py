@@ -1,4 +1,5 @@
-"""The images irisctl builds: their build contexts, tags that follow them, where they are built."""
+"""The images irisctl builds, for every target that runs containers: their build contexts, tags
+that follow their content, which image each service runs, and where they are built."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ... import render
-from ...settings import Config
+from . import render
+from .settings import Config
 
 if TYPE_CHECKING:
-    from ...clients.docker import Built
+    from .clients.docker import Built
 
 
 # The images irisctl builds: name → repository. model-api gets a slim image of its own (no MLflow,
 # no scikit-learn: it serves ONNX graphs); the rest share the full services image.
 BUILT_IMAGES = {"services": "irisctl-services", "model-api": "irisctl-model-api"}
+# Which built image each service runs: the one statement of it (the manifests and `build` read it).
+SERVICE_IMAGES = {
+    "mlflow": "services",
+    "trainer": "services",
+    "monitor": "services",
+    "model-api": "model-api",
+}
 # The Dockerfile, requirements and service packages of each image.
 _IMAGE_FILES = {
     "services": ("Dockerfile", "requirements.txt", ("",)),
@@ -27,7 +35,7 @@ _IMAGE_FILES = {
 def services_image_tag(image: str = "services") -> str:
     """A tag that changes with the image's content: a hash of its whole build context, the
     modes its files get included (an image whose files had other modes is never reused)."""
-    from ...clients.docker import CONTEXT_DIR_MODE, CONTEXT_FILE_MODE
+    from .clients.docker import CONTEXT_DIR_MODE, CONTEXT_FILE_MODE
 
     digest = hashlib.sha256(f"modes {CONTEXT_FILE_MODE:o} {CONTEXT_DIR_MODE:o}\0".encode())
     for name, path in build_context(image).items():
@@ -61,19 +69,29 @@ def build_images(
     minikube: inside its Docker (``minikube docker-env``); kubernetes: this machine's Docker,
     then pushed to ``registry``; local: this machine's Docker.
     """
-    from ...clients import docker, minikube
+    from .clients import docker, minikube
 
     env = minikube.docker_env(config["minikube_profile"]) if target == "minikube" else None
     engine = docker.client(env)
-    registry = config["registry"].rstrip("/") if target == "kubernetes" else ""
     args = {"BASE_IMAGE": base_image} if base_image else {}
     results = {}
-    for image, repository in BUILT_IMAGES.items():
-        tag = f"{registry + '/' if registry else ''}{repository}:{services_image_tag(image)}"
+    for image in BUILT_IMAGES:
+        tag = image_tag(config, target, image)
         results[image] = docker.build(engine, build_context(image), tag, args, on_line)
-        if registry:
+        if target == "kubernetes" and config["registry"]:
             docker.push(engine, tag, on_line)
     return results, (env or {}).get("DOCKER_HOST") or "the local Docker engine"
+
+
+def image_tag(config: Config, target: str, image: str) -> str:
+    """The full tag of a built image on ``target`` (the registry's prefix on ``kubernetes``)."""
+    registry = config["registry"].rstrip("/") if target == "kubernetes" else ""
+    return f"{registry + '/' if registry else ''}{BUILT_IMAGES[image]}:{services_image_tag(image)}"
+
+
+def service_tags(config: Config, target: str) -> dict[str, str]:
+    """service → the tag of the image it runs on ``target``."""
+    return {s: image_tag(config, target, image) for s, image in SERVICE_IMAGES.items()}
 
 
 def build_services_image(

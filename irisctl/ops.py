@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from iris_services.common.names import EXPERIMENT_NAME, MODEL_ALIAS, MODEL_NAME
+
 from . import batch, state, targets
 from .clients import prometheus, web
 from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from .errors import BadInput, IrisctlError, NotUp
 from .settings import Config
-from .targets.base import SERVICES, Progress, ServiceState, Target
+from .targets.base import SERVICES, Check, Progress, ServiceState, Target
+from .traffic import Traffic, traffic
 
 if TYPE_CHECKING:
     from .clients.docker import Built
 
-MODEL_NAME = "iris-classifier"
-MODEL_ALIAS = "champion"
-EXPERIMENT = "iris_classification"
 LOG_SERVICES = (*SERVICES, "alertmanager", "scheduler", "minio")
 
 
@@ -119,16 +119,6 @@ class HistoryRow:
     champion: bool
 
 
-@dataclass
-class Check:
-    """One preflight check of ``doctor``."""
-
-    name: str
-    level: str  # ok, warn, fail
-    detail: str
-    fix: str = ""
-
-
 def _current(config: Config) -> tuple[Target, str]:
     return targets.choose(config, state.read(config.home))
 
@@ -184,7 +174,8 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     if champion is None and trained is not None and trained.summary:
         # Every run is scored on the same held-out rows, so a first run below the threshold
         # means the threshold is above what these rows allow: say what was reached.
-        scores = [r.accuracy for r in rest.recent_runs(EXPERIMENT, 100) if r.accuracy is not None]
+        runs = rest.recent_runs(EXPERIMENT_NAME, 100)
+        scores = [r.accuracy for r in runs if r.accuracy is not None]
         best = f"{max(scores):.4f}" if scores else "none"
         warnings.append(
             f"the first model was not promoted ({trained.summary.get('reason')}), so the API has "
@@ -203,7 +194,7 @@ def up(config: Config, progress: Progress, on_line: Callable[[str], None]) -> Up
     urls = {s.name: s.page or s.url for s in services.values() if s.url and s.state != "absent"}
     if "mlflow" in urls:
         try:
-            experiment_id = rest.experiment_id(EXPERIMENT)
+            experiment_id = rest.experiment_id(EXPERIMENT_NAME)
         except IrisctlError:
             experiment_id = None
         if experiment_id is not None:
@@ -411,7 +402,7 @@ def status(config: Config) -> StatusResult:
     with ThreadPoolExecutor(max_workers=4) as pool:
         services_f = pool.submit(target.services)
         champion_f = pool.submit(rest.champion, MODEL_NAME, MODEL_ALIAS)
-        runs_f = pool.submit(rest.recent_runs, EXPERIMENT, 5)
+        runs_f = pool.submit(rest.recent_runs, EXPERIMENT_NAME, 5)
         latest_f = pool.submit(rest.latest_version, MODEL_NAME)
         moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
@@ -474,120 +465,6 @@ def alerts(config: Config) -> list[prometheus.Alert]:
     return prometheus.alerts(target.endpoint("prometheus"))
 
 
-# -- traffic: what the API serves, from Prometheus (status, top) ------------------------------
-
-
-@dataclass
-class Traffic:
-    """The model API's traffic as Prometheus sees it now: load, latency, class mix, drift."""
-
-    prometheus: str
-    request_rate: float | None  # requests/s over ``rate_range``
-    error_ratio: float | None  # share of 5xx answers
-    rejected_ratio: float | None  # share of 4xx answers (bad input, too large)
-    p50_ms: float | None
-    p99_ms: float | None
-    versions: list[str]  # the served version (two during a swap)
-    class_mix: dict[str, float]  # share of the rows predicted as each class over ``mix_range``
-    psi: dict[str, float]  # per feature, over the API's drift window
-    window_rows: float | None
-    min_rows: float | None  # IrisInputDrift waits for this many rows
-    psi_threshold: float | None
-    out_of_range: dict[str, float]  # values outside the training range since the API started
-    alerts: list[dict[str, str]]
-    rate_range: str
-    mix_range: str
-    missing: list[str] = field(default_factory=list)  # what has no data, and why
-
-    def as_status(self) -> dict[str, Any]:
-        """The part ``status --json`` shows."""
-        return {
-            "psi": self.psi,
-            "window_rows": self.window_rows,
-            "min_rows": self.min_rows,
-            "psi_threshold": self.psi_threshold,
-            "class_mix": self.class_mix,
-            "mix_range": self.mix_range,
-            "missing": self.missing,
-        }
-
-
-def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Traffic:
-    """Query Prometheus for the API's traffic; IrisctlError when Prometheus does not answer."""
-    r, m = rate_range, mix_range
-    with prometheus.Query(prom_url) as q:
-        total = q.scalar(f"sum(rate(iris_api_requests_total[{r}]))")
-        errors = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"5.."}}[{r}]))')
-        rejected = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"4.."}}[{r}]))')
-        buckets = f"sum by (le) (rate(iris_api_request_duration_seconds_bucket[{r}]))"
-        p50 = q.scalar(f"histogram_quantile(0.5, {buckets})")
-        p99 = q.scalar(f"histogram_quantile(0.99, {buckets})")
-        versions = q.by("version", "max by (version) (iris_api_model_version_info) == 1")
-        mix = q.by("class", f"sum by (class) (increase(iris_api_predictions_total[{m}]))")
-        psi = q.by("feature", "max by (feature) (iris_api_feature_psi)")
-        rows = q.scalar("sum(iris_api_drift_window_rows)")
-        min_rows = q.scalar("max(iris_api_drift_min_window_rows)")
-        threshold = q.scalar("max(iris_api_drift_psi_threshold)")
-        loaded = q.scalar("min(iris_api_drift_reference_loaded)")
-        outside = q.by("feature", "sum by (feature) (iris_api_inputs_out_of_range_total)")
-        # rate() needs two samples: one scrape since the API served shows counters, not rates.
-        counted = q.scalar("count(iris_api_requests_total)") if total is None else None
-        interval = q.scrape_interval(API_JOB) if counted else None
-    found = prometheus.alerts(prom_url)
-    missing = []
-    if total is None and counted:
-        apart = f"{_seconds(interval)} apart" if interval else "one scrape interval apart"
-        missing.append(f"request rates need two scrapes, {apart}")
-    elif total is None:
-        missing.append(
-            "no request metrics yet: Prometheus has not scraped the model API since it served "
-            "(if this lasts, `irisctl logs prometheus`)"
-        )
-    elif total == 0:
-        missing.append(f"no requests in the last {r}")
-    if loaded == 0:
-        missing.append(
-            "no drift reference loaded: right after a new champion the API fetches its "
-            "reference profile, and Prometheus sees it at its next scrape; if this lasts, the "
-            "champion has no profile or the API could not fetch it (`irisctl logs model-api`)"
-        )
-    elif rows is not None and min_rows is not None and rows < min_rows:
-        missing.append(f"the drift window holds {rows:.0f} rows; alerts wait for {min_rows:.0f}")
-    mix_total = sum(mix.values())
-    return Traffic(
-        prometheus=prom_url,
-        request_rate=total,
-        # No 5xx series at all is no 5xx answer: 0 once there are requests.
-        error_ratio=(errors or 0.0) / total if total else None,
-        rejected_ratio=(rejected or 0.0) / total if total else None,
-        p50_ms=p50 * 1000 if p50 is not None else None,
-        p99_ms=p99 * 1000 if p99 is not None else None,
-        versions=sorted(versions, key=lambda v: int(v) if v.isdigit() else 0),
-        class_mix={c: n / mix_total for c, n in sorted(mix.items())} if mix_total else {},
-        psi=dict(sorted(psi.items())),
-        window_rows=rows,
-        min_rows=min_rows,
-        psi_threshold=threshold,
-        out_of_range=dict(sorted(outside.items())),
-        alerts=[{"name": a.name, "state": a.state} for a in found],
-        rate_range=r,
-        mix_range=m,
-        missing=missing,
-    )
-
-
-# The model API's scrape job in every target's Prometheus configuration.
-API_JOB = "iris-model-api"
-
-
-def _seconds(duration: str) -> str:
-    """Prometheus' "15s" as people write it: "15 s" (and "1m" as "1 min")."""
-    number, unit = duration[:-1], duration[-1]
-    if number.isdigit() and unit in "sm":
-        return f"{number} {'s' if unit == 's' else 'min'}"
-    return duration
-
-
 def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:
     prom = next((s for s in services if s.name == "prometheus"), None)
     if prom is None or prom.state == "absent":
@@ -608,7 +485,7 @@ def history(config: Config, limit: int) -> list[HistoryRow]:
     target = _running(config)
     rest = MlflowRest(target.endpoint("mlflow"))
     champion = rest.champion(MODEL_NAME, MODEL_ALIAS)
-    runs = rest.recent_runs(EXPERIMENT, limit)
+    runs = rest.recent_runs(EXPERIMENT_NAME, limit)
     return [
         HistoryRow(
             run_id=r.run_id,
@@ -627,11 +504,6 @@ def logs(config: Config, service: str, follow: bool, tail: int | None) -> Iterat
     if service not in LOG_SERVICES:
         raise BadInput(f"unknown service {service!r}", f"choose one of: {', '.join(LOG_SERVICES)}")
     target, _ = _current(config)
-    if service == "minio" and target.name == "local":
-        raise BadInput(
-            "minio runs only on the Kubernetes targets; the local target stores "
-            "artifacts in a directory"
-        )
     return target.logs(service, follow, tail)
 
 
@@ -665,13 +537,12 @@ class BuildResult:
 
 def build(config: Config, base_image: str | None, on_line: Callable[[str], None]) -> BuildResult:
     """Build the images into the Docker engine the target uses (minikube's for it)."""
-    from .targets.kube import build_images
+    from .images import SERVICE_IMAGES, build_images
 
     target, _ = _current(config)
     results, where = build_images(config, target.name, base_image, on_line)
-    full, slim = results["services"].tag, results["model-api"].tag
-    images = {"mlflow": full, "trainer": full, "model-api": slim, "monitor": full}
-    return BuildResult(target.name, where, images, {b.tag: b for b in results.values()})
+    tags = {service: results[image].tag for service, image in SERVICE_IMAGES.items()}
+    return BuildResult(target.name, where, tags, {b.tag: b for b in results.values()})
 
 
 # -- doctor ----------------------------------------------------------------------------------
@@ -689,12 +560,6 @@ def doctor(config: Config) -> list[Check]:
             "" if py >= (3, 11) else "install Python 3.11 or newer",
         )
     )
-    try:
-        import supervisor  # noqa: F401
-
-        checks.append(Check("supervisord", "ok", "python package `supervisor` installed"))
-    except ImportError:
-        checks.append(Check("supervisord", "fail", "not installed", "pip install supervisor"))
     prom = shutil.which("prometheus")
     checks.append(
         Check(
@@ -767,59 +632,8 @@ def doctor(config: Config) -> list[Check]:
                 "" if path else f"only needed for {why}",
             )
         )
-    if chosen.name == "minikube":
-        checks.append(network_policy_check(config["minikube_profile"]))
-        if shutil.which("docker") or os.environ.get("DOCKER_HOST"):
-            checks.append(docker_memory_check(config["minikube_memory_mb"]))
+    checks.extend(chosen.checks())
     return checks
-
-
-def docker_memory_check(minikube_mb: int) -> Check:
-    """On the docker driver minikube's node is a container limited to what Docker has
-    (``docker info``'s MemTotal; Docker Desktop's VM is often 2 GiB): minikube refuses more
-    (RSRC_OVER_ALLOC_MEM, cmd/minikube/cmd/start.go ``validateRequestedMemorySize``), and a
-    node smaller than the stack's requests leaves pods Pending or OOM-killed."""
-    from .clients import docker
-    from .targets.kube import manifests
-
-    need = manifests.stack_memory_mib()
-    try:
-        have = int(docker.client().info().get("MemTotal") or 0) // 2**20
-    except IrisctlError as exc:
-        return Check("docker memory", "warn", exc.message, exc.hint or "")
-    if have < minikube_mb:
-        return Check(
-            "docker memory",
-            "fail",
-            f"Docker has {have} MiB; minikube is set to {minikube_mb} MiB and will refuse",
-            f"give Docker at least {max(need, minikube_mb)} MiB (Docker Desktop: Settings → "
-            f"Resources), or lower IRISCTL_MINIKUBE_MEMORY_MB (the stack needs {need} MiB)",
-        )
-    if minikube_mb < need:
-        return Check(
-            "docker memory",
-            "warn",
-            f"minikube is set to {minikube_mb} MiB; the stack's pods and the node need {need} MiB",
-            f"raise IRISCTL_MINIKUBE_MEMORY_MB to {need} (Docker has {have} MiB)",
-        )
-    return Check(
-        "docker memory",
-        "ok",
-        f"Docker has {have} MiB; minikube {minikube_mb} MiB; the stack needs {need} MiB",
-    )
-
-
-def network_policy_check(profile: str) -> Check:
-    """minikube's default CNI (bridge or kindnet with the docker driver) stores NetworkPolicies
-    but enforces none; Calico or Cilium do, chosen only when the cluster is created."""
-    return Check(
-        "network policy",
-        "warn",
-        "minikube's default CNI does not enforce the stack's NetworkPolicies "
-        "(any pod can reach MLflow, MinIO and Alertmanager)",
-        f"recreate the cluster with one that does: minikube -p {profile} delete && "
-        f"minikube -p {profile} start --driver=docker --cni=calico",
-    )
 
 
 # -- promote / rollback / champion periods ---------------------------------------------------

@@ -94,3 +94,27 @@ def runbooks_at(rules_text: str, api_url: str) -> str:
 def read(name: str) -> str:
     """A shipped file, verbatim."""
     return (templates_dir() / name).read_text()
+
+
+# The scrape jobs of every target's Prometheus; the rules (``up{job=…}``) and ``top`` name them.
+API_JOB = "iris-model-api"
+MONITOR_JOB = "iris-monitor"
+PROMETHEUS_JOB = "prometheus"
+
+
+def prometheus_config(
+    scrape_interval: str,
+    rules_file: str,
+    alertmanager: str | None,
+    api: str,
+    monitor: str,
+    prometheus: str,
+) -> str:
+    """``prometheus.yml`` for any target: the same jobs, the target's addresses (host:port)."""
+    return render(
+        "prometheus/prometheus.yml.j2",
+        scrape_interval=scrape_interval,
+        rules_file=rules_file,
+        alertmanager=alertmanager,
+        scrape_targets={API_JOB: api, MONITOR_JOB: monitor, PROMETHEUS_JOB: prometheus},
+    )

@@ -39,6 +39,16 @@ class TrainOutcome:
     error: str | None
 
 
+@dataclass
+class Check:
+    """One preflight check of ``doctor``."""
+
+    name: str
+    level: str  # ok, warn, fail
+    detail: str
+    fix: str = ""
+
+
 Progress = Callable[[str, str], None]  # (step, state) → shows it to the user
 
 
@@ -140,6 +150,10 @@ class Target(Protocol):
 
     def logs(self, service: str, follow: bool, tail: int | None) -> Iterator[str]:
         """A service's log lines (``trainer``: the last training run)."""
+
+    def checks(self) -> list[Check]:
+        """``doctor``'s checks that only this target needs (beside the common ones)."""
+        ...
 
     def render(self) -> dict[str, str]:
         """The configuration ``up`` would apply, by file name."""

@@ -306,7 +306,6 @@ def test_logs(fake):
         "model-api line 4",
     ]
     assert run("logs", "nope").exit_code == 2
-    assert run("logs", "minio").exit_code == 2  # the local target has no MinIO
 
 
 def test_down_purge_needs_yes_without_a_terminal(fake):

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from irisctl import settings
+from irisctl import images, settings
 from irisctl.errors import IrisctlError
 from irisctl.targets import kube
 from irisctl.targets.kube import KubeTarget
@@ -206,11 +206,11 @@ def test_image_tag_follows_the_build_context(tmp_path, monkeypatch):
     files = {"Dockerfile": tmp_path / "Dockerfile", "iris_services/app.py": tmp_path / "app.py"}
     for f in files.values():
         f.write_text("one")
-    monkeypatch.setattr(kube.images, "build_context", lambda image="services": files)
-    first = kube.services_image_tag()
-    assert kube.services_image_tag() == first
+    monkeypatch.setattr(images, "build_context", lambda image="services": files)
+    first = images.services_image_tag()
+    assert images.services_image_tag() == first
     files["iris_services/app.py"].write_text("two")
-    assert kube.services_image_tag() != first
+    assert images.services_image_tag() != first
 
 
 def test_image_tag_covers_the_modes_the_images_files_get(tmp_path, monkeypatch):
@@ -220,10 +220,10 @@ def test_image_tag_covers_the_modes_the_images_files_get(tmp_path, monkeypatch):
 
     files = {"Dockerfile": tmp_path / "Dockerfile"}
     files["Dockerfile"].write_text("FROM scratch")
-    monkeypatch.setattr(kube.images, "build_context", lambda image="services": files)
-    normalised = kube.services_image_tag()
+    monkeypatch.setattr(images, "build_context", lambda image="services": files)
+    normalised = images.services_image_tag()
     monkeypatch.setattr(docker_client, "CONTEXT_FILE_MODE", 0o600)
-    assert kube.services_image_tag() != normalised
+    assert images.services_image_tag() != normalised
 
 
 def test_namespace_is_configurable_and_validated(tmp_path):
@@ -261,7 +261,7 @@ def test_cluster_prometheus_config_passes_promtool(tmp_path):
 
 
 def test_the_slim_model_api_image_holds_only_the_api_and_its_shared_code():
-    files = kube.build_context("model-api")
+    files = images.build_context("model-api")
     assert files["Dockerfile"].name == "api.Dockerfile"
     code = {name for name in files if name.startswith("iris_services/")}
     assert "iris_services/api/app.py" in code and "iris_services/common/settings.py" in code
@@ -270,7 +270,7 @@ def test_the_slim_model_api_image_holds_only_the_api_and_its_shared_code():
     packages = {ln.split(">")[0].strip() for ln in lines if ln and not ln.startswith("#")}
     assert "onnxruntime" in packages and "httpx" in packages
     assert not packages & {"mlflow", "mlflow-skinny", "scikit-learn", "pandas", "scipy"}
-    assert kube.services_image_tag("model-api") != kube.services_image_tag()
+    assert images.services_image_tag("model-api") != images.services_image_tag()
 
 
 def test_mlflow_telemetry_is_off_in_the_settings_and_the_image(manifests):

@@ -6,7 +6,9 @@ import pytest
 
 from iris_services.common import signing
 from irisctl import render, settings
-from irisctl.targets.local import LocalTarget, _read_new_lines
+from irisctl.targets.local import LocalTarget
+from irisctl.targets.local import files as local_files
+from irisctl.targets.local.logs import read_new_lines
 
 
 def target(tmp_path, **flags) -> LocalTarget:
@@ -59,14 +61,14 @@ def test_rules_are_shipped_verbatim_without_a_cap(tmp_path):
 def test_read_new_lines_returns_complete_lines_and_survives_rotation(tmp_path):
     log = tmp_path / "x.log"
     log.write_text("one\ntwo\npart")
-    lines, offset = _read_new_lines(log, 0)
+    lines, offset = read_new_lines(log, 0)
     assert lines == ["one", "two"] and offset == 8
     with log.open("a") as fh:
         fh.write("ial\n")
-    lines, offset = _read_new_lines(log, offset)
+    lines, offset = read_new_lines(log, offset)
     assert lines == ["partial"]
     log.write_text("new\n")  # rotated: smaller than the offset
-    assert _read_new_lines(log, offset) == (["new"], 4)
+    assert read_new_lines(log, offset) == (["new"], 4)
 
 
 def test_d1_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, monkeypatch):
@@ -77,7 +79,7 @@ def test_d1_without_prometheus_the_rest_still_runs_and_alerts_say_why(tmp_path, 
 
     real_which = _shutil.which
     monkeypatch.setattr(
-        "irisctl.targets.local.shutil.which",
+        "irisctl.targets.local.layout.shutil.which",
         lambda name, *a, **k: (
             None if "prometheus" in name or "alertmanager" in name else real_which(name, *a, **k)
         ),
@@ -125,7 +127,7 @@ def test_prometheus_names_the_address_irisctl_prints_in_generator_urls(tmp_path,
 
 
 def test_running_with_different_settings_names_what_differs(tmp_path):
-    from irisctl.targets.local import changed_settings
+    from irisctl.targets.local.files import changed_settings
 
     before = target(tmp_path).render()["supervisord.conf"]
     after = target(tmp_path, api_workers=3, train_schedule="0,30 * * * *").render()
@@ -143,10 +145,10 @@ def test_the_signing_key_file_is_0600_whatever_the_umask_and_kept_across_ups(tmp
     t = target(tmp_path)
     old = os.umask(umask)
     try:
-        t._write({})
+        local_files.write(t.layout, {})
         key = t.signing_key_file.read_text()
         t.signing_key_file.chmod(0o644)  # loosened by hand: the next `up` tightens it
-        t._write({})
+        local_files.write(t.layout, {})
     finally:
         os.umask(old)
     assert t.signing_key_file.parent == tmp_path / "data"
@@ -165,14 +167,14 @@ def test_only_the_trainer_and_the_api_are_given_the_signing_key(tmp_path):
 
 def test_status_url_is_the_base_and_the_page_a_person_opens_is_page(tmp_path, monkeypatch):
     """Scripts append API paths to `url`, so it is scheme://host:port for every service."""
-    from irisctl.targets.local import HEALTH_PATHS
+    from irisctl.targets.local.layout import HEALTH_PATHS
 
     t = target(tmp_path)
     info = {"statename": "RUNNING", "pid": 7, "start": 0, "now": 5, "exitstatus": 0}
     monkeypatch.setattr(t.supervisor, "running", lambda: True)
     monkeypatch.setattr(t.supervisor, "processes", lambda: {n: dict(info) for n in HEALTH_PATHS})
     # A Prometheus with the classic UI (Debian's 2.42) answers /classic/alerts.
-    monkeypatch.setattr("irisctl.targets.local.web.healthy", lambda url, timeout: True)
+    monkeypatch.setattr("irisctl.targets.local.target.web.healthy", lambda url, timeout: True)
     services = {s.name: s for s in t.services()}
     for name in HEALTH_PATHS:
         assert services[name].url == t.endpoint(name), name
@@ -187,7 +189,7 @@ def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, mon
     real_which = _shutil.which
     missing = {"on": True}
     monkeypatch.setattr(
-        "irisctl.targets.local.shutil.which",
+        "irisctl.targets.local.layout.shutil.which",
         lambda name, *a, **k: (
             None
             if missing["on"] and ("prometheus" in name or "alertmanager" in name)
@@ -195,7 +197,7 @@ def test_up_again_adds_prometheus_and_alertmanager_installed_since(tmp_path, mon
         ),
     )
     before = target(tmp_path)
-    before._write(before.render())  # the stack as the first `up` left it
+    local_files.write(before.layout, before.render())  # the stack as the first `up` left it
     missing["on"] = False
     t = target(tmp_path)
     added: list[str] = []
@@ -228,7 +230,7 @@ def test_the_files_up_writes_are_0600_as_alertmanager_yml_holds_the_webhook_url(
     files = t.render()
     old = os.umask(0o022)
     try:
-        t._write(files)
+        local_files.write(t.layout, files)
     finally:
         os.umask(old)
     written = t.run_dir / "alertmanager.yml"
@@ -237,3 +239,11 @@ def test_the_files_up_writes_are_0600_as_alertmanager_yml_holds_the_webhook_url(
     assert url in written.read_text()
     for name in files:
         assert stat.S_IMODE((t.run_dir / name).stat().st_mode) == 0o600, name
+
+
+def test_minio_has_no_log_on_the_local_target(tmp_path):
+    """MinIO runs only on the Kubernetes targets: `logs minio` says so (exit 2, bad input)."""
+    from irisctl.errors import BadInput
+
+    with pytest.raises(BadInput, match="minio runs only on the Kubernetes targets"):
+        list(target(tmp_path).logs("minio", follow=False, tail=None))

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from irisctl.errors import IrisctlError
-from irisctl.targets import mlflow_db
+from irisctl.targets.local import mlflow_db
 from tests.conftest import MlflowServer, free_port
 
 

@@ -3,26 +3,18 @@
 
 ``up`` renders ``templates/k8s/``, applies it with server-side apply, waits for the rollouts
 saying why anything is pending, and forwards local ports to the pods through the API server.
-Each room reads alone: ``manifests`` (what is applied), ``images`` (the images irisctl builds),
+Each module reads alone: ``manifests`` (what is applied), ``checks`` (``doctor``'s),
 ``rollout`` (waiting, and why not ready), ``jobs`` (training Jobs), ``forwarding`` (the
 background port-forward), ``teardown`` (``down``); ``target`` composes them.
 """
 
 from .forwarding import FORWARDS
-from .images import (
-    BUILT_IMAGES,
-    build_context,
-    build_images,
-    build_services_image,
-    services_image_tag,
-)
 from .jobs import CRONJOB, TRAINER_SELECTOR
 from .manifests import IMAGES, MANIFESTS, NAMESPACE, RESOURCES, SECRET_NAME
 from .rollout import STUCK, WORKLOADS
 from .target import KubeTarget
 
 __all__ = [
-    "BUILT_IMAGES",
     "CRONJOB",
     "FORWARDS",
     "IMAGES",
@@ -34,8 +26,4 @@ __all__ = [
     "TRAINER_SELECTOR",
     "WORKLOADS",
     "KubeTarget",
-    "build_context",
-    "build_images",
-    "build_services_image",
-    "services_image_tag",
 ]

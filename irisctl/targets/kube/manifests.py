@@ -7,10 +7,10 @@ import hashlib
 import json
 from typing import Any
 
+from ... import images as images_mod
 from ... import render as templates
 from ...settings import Config
 from ..base import seed_settings, service_settings
-from .images import BUILT_IMAGES, services_image_tag
 
 NAMESPACE = "iris-mlops"
 SECRET_NAME = "iris-credentials"
@@ -100,10 +100,9 @@ def bucket_policy(bucket: str) -> dict[str, Any]:
 
 
 def images(config: Config, target: str) -> dict[str, str]:
-    registry = config["registry"].rstrip("/")
-    prefix = f"{registry}/" if target == "kubernetes" and registry else ""
-    built = {i: f"{prefix}{r}:{services_image_tag(i)}" for i, r in BUILT_IMAGES.items()}
-    return {**built, **IMAGES}
+    """The image of each workload: ours by service (``images.SERVICE_IMAGES``), the others'
+    pinned."""
+    return {**images_mod.service_tags(config, target), **IMAGES}
 
 
 def service_env(config: Config) -> dict[str, str]:
@@ -168,14 +167,20 @@ def render(config: Config, target: str) -> dict[str, str]:
         "allowed_hosts": allowed_hosts(c["namespace"]),
         "api_workers": api_workers(config),
         "schedule": c["train_schedule"],
-        "prometheus_yml": templates.render(
-            "k8s/prometheus.yml.j2", scrape_interval=c["scrape_interval"]
+        "prometheus_yml": templates.prometheus_config(
+            scrape_interval=c["scrape_interval"],
+            rules_file="/etc/prometheus/alerts.yml",
+            alertmanager="alertmanager-service:9093",
+            # model-api-metrics: sees the API before it serves a model (publishNotReadyAddresses)
+            api="model-api-metrics:8080",
+            monitor="monitor-service:8001",
+            prometheus="localhost:9090",
         ),
         "rules_yml": templates.cap_for(templates.read("prometheus/alerts.yml"), c["alert_for_max"]),
         # The webhook URL is a credential: in the Secret, read by Alertmanager when it notifies.
         "alert_webhook": bool(c["alert_webhook_url"]),
         "alertmanager_yml": templates.render(
-            "local/alertmanager.yml.j2",
+            "prometheus/alertmanager.yml.j2",
             webhook_url=None,
             webhook_url_file=WEBHOOK_URL_FILE if c["alert_webhook_url"] else None,
         ),

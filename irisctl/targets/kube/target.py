@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ... import state
+from ... import images, state
 from ...clients import kube, minikube
 from ...clients.kube import Cluster
 from ...errors import BadInput, IrisctlError, NotUp
 from ...portforward import Forward
 from ...settings import RECORDED_PLACE, Config
-from ..base import Progress, ServiceState, TrainOutcome
-from . import images, jobs, manifests, rollout, teardown
+from ..base import Check, Progress, ServiceState, TrainOutcome
+from . import jobs, manifests, rollout, teardown
 from .forwarding import FORWARDS, Forwarder
 from .manifests import DEFAULT_BACKEND_URI, SECRET_NAME
 from .objects import PART_OF, label, name, newest_first
@@ -42,6 +43,16 @@ class KubeTarget:
         self.forwarder = Forwarder(config, name, self.cluster, self._kubeconfig_server)
 
     # -- what is applied -----------------------------------------------------------------------
+
+    def checks(self) -> list[Check]:
+        if self.name != "minikube":
+            return []
+        from .checks import docker_memory_check, network_policy_check
+
+        found = [network_policy_check(self.config["minikube_profile"])]
+        if shutil.which("docker") or os.environ.get("DOCKER_HOST"):
+            found.append(docker_memory_check(self.config["minikube_memory_mb"]))
+        return found
 
     def render(self) -> dict[str, str]:
         """Every manifest ``up`` applies, one component per file (no Secret values)."""

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import IrisctlError
-from .base import Progress
+from ...errors import IrisctlError
+from ..base import Progress
 
 _REVISION = re.compile(r"^revision\s*(?::\s*str\s*)?=\s*['\"]([0-9a-f]+)['\"]", re.M)
 _DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.M)

@@ -1,0 +1,117 @@
+"""The model API's traffic as Prometheus sees it (``status``, ``top``): the PromQL, beside the
+Prometheus client, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clients import prometheus
+from .render import API_JOB
+
+
+@dataclass
+class Traffic:
+    """The model API's traffic as Prometheus sees it now: load, latency, class mix, drift."""
+
+    prometheus: str
+    request_rate: float | None  # requests/s over ``rate_range``
+    error_ratio: float | None  # share of 5xx answers
+    rejected_ratio: float | None  # share of 4xx answers (bad input, too large)
+    p50_ms: float | None
+    p99_ms: float | None
+    versions: list[str]  # the served version (two during a swap)
+    class_mix: dict[str, float]  # share of the rows predicted as each class over ``mix_range``
+    psi: dict[str, float]  # per feature, over the API's drift window
+    window_rows: float | None
+    min_rows: float | None  # IrisInputDrift waits for this many rows
+    psi_threshold: float | None
+    out_of_range: dict[str, float]  # values outside the training range since the API started
+    alerts: list[dict[str, str]]
+    rate_range: str
+    mix_range: str
+    missing: list[str] = field(default_factory=list)  # what has no data, and why
+
+    def as_status(self) -> dict[str, Any]:
+        """The part ``status --json`` shows."""
+        return {
+            "psi": self.psi,
+            "window_rows": self.window_rows,
+            "min_rows": self.min_rows,
+            "psi_threshold": self.psi_threshold,
+            "class_mix": self.class_mix,
+            "mix_range": self.mix_range,
+            "missing": self.missing,
+        }
+
+
+def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Traffic:
+    """Query Prometheus for the API's traffic; IrisctlError when Prometheus does not answer."""
+    r, m = rate_range, mix_range
+    with prometheus.Query(prom_url) as q:
+        total = q.scalar(f"sum(rate(iris_api_requests_total[{r}]))")
+        errors = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"5.."}}[{r}]))')
+        rejected = q.scalar(f'sum(rate(iris_api_requests_total{{status=~"4.."}}[{r}]))')
+        buckets = f"sum by (le) (rate(iris_api_request_duration_seconds_bucket[{r}]))"
+        p50 = q.scalar(f"histogram_quantile(0.5, {buckets})")
+        p99 = q.scalar(f"histogram_quantile(0.99, {buckets})")
+        versions = q.by("version", "max by (version) (iris_api_model_version_info) == 1")
+        mix = q.by("class", f"sum by (class) (increase(iris_api_predictions_total[{m}]))")
+        psi = q.by("feature", "max by (feature) (iris_api_feature_psi)")
+        rows = q.scalar("sum(iris_api_drift_window_rows)")
+        min_rows = q.scalar("max(iris_api_drift_min_window_rows)")
+        threshold = q.scalar("max(iris_api_drift_psi_threshold)")
+        loaded = q.scalar("min(iris_api_drift_reference_loaded)")
+        outside = q.by("feature", "sum by (feature) (iris_api_inputs_out_of_range_total)")
+        # rate() needs two samples: one scrape since the API served shows counters, not rates.
+        counted = q.scalar("count(iris_api_requests_total)") if total is None else None
+        interval = q.scrape_interval(API_JOB) if counted else None
+    found = prometheus.alerts(prom_url)
+    missing = []
+    if total is None and counted:
+        apart = f"{_seconds(interval)} apart" if interval else "one scrape interval apart"
+        missing.append(f"request rates need two scrapes, {apart}")
+    elif total is None:
+        missing.append(
+            "no request metrics yet: Prometheus has not scraped the model API since it served "
+            "(if this lasts, `irisctl logs prometheus`)"
+        )
+    elif total == 0:
+        missing.append(f"no requests in the last {r}")
+    if loaded == 0:
+        missing.append(
+            "no drift reference loaded: right after a new champion the API fetches its "
+            "reference profile, and Prometheus sees it at its next scrape; if this lasts, the "
+            "champion has no profile or the API could not fetch it (`irisctl logs model-api`)"
+        )
+    elif rows is not None and min_rows is not None and rows < min_rows:
+        missing.append(f"the drift window holds {rows:.0f} rows; alerts wait for {min_rows:.0f}")
+    mix_total = sum(mix.values())
+    return Traffic(
+        prometheus=prom_url,
+        request_rate=total,
+        # No 5xx series at all is no 5xx answer: 0 once there are requests.
+        error_ratio=(errors or 0.0) / total if total else None,
+        rejected_ratio=(rejected or 0.0) / total if total else None,
+        p50_ms=p50 * 1000 if p50 is not None else None,
+        p99_ms=p99 * 1000 if p99 is not None else None,
+        versions=sorted(versions, key=lambda v: int(v) if v.isdigit() else 0),
+        class_mix={c: n / mix_total for c, n in sorted(mix.items())} if mix_total else {},
+        psi=dict(sorted(psi.items())),
+        window_rows=rows,
+        min_rows=min_rows,
+        psi_threshold=threshold,
+        out_of_range=dict(sorted(outside.items())),
+        alerts=[{"name": a.name, "state": a.state} for a in found],
+        rate_range=r,
+        mix_range=m,
+        missing=missing,
+    )
+
+
+def _seconds(duration: str) -> str:
+    """Prometheus' "15s" as people write it: "15 s" (and "1m" as "1 min")."""
+    number, unit = duration[:-1], duration[-1]
+    if number.isdigit() and unit in "sm":
+        return f"{number} {'s' if unit == 's' else 'min'}"
+    return duration
