@@ -1,5 +1,6 @@
-"""The command line: wiring only. Each command reads its options, calls one use case in ``ops``
-and hands the result to one renderer in ``output``. Errors are caught once, in ``_Group``.
+"""The command line: commands only. Each command reads its options, calls one use case in
+``ops`` and hands the result to ``output.show``. The typer adaptations they stand on (the error
+boundary, the global options, the shared option helpers) are in ``cli_support``.
 
 Heavy modules (mlflow, kubernetes, docker, sklearn) are never imported here, so ``--help`` stays
 fast; ``ops`` is imported inside each command.
@@ -9,177 +10,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from . import __version__, output
+from . import output
+from .cli_support import Group, JsonOpt, global_options, load_config, reporter
 from .errors import EXIT_FAILED, EXIT_NOT_UP, BadInput, IrisctlError, NotUp
 
-if TYPE_CHECKING:
-    from .settings import Config
-
-
-class _Group(TyperGroup):
-    """The error boundary: an IrisctlError becomes 'Error: … / Hint: …' and its exit code."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _what_a_user_types(self.params)
-        for command in self.commands.values():
-            _what_a_user_types(command.params)
-
-    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
-        try:
-            return super().invoke(ctx)
-        except IrisctlError as exc:
-            output.error(exc.message, exc.hint)
-            if (ctx.obj or {}).get("verbose"):
-                output.err_console.print_exception()
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            reporter = (ctx.obj or {}).get("reporter")
-            output.interrupted(ctx.invoked_subcommand, reporter.unfinished if reporter else None)
-            raise typer.Exit(130) from None
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(self, args))
-
-
-def hoist_global_options(group: Any, args: list[str]) -> list[str]:
-    """Move the global options given after the verb to before it, as kubectl accepts them.
-
-    ``irisctl up --target local -v`` is ``irisctl --target local -v up``. Values of the verb's own
-    options and everything after ``--`` stay where they are.
-    """
-    takes_value = _option_names(group.params)
-    verb_at = 0
-    while verb_at < len(args) and args[verb_at].startswith("-") and args[verb_at] != "--":
-        name = args[verb_at].split("=", 1)[0]
-        verb_at += 2 if takes_value.get(name) and "=" not in args[verb_at] else 1
-    if verb_at >= len(args) or args[verb_at] not in group.commands:
-        return args
-    own = _option_names(group.commands[args[verb_at]].params)
-    hoisted: list[str] = []
-    kept: list[str] = []
-    rest = args[verb_at + 1 :]
-    i = 0
-    while i < len(rest):
-        token = rest[i]
-        name = token.split("=", 1)[0]
-        if token == "--":
-            kept += rest[i:]
-            break
-        width = 2 if "=" not in token else 1
-        if name in takes_value and name not in own:
-            width = width if takes_value[name] else 1
-            hoisted += rest[i : i + width]
-        else:
-            width = width if own.get(name) else 1
-            kept += rest[i : i + width]
-        i += width
-    return [*args[:verb_at], *hoisted, args[verb_at], *kept]
-
-
-def _what_a_user_types(params: list[Any]) -> None:
-    """Help shows what a user types: an option a word for its value (``--api-port PORT``, not
-    ``<int>``); flags and arguments no type label (see ``_no_type_label``)."""
-    for p in params:
-        option = getattr(p, "param_type_name", "") == "option"
-        if option and not (p.is_flag or p.count) and p.metavar is None:
-            p.metavar = max(p.opts, key=len).lstrip("-").split("-")[-1].upper()
-
-
-def _no_type_label(self: Any, ctx: Any) -> str | None:
-    # typer labels every flag `<bool>` (even --help) and every argument with its Python type
-    # (`<list[str]>`), which reads as if flags took values. Class-wide, so typer's own --help
-    # and completion flags read the same.
-    if isinstance(self, TyperArgument):
-        return None
-    if self.is_flag or self.count:
-        return ""
-    return _typer_option_type(self, ctx)
-
-
-_typer_option_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _no_type_label  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _no_type_label  # type: ignore[method-assign]
-
-
-def _option_names(params: list[Any]) -> dict[str, bool]:
-    """Each option's spellings → whether it takes a value."""
-    return {
-        name: not (p.is_flag or p.count)
-        for p in params
-        if getattr(p, "param_type_name", "") == "option" and not p.is_eager
-        for name in (*p.opts, *p.secondary_opts)
-    }
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Train, track, serve, monitor and alert on an Iris classifier on this machine.",
     epilog="Example: irisctl up && irisctl predict 5.1 3.5 1.4 0.2",
 )
-
-JsonOpt = typer.Option(False, "--json", help="Print the result as JSON, for scripts.")
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"irisctl {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    target: str = typer.Option(
-        None,
-        "--target",
-        help="Where the stack runs: local, minikube or Kubernetes (default: auto).",
-    ),
-    context: str = typer.Option(
-        None, "--context", help="Kubernetes target: the kubeconfig context (always named)."
-    ),
-    registry: str = typer.Option(
-        None, "--registry", help="Kubernetes target: where the services image is pushed."
-    ),
-    namespace: str = typer.Option(
-        None, "--namespace", help="Kubernetes targets: the namespace (default iris-mlops)."
-    ),
-    kubeconfig: str = typer.Option(
-        None, "--kubeconfig", help="Kubernetes targets: kubeconfig [$KUBECONFIG, ~/.kube/config]."
-    ),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show tracebacks for errors."),
-    version: bool = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    ctx.obj = {
-        "verbose": verbose,
-        "flags": {
-            "target": target,
-            "context": context,
-            "registry": registry,
-            "namespace": namespace,
-            "kubeconfig": kubeconfig,
-        },
-    }
-
-
-def _config(ctx: typer.Context, **flags: Any) -> Config:
-    from . import settings, state
-
-    home = settings.default_home()
-    return settings.load({**ctx.obj["flags"], **flags}, home=home, recorded=state.read(home))
-
-
-def _reporter(json_out: bool) -> output.Reporter:
-    return output.Reporter(to_stderr=json_out)
+app.callback()(global_options)
 
 
 @app.command()
@@ -219,7 +64,7 @@ def up(
     """
     from . import ops
 
-    config = _config(
+    config = load_config(
         ctx,
         mlflow_port=mlflow_port,
         api_port=api_port,
@@ -231,9 +76,9 @@ def up(
         backend_store_uri=backend_store_uri,
         adopt=adopt,
     )
-    report = ctx.obj["reporter"] = _reporter(json_out)  # Ctrl-C says what was still starting
+    report = ctx.obj["reporter"] = reporter(json_out)  # Ctrl-C says what was still starting
     result = ops.up(config, report.progress, report.line)
-    output.print_json(result) if json_out else output.up(result)
+    output.show(output.UpView(result), json_out)
 
 
 @app.command()
@@ -254,17 +99,17 @@ def train(
     if now and cancel:
         raise BadInput("give --now or --cancel, not both")
     if cancel:
-        stopped = ops.cancel_training(_config(ctx))
-        output.print_json(stopped) if json_out else output.lines(stopped or ["no training ran"])
+        stopped = ops.cancel_training(load_config(ctx))
+        output.show(output.CancelView(stopped), json_out)
         return
     if not now:
         raise BadInput(
             "train runs only on demand with --now; scheduled runs follow the schedule",
             "irisctl train --now",
         )
-    report = _reporter(json_out)
-    result = ops.train(_config(ctx), report.line)
-    output.print_json(result) if json_out else output.train(result)
+    report = reporter(json_out)
+    result = ops.train(load_config(ctx), report.line)
+    output.show(output.TrainView(result), json_out)
     if not result.ok:
         raise IrisctlError(
             f"training failed: {result.error or f'exit {result.exit_code}'}",
@@ -328,15 +173,14 @@ def predict(
     if out is not None:
         with output.BatchProgress(file) as progress:
             summary = ops.predict_file(
-                _config(ctx), file, out, skip_bad, progress.update, chunk_rows
+                load_config(ctx), file, out, skip_bad, progress.update, chunk_rows
             )
-        output.print_json(summary.as_json()) if json_out and out != "-" else output.batch_summary(
-            summary
-        )
+        # With --out -, stdout is the scores: the summary goes to stderr even under --json.
+        output.show(output.BatchView(summary), json_out and out != "-")
         return
     rows = ops.read_rows(Path(file)) if file is not None else [ops.parse_features(features or [])]
-    answer = ops.predict(_config(ctx), rows)
-    output.print_json(answer) if json_out else output.prediction(answer)
+    answer = ops.predict(load_config(ctx), rows)
+    output.show(output.PredictionView(answer), json_out)
 
 
 @app.command()
@@ -356,19 +200,19 @@ def status(
     from . import ops
 
     if show_secrets:
-        found = ops.secrets(_config(ctx))
-        output.print_json(found) if json_out else output.secrets(found)
+        found = ops.secrets(load_config(ctx))
+        output.show(output.SecretsView(found), json_out)
         return
     try:
-        result = ops.status(_config(ctx))
+        result = ops.status(load_config(ctx))
     except NotUp as exc:
         if not json_out:
             raise
         output.error(exc.message, exc.hint)
         # Scripts get the same shape, every service stopped, and the contract's exit code.
-        output.print_json(ops.stopped_status(_config(ctx)).as_json())
+        output.show(output.StatusView(ops.stopped_status(load_config(ctx))), json_out)
         raise typer.Exit(EXIT_NOT_UP) from None
-    output.print_json(result.as_json()) if json_out else output.status(result)
+    output.show(output.StatusView(result), json_out)
     if not result.healthy:
         raise typer.Exit(EXIT_FAILED)
 
@@ -381,8 +225,8 @@ def alerts(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """
     from . import ops
 
-    found = ops.alerts(_config(ctx))
-    output.print_json([a.__dict__ for a in found]) if json_out else output.alerts(found)
+    found = ops.alerts(load_config(ctx))
+    output.show(output.AlertsView(found), json_out)
 
 
 @app.command()
@@ -399,12 +243,10 @@ def top(
     """
     from . import ops
 
-    source = ops.top_source(_config(ctx))
+    source = ops.top_source(load_config(ctx))
     if once or json_out:
         snapshot = ops.traffic(source)
-        output.print_json(snapshot) if json_out else output.console.print(
-            output.top_view(snapshot, source, interval)
-        )
+        output.show(output.TrafficView(snapshot, source, interval), json_out)
         return
     output.live_top(lambda: ops.traffic(source), source, interval)
 
@@ -429,15 +271,11 @@ def history(
 
     if plot is not None:
         plots.check_path(plot)
-    config = _config(ctx)
+    config = load_config(ctx)
     rows = ops.history(config, limit)
     if plot is not None:
         plots.accuracy_over_time(rows, plot, config["accuracy_threshold"])
-    if json_out:
-        output.print_json([r.__dict__ for r in rows])
-        return
-    output.history(rows, plot)
-    output.champion_periods(ops.champion_periods(config))
+    output.show(output.HistoryView(rows, plot, lambda: ops.champion_periods(config)), json_out)
 
 
 @app.command()
@@ -455,8 +293,8 @@ def promote(
     """
     from . import ops
 
-    result = ops.promote(_config(ctx), version, force)
-    output.print_json(result) if json_out else output.alias_moved(result)
+    result = ops.promote(load_config(ctx), version, force)
+    output.show(output.AliasView(result), json_out)
 
 
 @app.command()
@@ -467,8 +305,8 @@ def rollback(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """
     from . import ops
 
-    result = ops.promote(_config(ctx), None)
-    output.print_json(result) if json_out else output.alias_moved(result)
+    result = ops.promote(load_config(ctx), None)
+    output.show(output.AliasView(result), json_out)
 
 
 @app.command()
@@ -491,7 +329,7 @@ def logs(
     """
     from . import ops
 
-    for line in ops.logs(_config(ctx), service, follow, tail):
+    for line in ops.logs(load_config(ctx), service, follow, tail):
         print(output.plain(line), flush=True)  # no escape sequence reaches the terminal
 
 
@@ -514,7 +352,7 @@ def down(
     """
     from . import ops
 
-    config = _config(ctx)
+    config = load_config(ctx)
     if dry_run:
         for line in ops.down(config, purge, dry_run=True, cluster=cluster) or ["nothing to do"]:
             output.console.print(line)
@@ -546,7 +384,7 @@ def port_forward(ctx: typer.Context) -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    forwards = ops.port_forward(_config(ctx), lambda msg: output.err_console.print(msg))
+    forwards = ops.port_forward(load_config(ctx), lambda msg: output.err_console.print(msg))
     for f in forwards:
         output.console.print(f"forwarding 127.0.0.1:{f.port}")
     try:
@@ -567,13 +405,7 @@ def render(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """
     from . import ops
 
-    files = ops.render(_config(ctx))
-    if json_out:
-        output.print_json(files)
-        return
-    from .render import stream
-
-    print(stream(files), end="")
+    output.show(output.RenderView(ops.render(load_config(ctx))), json_out)
 
 
 @app.command()
@@ -592,9 +424,9 @@ def build(
     """
     from . import ops
 
-    report = _reporter(json_out)
-    result = ops.build(_config(ctx), base_image, report.line)
-    output.print_json(result.images) if json_out else output.build(result)
+    report = reporter(json_out)
+    result = ops.build(load_config(ctx), base_image, report.line)
+    output.show(output.BuildView(result), json_out)
 
 
 @app.command()
@@ -605,8 +437,8 @@ def doctor(ctx: typer.Context, json_out: bool = JsonOpt) -> None:
     """
     from . import ops
 
-    checks = ops.doctor(_config(ctx))
-    output.print_json([c.__dict__ for c in checks]) if json_out else output.doctor(checks)
+    checks = ops.doctor(load_config(ctx))
+    output.show(output.DoctorView(checks), json_out)
     if any(c.level == "fail" for c in checks):
         raise typer.Exit(EXIT_FAILED)
 

@@ -1,4 +1,5 @@
-"""Renderers: each result object is printed once, as JSON (``--json``) or as rich text."""
+"""Renderers: each command's result is printed once, by ``show``: as JSON (``--json``) or as
+rich text. One view class per result owns both shapes (``to_json`` and ``text``)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,29 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from .batch import Summary
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
-    from .ops import BuildResult, Check, HistoryRow, StatusResult, Traffic, TrainResult, UpResult
+    from .ops import (
+        AliasResult,
+        BuildResult,
+        ChampionPeriod,
+        Check,
+        HistoryRow,
+        StatusResult,
+        Traffic,
+        TrainResult,
+        UpResult,
+    )
 
 console = Console()
 err_console = Console(stderr=True)
@@ -70,6 +82,22 @@ def print_json(data: Any) -> None:
     if is_dataclass(data) and not isinstance(data, type):
         data = asdict(data)
     print(json.dumps(data, indent=2, default=str))
+
+
+class View(Protocol):
+    """A command's result as it is shown: its JSON shape (for ``--json``) and its rich text."""
+
+    def to_json(self) -> Any: ...
+
+    def text(self) -> None: ...
+
+
+def show(view: View, json_out: bool) -> None:
+    """Print a command's result once: JSON for scripts, else rich text."""
+    if json_out:
+        print_json(view.to_json())
+    else:
+        view.text()
 
 
 def age(ts: float | None) -> str:
@@ -134,23 +162,35 @@ class Reporter:
         log_line(line, self.console)
 
 
-def up(result: UpResult) -> None:
-    console.print(
-        f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target ({safe(result.reason)})."
-    )
-    if result.champion:
-        console.print(champion_line(result.champion))
-    width = max((len(name) for name in result.urls), default=0) + 2
-    for name, url in result.urls.items():  # whole, never cut to the terminal: people copy them
-        console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
-    console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
-    activate = Path(sys.argv[0]).parent / "activate"
-    if command_name() != "irisctl" and activate.exists():
+@dataclass
+class UpView:
+    """``up``: what it did and where the services are."""
+
+    result: UpResult
+
+    def to_json(self) -> Any:
+        return asdict(self.result)
+
+    def text(self) -> None:
+        result = self.result
         console.print(
-            f"  (or put irisctl on your PATH: [bold]source {_short(activate)}[/])", highlight=False
+            f"\n[bold]irisctl is up[/] on the [bold]{result.target}[/] target "
+            f"({safe(result.reason)})."
         )
-    for w in result.warnings:
-        err_console.print(f"[yellow]Warning:[/] {safe(w)}")
+        if result.champion:
+            console.print(champion_line(result.champion))
+        width = max((len(name) for name in result.urls), default=0) + 2
+        for name, url in result.urls.items():  # whole, never cut to the terminal: people copy them
+            console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
+        console.print(f"Try: [bold]{command_name()} predict 5.1 3.5 1.4 0.2[/]", highlight=False)
+        activate = Path(sys.argv[0]).parent / "activate"
+        if command_name() != "irisctl" and activate.exists():
+            console.print(
+                f"  (or put irisctl on your PATH: [bold]source {_short(activate)}[/])",
+                highlight=False,
+            )
+        for w in result.warnings:
+            err_console.print(f"[yellow]Warning:[/] {safe(w)}")
 
 
 def command_name() -> str:
@@ -192,114 +232,184 @@ def interrupted(verb: str | None, unfinished: dict[str, str] | None = None) -> N
     err_console.print(f"interrupted{': ' + what if what else ''}", highlight=False, soft_wrap=True)
 
 
-def train(result: TrainResult) -> None:
-    s = result.summary
-    if not result.ok or s is None:
-        return
-    if s.get("promoted"):
-        console.print(
-            f"[green]✓[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → "
-            f"registered version {safe(s['version'])}, now [bold]champion[/]"
-        )
-        if s.get("scored_champion_accuracy") is not None:
-            console.print(f"  {safe(s['reason'])}")
-    else:
-        console.print(
-            f"[yellow]•[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → not promoted "
-            f"({safe(s['reason'])}); champion stays v{safe(s.get('champion_version'))}"
-        )
-        if s.get("champion_validated") is not None:  # continuous validation
-            verdict = "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
+@dataclass
+class TrainView:
+    """``train --now``: the run, its accuracy and what the gate decided."""
+
+    result: TrainResult
+
+    def to_json(self) -> Any:
+        return asdict(self.result)
+
+    def text(self) -> None:
+        s = self.result.summary
+        if not self.result.ok or s is None:
+            return
+        if s.get("promoted"):
             console.print(
-                f"  champion v{safe(s.get('champion_version'))} scored "
-                f"{s.get('scored_champion_accuracy', 0):.3f} on the same rows: {verdict}"
+                f"[green]✓[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → "
+                f"registered version {safe(s['version'])}, now [bold]champion[/]"
+            )
+            if s.get("scored_champion_accuracy") is not None:
+                console.print(f"  {safe(s['reason'])}")
+        else:
+            console.print(
+                f"[yellow]•[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → "
+                f"not promoted ({safe(s['reason'])}); "
+                f"champion stays v{safe(s.get('champion_version'))}"
+            )
+            if s.get("champion_validated") is not None:  # continuous validation
+                verdict = (
+                    "re-validated" if s["champion_validated"] else "[red]below the threshold[/]"
+                )
+                console.print(
+                    f"  champion v{safe(s.get('champion_version'))} scored "
+                    f"{s.get('scored_champion_accuracy', 0):.3f} on the same rows: {verdict}"
+                )
+
+
+@dataclass
+class CancelView:
+    """``train --cancel``: what was stopped, one line each."""
+
+    stopped: list[str]
+
+    def to_json(self) -> Any:
+        return self.stopped
+
+    def text(self) -> None:
+        for text in self.stopped or ["no training ran"]:
+            console.print(text, highlight=False)
+
+
+@dataclass
+class PredictionView:
+    """``predict``: the API's answer, a table of classes and probabilities."""
+
+    answer: dict[str, Any]
+
+    def to_json(self) -> Any:
+        return self.answer
+
+    def text(self) -> None:
+        answer = self.answer
+        rows = answer.get("predictions") or [answer]
+        model = answer.get("model", {})
+        table = Table(title=f"{safe(model.get('name'))} v{safe(model.get('version'))}")
+        table.add_column("#", justify="right")
+        table.add_column("prediction", style="bold")
+        for name in rows[0]["probabilities"]:
+            table.add_column(safe(name), justify="right")
+        for i, row in enumerate(rows, 1):
+            table.add_row(
+                str(i),
+                safe(row["prediction"]),
+                *(f"{p:.3f}" for p in row["probabilities"].values()),
+            )
+        console.print(table)
+        for i, row in enumerate(rows, 1):
+            for warning in row.get("warnings", []):
+                err_console.print(f"[yellow]Warning:[/] row {i}: {safe(warning)}", highlight=False)
+
+
+@dataclass
+class StatusView:
+    """``status``: services, the champion, recent runs, traffic and alerts."""
+
+    result: StatusResult
+
+    def to_json(self) -> Any:
+        return self.result.as_json()
+
+    def text(self) -> None:
+        result = self.result
+        console.print(f"Target: [bold]{result.target}[/]")
+        table = Table("service", "state", "uptime", "pid", "detail")
+        for s in result.services:
+            uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
+            table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), safe(s.detail))
+        console.print(table)
+        urls = {s.name: s.page or s.url for s in result.services if s.url}
+        width = max((len(name) for name in urls), default=0) + 2
+        for name, url in urls.items():  # whole, never cut to the terminal: people copy them
+            console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
+        if result.model:
+            console.print(champion_line(result.model))
+        elif result.model_error:
+            console.print(f"Champion: [red]unknown[/] ({safe(result.model_error)})")
+        else:
+            console.print("Champion: [yellow]none yet[/] (run `irisctl train --now`)")
+        if result.runs:
+            runs = Table(
+                "run", "started", "status", "accuracy", "gate", title="Recent training runs"
+            )
+            for r in result.runs:
+                runs.add_row(
+                    safe(r.run_id[:12]),
+                    f"{age(r.started_at)} ago",
+                    _styled(r.status.lower()),
+                    f"{r.accuracy:.3f}" if r.accuracy is not None else "-",
+                    safe(r.gate or "-"),
+                )
+            console.print(runs)
+        for note in result.notes:
+            console.print(f"[yellow]Note:[/] {safe(note)}")
+        if result.traffic is not None:
+            for line in traffic_lines(result.traffic):
+                console.print(line)
+        if result.alerts is None:
+            console.print(f"Alerts: [yellow]unavailable[/] ({safe(result.alerts_reason)})")
+        else:
+            console.print(
+                "Alerts: "
+                + ", ".join(f"{safe(a['name'])} {_styled(a['state'])}" for a in result.alerts)
             )
 
 
-def prediction(answer: dict[str, Any]) -> None:
-    rows = answer.get("predictions") or [answer]
-    model = answer.get("model", {})
-    table = Table(title=f"{safe(model.get('name'))} v{safe(model.get('version'))}")
-    table.add_column("#", justify="right")
-    table.add_column("prediction", style="bold")
-    for name in rows[0]["probabilities"]:
-        table.add_column(safe(name), justify="right")
-    for i, row in enumerate(rows, 1):
-        table.add_row(
-            str(i), safe(row["prediction"]), *(f"{p:.3f}" for p in row["probabilities"].values())
-        )
-    console.print(table)
-    for i, row in enumerate(rows, 1):
-        for warning in row.get("warnings", []):
-            err_console.print(f"[yellow]Warning:[/] row {i}: {safe(warning)}", highlight=False)
+@dataclass
+class SecretsView:
+    """``status --show-secrets``: the generated credentials."""
+
+    found: dict[str, str]
+
+    def to_json(self) -> Any:
+        return self.found
+
+    def text(self) -> None:
+        found = self.found
+        if not found:
+            console.print("This target generated no credentials (its services bind 127.0.0.1).")
+            return
+        table = Table("key", "value", title="Generated credentials (keep them out of logs)")
+        for key, value in found.items():
+            table.add_row(safe(key), safe(value))
+        console.print(table)
 
 
-def status(result: StatusResult) -> None:
-    console.print(f"Target: [bold]{result.target}[/]")
-    table = Table("service", "state", "uptime", "pid", "detail")
-    for s in result.services:
-        uptime = age(time.time() - s.uptime_s) if s.uptime_s is not None else "-"
-        table.add_row(s.name, _styled(s.state), uptime, str(s.pid or "-"), safe(s.detail))
-    console.print(table)
-    urls = {s.name: s.page or s.url for s in result.services if s.url}
-    width = max((len(name) for name in urls), default=0) + 2
-    for name, url in urls.items():  # whole, never cut to the terminal: people copy them
-        console.print(f"  {name:<{width}}{safe(url)}", highlight=False, soft_wrap=True)
-    if result.model:
-        console.print(champion_line(result.model))
-    elif result.model_error:
-        console.print(f"Champion: [red]unknown[/] ({safe(result.model_error)})")
-    else:
-        console.print("Champion: [yellow]none yet[/] (run `irisctl train --now`)")
-    if result.runs:
-        runs = Table("run", "started", "status", "accuracy", "gate", title="Recent training runs")
-        for r in result.runs:
-            runs.add_row(
-                safe(r.run_id[:12]),
-                f"{age(r.started_at)} ago",
-                _styled(r.status.lower()),
-                f"{r.accuracy:.3f}" if r.accuracy is not None else "-",
-                safe(r.gate or "-"),
+@dataclass
+class AlertsView:
+    """``alerts``: every rule, its state and, when active, its runbook."""
+
+    found: list[Alert]
+
+    def to_json(self) -> Any:
+        return [asdict(a) for a in self.found]
+
+    def text(self) -> None:
+        found = self.found
+        table = Table()
+        table.add_column("alert", no_wrap=True)
+        for name in ("state", "since", "severity", "summary"):
+            table.add_column(name)
+        for a in found:
+            since = f"{age(a.since)} ago" if a.since else "-"
+            table.add_row(
+                safe(a.name), _styled(a.state), since, safe(a.severity), safe(a.summary or "-")
             )
-        console.print(runs)
-    for note in result.notes:
-        console.print(f"[yellow]Note:[/] {safe(note)}")
-    if result.traffic is not None:
-        for line in traffic_lines(result.traffic):
-            console.print(line)
-    if result.alerts is None:
-        console.print(f"Alerts: [yellow]unavailable[/] ({safe(result.alerts_reason)})")
-    else:
-        console.print(
-            "Alerts: "
-            + ", ".join(f"{safe(a['name'])} {_styled(a['state'])}" for a in result.alerts)
-        )
-
-
-def secrets(found: dict[str, str]) -> None:
-    if not found:
-        console.print("This target generated no credentials (its services bind 127.0.0.1).")
-        return
-    table = Table("key", "value", title="Generated credentials (keep them out of logs)")
-    for key, value in found.items():
-        table.add_row(safe(key), safe(value))
-    console.print(table)
-
-
-def alerts(found: list[Alert]) -> None:
-    table = Table()
-    table.add_column("alert", no_wrap=True)
-    for name in ("state", "since", "severity", "summary"):
-        table.add_column(name)
-    for a in found:
-        since = f"{age(a.since)} ago" if a.since else "-"
-        table.add_row(
-            safe(a.name), _styled(a.state), since, safe(a.severity), safe(a.summary or "-")
-        )
-    console.print(table)
-    for a in found:
-        if a.state != "inactive" and a.runbook_url:
-            console.print(f"{safe(a.name)}: what to do → {safe(a.runbook_url)}")
+        console.print(table)
+        for a in found:
+            if a.state != "inactive" and a.runbook_url:
+                console.print(f"{safe(a.name)}: what to do → {safe(a.runbook_url)}")
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -315,69 +425,50 @@ def sparkline(values: list[float], low: float, high: float = 1.0) -> str:
     return "".join(out)
 
 
-def history(rows: list[HistoryRow], plot: Path | None) -> None:
-    if not rows:
-        console.print("No training runs yet: run `irisctl train --now`.")
-        return
-    table = Table("started", "run", "status", "accuracy", "registered", "champion")
-    for r in rows:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
-        acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
-        version = f"v{safe(r.registered_version)}" if r.registered_version else "no"
-        table.add_row(
-            started,
-            safe(r.run_id[:12]),
-            _styled(r.status.lower()),
-            acc,
-            version,
-            "[green]★[/]" if r.champion else "",
-        )
-    console.print(table)
-    scores = [r.accuracy for r in rows if r.accuracy is not None]
-    if scores:
-        low = min(0.8, *scores)
-        console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
-    if plot is not None:
-        console.print(f"wrote {safe(plot)}")
+@dataclass
+class HistoryView:
+    """``history``: the last runs with a sparkline, then the champion periods (read only for
+    the text: ``--json`` prints the runs alone)."""
+
+    rows: list[HistoryRow]
+    plot: Path | None
+    periods: Callable[[], list[ChampionPeriod]]
+
+    def to_json(self) -> Any:
+        return [asdict(r) for r in self.rows]
+
+    def text(self) -> None:
+        self._runs()
+        _champion_periods(self.periods())
+
+    def _runs(self) -> None:
+        rows, plot = self.rows, self.plot
+        if not rows:
+            console.print("No training runs yet: run `irisctl train --now`.")
+            return
+        table = Table("started", "run", "status", "accuracy", "registered", "champion")
+        for r in rows:
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+            acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
+            version = f"v{safe(r.registered_version)}" if r.registered_version else "no"
+            table.add_row(
+                started,
+                safe(r.run_id[:12]),
+                _styled(r.status.lower()),
+                acc,
+                version,
+                "[green]★[/]" if r.champion else "",
+            )
+        console.print(table)
+        scores = [r.accuracy for r in rows if r.accuracy is not None]
+        if scores:
+            low = min(0.8, *scores)
+            console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
+        if plot is not None:
+            console.print(f"wrote {safe(plot)}")
 
 
-def build(result: BuildResult) -> None:
-    for tag, built in result.built.items():
-        verb = "built" if built.built else "already present, not rebuilt"
-        console.print(f"[green]✓[/] {tag} ({built.size_mb:.0f} MB) {verb} in {result.engine}")
-        users = [service for service, t in result.images.items() if t == tag]
-        console.print("  used by: " + ", ".join(users))
-
-
-def doctor(checks: list[Check]) -> None:
-    table = Table("check", "result", "detail", "fix")
-    for c in checks:
-        table.add_row(c.name, _styled(c.level), safe(c.detail), safe(c.fix))
-    console.print(table)
-
-
-def error(message: str, hint: str | None) -> None:
-    # soft_wrap: one line each, whatever the width, so logs and pipes keep them whole.
-    err_console.print(f"[red]Error:[/] {safe(message)}", highlight=False, soft_wrap=True)
-    if hint:
-        err_console.print(f"[dim]Hint:[/] {safe(hint)}", highlight=False, soft_wrap=True)
-
-
-def alias_moved(result: Any) -> None:
-    """``promote`` / ``rollback``: the move and whether the API serves it yet."""
-    was = f"v{safe(result.from_version)}" if result.from_version else "none"
-    console.print(
-        f"[green]✓[/] {safe(result.alias)}: {was} → [bold]v{safe(result.to_version)}[/] "
-        f"({safe(result.reason)}; "
-        f"accuracy {result.accuracy:.3f} on the held-out rows)"
-    )
-    if not result.served:
-        err_console.print(
-            "[yellow]Warning:[/] the model API does not serve it yet; see `irisctl status`"
-        )
-
-
-def champion_periods(periods: list[Any]) -> None:
+def _champion_periods(periods: list[ChampionPeriod]) -> None:
     """The champion periods under ``history``'s runs."""
     if not periods:
         return
@@ -393,6 +484,71 @@ def champion_periods(periods: list[Any]) -> None:
             safe(p.ended_by or ""),
         )
     console.print(table)
+
+
+@dataclass
+class BuildView:
+    """``build``: each image, whether it was built, and which services use it."""
+
+    result: BuildResult
+
+    def to_json(self) -> Any:
+        return self.result.images
+
+    def text(self) -> None:
+        result = self.result
+        for tag, built in result.built.items():
+            verb = "built" if built.built else "already present, not rebuilt"
+            console.print(f"[green]✓[/] {tag} ({built.size_mb:.0f} MB) {verb} in {result.engine}")
+            users = [service for service, t in result.images.items() if t == tag]
+            console.print("  used by: " + ", ".join(users))
+
+
+@dataclass
+class DoctorView:
+    """``doctor``: every check with its fix."""
+
+    checks: list[Check]
+
+    def to_json(self) -> Any:
+        return [asdict(c) for c in self.checks]
+
+    def text(self) -> None:
+        checks = self.checks
+        table = Table("check", "result", "detail", "fix")
+        for c in checks:
+            table.add_row(c.name, _styled(c.level), safe(c.detail), safe(c.fix))
+        console.print(table)
+
+
+def error(message: str, hint: str | None) -> None:
+    # soft_wrap: one line each, whatever the width, so logs and pipes keep them whole.
+    err_console.print(f"[red]Error:[/] {safe(message)}", highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(f"[dim]Hint:[/] {safe(hint)}", highlight=False, soft_wrap=True)
+
+
+@dataclass
+class AliasView:
+    """``promote`` / ``rollback``: the move and whether the API serves it yet."""
+
+    result: AliasResult
+
+    def to_json(self) -> Any:
+        return asdict(self.result)
+
+    def text(self) -> None:
+        result = self.result
+        was = f"v{safe(result.from_version)}" if result.from_version else "none"
+        console.print(
+            f"[green]✓[/] {safe(result.alias)}: {was} → [bold]v{safe(result.to_version)}[/] "
+            f"({safe(result.reason)}; "
+            f"accuracy {result.accuracy:.3f} on the held-out rows)"
+        )
+        if not result.served:
+            err_console.print(
+                "[yellow]Warning:[/] the model API does not serve it yet; see `irisctl status`"
+            )
 
 
 # -- traffic: status lines and `top` ---------------------------------------------------------
@@ -482,6 +638,22 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
     return Group(head, "", api, "", mix, "", drift, window, "", alerts, *notes)
 
 
+@dataclass
+class TrafficView:
+    """``top --once`` / ``top --json``: one screen of traffic (``top`` alone redraws it live,
+    see ``live_top``)."""
+
+    traffic: Traffic
+    source: str
+    interval: float
+
+    def to_json(self) -> Any:
+        return asdict(self.traffic)
+
+    def text(self) -> None:
+        console.print(top_view(self.traffic, self.source, self.interval))
+
+
 def live_top(read: Callable[[], Traffic], source: str, interval: float) -> None:
     """Redraw ``top`` every ``interval`` seconds until Ctrl-C; errors are shown, then retried."""
     from rich.live import Live
@@ -504,10 +676,19 @@ def live_top(read: Callable[[], Traffic], source: str, interval: float) -> None:
         pass  # the way out: no "interrupted", exit 0
 
 
-def lines(texts: list[str]) -> None:
-    """One line each, as they are."""
-    for text in texts:
-        console.print(text, highlight=False)
+@dataclass
+class RenderView:
+    """``render``: the files ``up`` would apply, as one stream (like ``helm template``)."""
+
+    files: dict[str, str]
+
+    def to_json(self) -> Any:
+        return self.files
+
+    def text(self) -> None:
+        from .render import stream
+
+        print(stream(self.files), end="")
 
 
 class BatchProgress:
@@ -551,23 +732,33 @@ class BatchProgress:
         self.progress.update(self.task, completed=offset, rows=rows, rate=rows / elapsed)
 
 
-def batch_summary(summary: Any) -> None:
-    """The one line a batch run ends with (on stderr: stdout may be the scores)."""
-    classes = ", ".join(f"{name} {n:,}" for name, n in summary.classes.items())
-    versions = safe(", ".join(f"v{v}" for v in summary.versions))
-    line = (
-        f"Scored {summary.rows:,} rows ({classes}); {summary.warned:,} with warnings; "
-        f"{summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s; "
-        f"model {versions}"
-    )
-    if summary.skipped:
-        line += f"; {summary.skipped:,} bad rows skipped"
-    if summary.out != "-":
-        line += f" -> {safe(summary.out)}"
-    err_console.print(line, highlight=False, soft_wrap=True)
-    if summary.champion_changed:
-        err_console.print(
-            f"[yellow]Note:[/] the champion changed during the run ({versions}); "
-            "each row's model_version says which one answered it",
-            highlight=False,
+@dataclass
+class BatchView:
+    """``predict --file --out``: the one line a batch run ends with (on stderr: stdout may be
+    the scores)."""
+
+    summary: Summary
+
+    def to_json(self) -> Any:
+        return self.summary.as_json()
+
+    def text(self) -> None:
+        summary = self.summary
+        classes = ", ".join(f"{name} {n:,}" for name, n in summary.classes.items())
+        versions = safe(", ".join(f"v{v}" for v in summary.versions))
+        line = (
+            f"Scored {summary.rows:,} rows ({classes}); {summary.warned:,} with warnings; "
+            f"{summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s; "
+            f"model {versions}"
         )
+        if summary.skipped:
+            line += f"; {summary.skipped:,} bad rows skipped"
+        if summary.out != "-":
+            line += f" -> {safe(summary.out)}"
+        err_console.print(line, highlight=False, soft_wrap=True)
+        if summary.champion_changed:
+            err_console.print(
+                f"[yellow]Note:[/] the champion changed during the run ({versions}); "
+                "each row's model_version says which one answered it",
+                highlight=False,
+            )

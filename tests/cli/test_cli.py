@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from irisctl import cli, ops, state, targets
+from irisctl import cli, cli_support, ops, state, targets
 from irisctl.clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from irisctl.errors import IrisctlError
 from irisctl.targets.base import ServiceState, TrainOutcome
@@ -632,7 +632,7 @@ def test_bad_promotion_tolerance_or_telemetry_switch_is_a_usage_error(
 def test_global_options_after_the_verb_move_before_it(after, before):
     from typer.main import get_command
 
-    assert cli.hoist_global_options(get_command(cli.app), after) == before
+    assert cli_support.hoist_global_options(get_command(cli.app), after) == before
 
 
 def test_global_options_work_after_the_verb(home):
