@@ -85,7 +85,7 @@ def main() -> int:
     metrics_dir = None
     os.environ[PARENT_PID] = str(os.getpid())  # the workers' parent, for _die_with_parent
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Workers inherit this before they import prometheus_client (see app.Metrics).
+        # Workers inherit this before they import prometheus_client (see metrics.Metrics).
         metrics_dir = tempfile.mkdtemp(prefix="iris-api-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     cache_dir = None

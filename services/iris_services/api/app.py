@@ -1,15 +1,15 @@
-"""The FastAPI application: routes, strict body handling, metrics."""
+"""The FastAPI application: routes and strict body handling. ``create_app`` composes the metrics
+(``metrics``), the drift monitor (``drift``), the OpenAPI text (``openapi``) and the pages."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
-import os
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -17,23 +17,16 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..common.names import CLASS_NAMES
 from ..common.settings import ApiSettings
-from . import pages, schemas
+from . import openapi, pages, schemas
 from .drift import DriftMonitor, Fetch
 from .graph import served
+from .metrics import Metrics, PredictMetricsMiddleware
 from .model_holder import Loaded, ModelHolder
 
 NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
@@ -47,98 +40,6 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
     return _json({"detail": detail}, status, headers)
-
-
-class Metrics:
-    """The API's Prometheus metrics, in a registry of their own (one per app).
-
-    With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set by ``__main__``) each worker
-    writes its samples to that directory and ``/metrics`` adds them up, so a scrape sees the
-    whole API whichever worker answers it.
-    """
-
-    def __init__(self) -> None:
-        disable_created_metrics()  # no *_created series: they only add noise here
-        self.registry = CollectorRegistry()
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        if self.multiprocess:
-            from prometheus_client import multiprocess
-
-            multiprocess.MultiProcessCollector(self.registry)
-        r = None if self.multiprocess else self.registry
-        self.requests = Counter(
-            "iris_api_requests", "Prediction requests by HTTP status", ["status"], registry=r
-        )
-        self.duration = Histogram(
-            "iris_api_request_duration_seconds",
-            "Prediction request latency",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r,
-        )
-        self.version = Gauge(
-            "iris_api_model_version_info",
-            "1 for the model version being served",
-            ["version"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.load_failures = Counter(
-            "iris_api_model_load_failures",
-            "Champions that failed to load or smoke-test",
-            registry=r,
-        )
-        self.model_loaded = Gauge(
-            "iris_api_model_loaded",
-            "1 when a model is loaded and served",
-            registry=r,
-            multiprocess_mode="livemin",
-        )
-
-    def every_worker_loaded(self) -> bool:
-        """Whether every live worker serves a model: the gauge's minimum over the workers.
-
-        One worker answers `/readyz`; without this a pod (or `irisctl up`) would be told
-        "ready" while a sibling worker still answers 503.
-        """
-        if not self.multiprocess:
-            return True
-        return self.registry.get_sample_value("iris_api_model_loaded") == 1.0
-
-    def swapped(self, old: Loaded | None, new: Loaded) -> None:
-        if old is not None:
-            if self.multiprocess:  # samples live in files: a label cannot be removed
-                self.version.labels(old.champion.version).set(0)
-            else:
-                self.version.remove(old.champion.version)
-        self.version.labels(new.champion.version).set(1)
-        self.model_loaded.set(1)
-
-
-class PredictMetricsMiddleware:
-    """Count and time /predict requests by final status, including 413/422 answered early."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.metrics.requests.labels(str(status)).inc()
-            self.metrics.duration.observe(time.perf_counter() - start)
 
 
 # An oversize body is read and discarded up to these bounds before the 413: a client that sends
@@ -265,23 +166,11 @@ def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
     return out.getvalue().encode()
 
 
-def create_app(
-    settings: ApiSettings,
-    holder: ModelHolder,
-    *,
-    poll: bool = True,
-    fetch_reference: Fetch | None = None,
-) -> FastAPI:
-    """Build the app around a model holder; ``poll`` starts the background alias watcher.
-
-    ``fetch_reference(name, version)`` returns a champion's reference profile (default: from
-    MLflow's REST API); the input-drift statistics compare served rows with it.
-    """
-    metrics = Metrics()
-    holder.on_swap(metrics.swapped)
-    holder.on_failure(metrics.load_failures.inc)
-    drift = DriftMonitor(settings, metrics.registry, metrics.multiprocess, fetch_reference)
-    holder.on_swap(drift.swapped)
+def _lifespan(
+    settings: ApiSettings, holder: ModelHolder, drift: DriftMonitor, poll: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """While the app runs: the first load, the alias watcher and the drift monitor's ticks
+    (only with ``poll``); all stopped when it stops."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -310,11 +199,32 @@ def create_app(
         yield
         stop.set()
 
+    return lifespan
+
+
+def create_app(
+    settings: ApiSettings,
+    holder: ModelHolder,
+    *,
+    poll: bool = True,
+    fetch_reference: Fetch | None = None,
+) -> FastAPI:
+    """Build the app around a model holder; ``poll`` starts the background alias watcher.
+
+    ``fetch_reference(name, version)`` returns a champion's reference profile (default: from
+    MLflow's REST API); the input-drift statistics compare served rows with it.
+    """
+    metrics = Metrics()
+    holder.on_swap(metrics.swapped)
+    holder.on_failure(metrics.load_failures.inc)
+    drift = DriftMonitor(settings, metrics.registry, metrics.multiprocess, fetch_reference)
+    holder.on_swap(drift.swapped)
+
     app = FastAPI(
         title="Iris model API",
         version="1",
         summary="Serves the champion of the iris-classifier registered model.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, holder, drift, poll),
         docs_url=None,  # pages.install serves them from shipped assets, not a CDN
         redoc_url=None,
     )
@@ -332,48 +242,10 @@ def create_app(
         parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         return _error(422, "; ".join(parts))
 
-    body_schema = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        schemas.PredictOne.model_json_schema(),
-                        schemas.PredictBatch.model_json_schema(),
-                    ]
-                }
-            }
-        },
-    }
-
-    error = {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"detail": {"type": "string"}},
-                    "required": ["detail"],
-                }
-            }
-        }
-    }
-    answered: dict[int | str, dict[str, Any]] = {
-        200: {
-            "description": "One prediction (`features`), or one per row (`instances`)",
-            "model": schemas.PredictOneAnswer | schemas.PredictBatchAnswer,
-        }
-    }
-    rejected: dict[int | str, dict[str, Any]] = {
-        413: {"description": "Body over the size limit, or a batch over the row limit", **error},
-        422: {"description": "Not valid input: the message says what is wrong", **error},
-        415: {"description": "Content-Type is not `application/json`", **error},
-        503: {"description": "No model loaded yet: run `irisctl train --now`", **error},
-    }
-
     @app.post(
         "/predict",
-        openapi_extra={"requestBody": body_schema},
-        responses={**answered, **rejected},
+        openapi_extra={"requestBody": openapi.predict_body()},
+        responses=openapi.predict_responses(),
     )
     async def predict(request: Request) -> Response:
         """Classify one flower (`features`) or a batch (`instances`)."""
@@ -429,7 +301,7 @@ def create_app(
         """Liveness: the process answers (does not depend on MLflow)."""
         return _json({"status": "ok"})
 
-    @app.get("/readyz", responses={503: rejected[503]})
+    @app.get("/readyz", responses=openapi.not_ready())
     async def readyz() -> Response:
         """Readiness: 200 only while a model is loaded."""
         if holder.current is None:
@@ -464,10 +336,7 @@ def create_app(
             )
         return _json(info)
 
-    @app.get(
-        "/metrics",
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
+    @app.get("/metrics", responses=openapi.metrics_responses())
     async def prom_metrics() -> Response:
         """Prometheus metrics."""
         drift.publish()  # this worker's latest counts; the others publish every second
