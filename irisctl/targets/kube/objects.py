@@ -1,4 +1,4 @@
-"""Small readers of Kubernetes objects as plain dicts (the API's JSON), shared by the rooms."""
+"""Small readers of Kubernetes objects as plain dicts (the API's JSON), shared by the modules."""
 
 from __future__ import annotations
 

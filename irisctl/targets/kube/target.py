@@ -1,5 +1,5 @@
 """The Kubernetes target itself: ``up``, reporting, training, logs and ``down``, composed from
-the rooms beside it (manifests, images, rollout, jobs, forwarding, teardown)."""
+the modules beside it (manifests, images, rollout, jobs, forwarding, teardown)."""
 
 from __future__ import annotations
 
