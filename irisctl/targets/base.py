@@ -153,7 +153,6 @@ class Target(Protocol):
 
     def checks(self) -> list[Check]:
         """``doctor``'s checks that only this target needs (beside the common ones)."""
-        ...
 
     def render(self) -> dict[str, str]:
         """The configuration ``up`` would apply, by file name."""
