@@ -1,5 +1,6 @@
 """Fixtures that start the wire stand-ins: the API-server emulator (``apiserver``), a kubeconfig
-naming it like a minikube profile (``kubeconfig``), and helpers for real local servers."""
+naming it like a minikube profile (``kubeconfig``), the ``site`` every Kubernetes-target test
+acts on, and helpers for real local servers; ``target()`` and ``up()`` for the tests."""
 
 from __future__ import annotations
 
@@ -11,11 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from irisctl import settings
+from irisctl.clients import docker as docker_client
+from irisctl.targets.kube import KubeTarget, images
+from tests.conftest import free_port
+
 from . import minikube_stub as minikube_stub_module
 from .apiserver import Emulator
 from .dockerd_tls import DOCKER_SOCKET, TlsDocker
 
 PROFILE = "irisctl-test"
+NS = "iris-mlops"
+# app → every container port its manifest declares; the site's real HTTP server answers each.
+PORTS = {
+    "minio": (9000, 9001),
+    "mlflow": (5000,),
+    "model-api": (8080,),
+    "monitor": (8001,),
+    "prometheus": (9090,),
+    "alertmanager": (9093,),
+}
 
 
 @pytest.fixture
@@ -112,3 +128,54 @@ def minikube_stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> P
     )
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return state_dir
+
+
+class Site:
+    """What a Kubernetes-target test acts on: the emulator (``emu``), the HTTP server every
+    pod answers from (``http``), ``IRISCTL_HOME`` (``home``), the minikube stub's state
+    directory (``stub``)."""
+
+    def __init__(self, emu: Emulator, http: HttpServer, home: Path, stub: Path) -> None:
+        self.emu, self.http, self.home, self.stub = emu, http, home, stub
+
+
+@pytest.fixture
+def site(
+    apiserver: Emulator,
+    kubeconfig: Path,
+    minikube_stub: Path,
+    http_server: HttpServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Site:
+    """A running minikube profile whose API server is the emulator, every pod answering its
+    probes from one real HTTP server, free local ports for the forwards; no image build."""
+    monkeypatch.setenv("IRISCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IRISCTL_MINIKUBE_PROFILE", PROFILE)
+    for key in ("mlflow", "api", "monitor", "prometheus", "alertmanager"):
+        monkeypatch.setenv(f"IRISCTL_{key.upper()}_PORT", str(free_port()))
+    monkeypatch.setattr(
+        images,
+        "build_services_image",
+        lambda *a: ("irisctl-services:t", "stub", docker_client.Built("t", False, 1.0)),
+    )
+    monkeypatch.setattr(KubeTarget, "poll_s", 0.1)
+    for app, ports in PORTS.items():
+        for port in ports:
+            apiserver.serve(app, port, "127.0.0.1", http_server.port)
+    return Site(apiserver, http_server, tmp_path / "home", minikube_stub)
+
+
+def target(name: str = "minikube", **flags: object) -> KubeTarget:
+    """A fresh target, as a later command would build it (no recorded place: flags only)."""
+    config = settings.load({"target": name, "rollout_timeout": 20, **flags}, recorded=None)
+    return KubeTarget(config, name)
+
+
+def up(t: KubeTarget, forward: bool = False) -> list[tuple[str, str]]:
+    """``t.up``, its progress as (step, what); no background port-forward unless ``forward``."""
+    seen: list[tuple[str, str]] = []
+    if not forward:
+        t.start_forwarder = lambda: None  # type: ignore[method-assign]
+    t.up(lambda step, what: seen.append((step, what)))
+    return seen

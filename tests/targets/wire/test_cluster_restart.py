@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import PROFILE
-from .test_kube_fixes import site, target, up  # noqa: F401 - site is a fixture
+from .conftest import PROFILE, target, up
 
 
-def test_the_forwarder_follows_the_api_server_to_its_new_address(site):  # noqa: F811
+def test_the_forwarder_follows_the_api_server_to_its_new_address(site):
     up(target(), forward=True)
     t = target()
     try:

@@ -17,62 +17,14 @@ import pytest
 import yaml
 
 from irisctl import ops, settings, state
-from irisctl.clients import docker as docker_client
 from irisctl.clients import minikube
 from irisctl.errors import IrisctlError
-from irisctl.targets.kube import KubeTarget, images, manifests, rollout
+from irisctl.targets.kube import manifests, rollout
 from tests.conftest import free_port, wait_until
 
 from . import minikube_stub as stub
 from .apiserver import ApiError
-from .conftest import PROFILE
-
-NS = "iris-mlops"
-PORTS = {  # app → container port, as the manifests declare them
-    "minio": 9000,
-    "mlflow": 5000,
-    "model-api": 8080,
-    "monitor": 8001,
-    "prometheus": 9090,
-    "alertmanager": 9093,
-}
-
-
-@pytest.fixture
-def site(apiserver, kubeconfig, minikube_stub, http_server, tmp_path, monkeypatch):
-    """The emulator with every app served by one real HTTP server; no image build."""
-    monkeypatch.setenv("IRISCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IRISCTL_MINIKUBE_PROFILE", PROFILE)
-    ports = {f"{k}_port": str(free_port()) for k in ("mlflow", "api", "monitor", "prometheus")}
-    for key, value in {**ports, "alertmanager_port": str(free_port())}.items():
-        monkeypatch.setenv(f"IRISCTL_{key.upper()}", value)
-    monkeypatch.setattr(
-        images,
-        "build_services_image",
-        lambda *a: ("irisctl-services:t", "stub", docker_client.Built("t", False, 1.0)),
-    )
-    monkeypatch.setattr(KubeTarget, "poll_s", 0.1)
-    for app, port in PORTS.items():
-        apiserver.serve(app, port, "127.0.0.1", http_server.port)
-    return type(
-        "Site",
-        (),
-        {"emu": apiserver, "http": http_server, "home": tmp_path / "home", "stub": minikube_stub},
-    )
-
-
-def target(name: str = "minikube", **flags) -> KubeTarget:
-    config = settings.load({"target": name, "rollout_timeout": 20, **flags}, recorded=None)
-    return KubeTarget(config, name)
-
-
-def up(t: KubeTarget, forward: bool = False) -> list[tuple[str, str]]:
-    seen: list[tuple[str, str]] = []
-    if not forward:
-        t.start_forwarder = lambda: None  # type: ignore[method-assign]
-    t.up(lambda step, s: seen.append((step, s)))
-    return seen
-
+from .conftest import NS, PROFILE, target, up
 
 # -- defect 1 ------------------------------------------------------------------------------------
 

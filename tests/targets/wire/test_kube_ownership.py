@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 (the tests take test_kube_fixes's fixture `site`, imported below)
 """Issue 25 item 6 at the wire: the Kubernetes targets never take over what irisctl did not
 create. "Someone else" is the real ``kubectl`` applying server-side as field manager
 ``team-ops`` to the API-server emulator, which answers field-manager conflicts as the
@@ -15,8 +14,7 @@ import yaml
 from irisctl import state
 from irisctl.errors import BadInput, IrisctlError
 
-from .conftest import PROFILE
-from .test_kube_fixes import NS, site, target, up
+from .conftest import NS, PROFILE, target, up
 
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl not installed")
 

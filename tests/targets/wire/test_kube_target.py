@@ -12,70 +12,25 @@ import subprocess
 
 import pytest
 
-from irisctl import settings, state
-from irisctl.clients import docker as docker_client
+from irisctl import state
 from irisctl.errors import IrisctlError
-from irisctl.targets.kube import KubeTarget, images, manifests
+from irisctl.targets.kube import manifests
 from tests.conftest import wait_until
 
 from . import minikube_stub as stub
-from .conftest import PROFILE
-
-NS = "iris-mlops"
-# Every workload's container ports, all answered by the test's real HTTP server.
-PORTS = {
-    "minio": (9000, 9001),
-    "mlflow": (5000,),
-    "model-api": (8080,),
-    "monitor": (8001,),
-    "prometheus": (9090,),
-    "alertmanager": (9093,),
-}
+from .conftest import NS, PROFILE, target, up
 
 
-@pytest.fixture
-def env(apiserver, kubeconfig, minikube_stub, http_server, tmp_path, monkeypatch):
-    """A minikube profile whose API server is the emulator; every pod answers its probes."""
-    monkeypatch.setenv("IRISCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IRISCTL_MINIKUBE_PROFILE", PROFILE)
-    monkeypatch.setattr(
-        images,
-        "build_services_image",
-        lambda config, target, base, on_line: (
-            f"irisctl-services:{images.services_image_tag()}",
-            "the stand-in's engine",
-            docker_client.Built("t", False, 1.0),
-        ),
-    )
-    monkeypatch.setattr(KubeTarget, "start_forwarder", lambda self: None)
-    monkeypatch.setattr(KubeTarget, "poll_s", 0.1)
-    for app, ports in PORTS.items():
-        for port in ports:
-            apiserver.serve(app, port, "127.0.0.1", http_server.port)
-    return apiserver
-
-
-def target(**flags) -> KubeTarget:
-    config = settings.load({"target": "minikube", **flags}, recorded=None)
-    return KubeTarget(config, "minikube")
-
-
-def up(t: KubeTarget) -> list[tuple[str, str]]:
-    seen: list[tuple[str, str]] = []
-    t.up(lambda step, what: seen.append((step, what)))
-    return seen
-
-
-def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(env, kubeconfig):
+def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(site, kubeconfig):
     t = target()
     up(t)
-    applies = [p for m, p in env.requests if m == "PATCH"]
+    applies = [p for m, p in site.emu.requests if m == "PATCH"]
     assert applies and all("fieldManager=irisctl" in p and "force=false" in p for p in applies)
-    posted = [p for m, p in env.requests if m in ("POST", "PUT")]
+    posted = [p for m, p in site.emu.requests if m in ("POST", "PUT")]
     assert posted == []  # server-side apply only (no client-side create/replace)
     for doc in t.documents():
         kind, name = doc["kind"], doc["metadata"]["name"]
-        assert env.get(kind, "" if kind == "Namespace" else NS, name) is not None, (kind, name)
+        assert site.emu.get(kind, "" if kind == "Namespace" else NS, name) is not None, (kind, name)
     if shutil.which("kubectl"):
         got = subprocess.run(
             ["kubectl", "--context", PROFILE, "get", "deploy,cronjob,pvc", "-n", NS, "-o", "json"],
@@ -88,7 +43,7 @@ def test_up_applies_every_manifest_server_side_and_kubectl_sees_them(env, kubeco
         assert names >= {"mlflow", "model-api", "monitor", "ml-model-training", "minio-data"}
 
 
-def test_credentials_are_generated_once_and_never_printed(env, capsys):
+def test_credentials_are_generated_once_and_never_printed(site, capsys):
     t = target()
     seen = up(t)
     first = t.secrets()
@@ -96,20 +51,20 @@ def test_credentials_are_generated_once_and_never_printed(env, capsys):
     seen += up(target())  # again: kept, not regenerated
     assert target().secrets() == first
     shown = " ".join(f"{a} {b}" for a, b in seen) + capsys.readouterr().out
-    shown += "".join(t.render().values()) + (env_home() / "state.json").read_text()
+    shown += "".join(t.render().values()) + (site.home / "state.json").read_text()
     assert first["minio-root-password"] not in shown
 
 
-def test_a_postgres_backend_store_goes_into_the_secret_only(env):
+def test_a_postgres_backend_store_goes_into_the_secret_only(site):
     uri = "postgresql://mlflow:s3cret-pw@db.example:5432/mlflow"
     t = target(backend_store_uri=uri)
     up(t)
     assert t.secrets()["mlflow-backend-store-uri"] == uri
     for kind in ("ConfigMap", "Deployment"):
-        assert "s3cret-pw" not in json.dumps(env.list(kind, NS))
+        assert "s3cret-pw" not in json.dumps(site.emu.list(kind, NS))
 
 
-def test_up_starts_a_stopped_minikube(env, minikube_stub):
+def test_up_starts_a_stopped_minikube(site, minikube_stub):
     s = stub.load(minikube_stub)
     s["profiles"][PROFILE]["running"] = False
     stub.save(minikube_stub, s)
@@ -119,54 +74,58 @@ def test_up_starts_a_stopped_minikube(env, minikube_stub):
     assert stub.load(minikube_stub)["profiles"][PROFILE]["running"]
 
 
-def test_train_runs_a_job_from_the_cronjob_and_streams_its_log(env):
+def test_train_runs_a_job_from_the_cronjob_and_streams_its_log(site):
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: (0, ["epoch 1", "accuracy 0.97"])
+    site.emu.job_outcome = lambda job, pod: (0, ["epoch 1", "accuracy 0.97"])
     lines: list[str] = []
     t.train(lines.append)
-    jobs = [j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")]
+    jobs = [j for j in site.emu.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")]
     assert len(jobs) == 1
-    template = env.get("CronJob", NS, "ml-model-training")["spec"]["jobTemplate"]["spec"]
+    template = site.emu.get("CronJob", NS, "ml-model-training")["spec"]["jobTemplate"]["spec"]
     container = jobs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container == template["template"]["spec"]["containers"][0]
     assert "accuracy 0.97" in "\n".join(lines)
 
 
-def test_train_refuses_while_a_training_job_is_active(env):
+def test_train_refuses_while_a_training_job_is_active(site):
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: None  # the first training runs until the test ends it
+    site.emu.job_outcome = lambda job, pod: None  # the first training runs until the test ends it
     started = []
     import threading
 
     runner = threading.Thread(target=lambda: started.append(t.train(lambda line: None)))
     runner.start()
     wait_until(
-        lambda: [j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")],
+        lambda: [
+            j for j in site.emu.list("Job", NS) if j["metadata"]["name"].startswith("ml-model")
+        ],
         timeout_s=10,
         what="the first training Job",
     )
     with pytest.raises(IrisctlError) as busy:
         target().train(lambda line: None)
     assert "training" in str(busy.value).lower()
-    pod = env.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
-    env.end_pod(NS, pod, 0, ["done"])
+    pod = site.emu.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
+    site.emu.end_pod(NS, pod, 0, ["done"])
     runner.join(30)
     assert not runner.is_alive()
 
 
-def test_a_failed_training_job_reports_its_exit_code(env):
+def test_a_failed_training_job_reports_its_exit_code(site):
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: (3, ["ValueError: no data"]) if "model" in job else (0, [])
+    site.emu.job_outcome = lambda job, pod: (
+        (3, ["ValueError: no data"]) if "model" in job else (0, [])
+    )
     outcome = t.train(lambda line: None)
     assert outcome.exit_code == 3
-    job = next(j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-model"))
+    job = next(j for j in site.emu.list("Job", NS) if j["metadata"]["name"].startswith("ml-model"))
     assert job["status"].get("failed", 0) >= 1
 
 
-def test_services_report_rollouts_and_the_cronjob(env):
+def test_services_report_rollouts_and_the_cronjob(site):
     t = target()
     up(t)
     states = {s.name: s for s in t.services()}
@@ -174,89 +133,83 @@ def test_services_report_rollouts_and_the_cronjob(env):
     assert all("ready" in s.detail or s.healthy for n, s in states.items() if n != "trainer")
 
 
-def test_logs_redact_the_generated_credentials(env):
+def test_logs_redact_the_generated_credentials(site):
     t = target()
     up(t)
     password = t.secrets()["minio-root-password"]
-    pod = env.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
-    env.log(NS, pod, f"boto3 connecting with {password}")
-    wait_until(lambda: env.call(lambda: env.runtime[(NS, pod)].log), timeout_s=5)
+    pod = site.emu.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
+    site.emu.log(NS, pod, f"boto3 connecting with {password}")
+    wait_until(lambda: site.emu.call(lambda: site.emu.runtime[(NS, pod)].log), timeout_s=5)
     shown = "\n".join(t.logs("mlflow", follow=False, tail=None))
     assert "boto3 connecting with" in shown and password not in shown
 
 
-def test_down_deletes_workloads_and_keeps_volumes_and_the_secret(env):
+def test_down_deletes_workloads_and_keeps_volumes_and_the_secret(site):
     t = target()
     up(t)
     t.down(purge=False)
-    assert env.list("Deployment", NS) == []
-    assert env.list("Pod", NS, "app.kubernetes.io/name=model-api") == []
-    assert {p["metadata"]["name"] for p in env.list("PersistentVolumeClaim", NS)} >= {
+    assert site.emu.list("Deployment", NS) == []
+    assert site.emu.list("Pod", NS, "app.kubernetes.io/name=model-api") == []
+    assert {p["metadata"]["name"] for p in site.emu.list("PersistentVolumeClaim", NS)} >= {
         "minio-data",
         "mlflow-data",
     }
-    assert env.get("Secret", NS, "iris-credentials") is not None
-    assert not state.read(env_home())["up"]
+    assert site.emu.get("Secret", NS, "iris-credentials") is not None
+    assert not state.read(site.home)["up"]
 
 
-def test_down_dry_run_lists_and_changes_nothing(env):
+def test_down_dry_run_lists_and_changes_nothing(site):
     t = target()
     up(t)
-    before = len(env.list("Deployment", NS))
+    before = len(site.emu.list("Deployment", NS))
     done = t.down(purge=True, dry_run=True)
-    assert done and len(env.list("Deployment", NS)) == before
-    assert not [m for m, _ in env.requests if m == "DELETE"]
+    assert done and len(site.emu.list("Deployment", NS)) == before
+    assert not [m for m, _ in site.emu.requests if m == "DELETE"]
 
 
-def env_home():
-    import os
-    from pathlib import Path
-
-    return Path(os.environ["IRISCTL_HOME"])
-
-
-def test_up_reports_a_crash_loop_with_its_last_log_lines(env):
-    env.container_trouble[(NS, "model-api")] = {
+def test_up_reports_a_crash_loop_with_its_last_log_lines(site):
+    site.emu.container_trouble[(NS, "model-api")] = {
         "reason": "CrashLoopBackOff",
         "restarts": 4,
         "previous_log": ["starting", "ValueError: MLFLOW_TRACKING_URI is bad"],
     }
-    seen: list[tuple[str, str]] = []
     with pytest.raises(IrisctlError) as err:
-        target(rollout_timeout=2).up(lambda step, what: seen.append((step, what)))
+        up(target(rollout_timeout=2))
     assert "model-api: CrashLoopBackOff (restarts 4)" in err.value.message
     assert "MLFLOW_TRACKING_URI is bad" in err.value.message
-    assert state.read(env_home())["up"]  # recorded once applied (issue 11)
+    assert state.read(site.home)["up"]  # recorded once applied (issue 11)
 
 
-def test_up_stops_on_an_image_pull_back_off_not_on_the_first_err_image_pull(env):
-    env.pull_backoff_s = 1.0
-    env.container_trouble[(NS, "mlflow")] = {"reason": "ImagePullBackOff"}
+def test_up_stops_on_an_image_pull_back_off_not_on_the_first_err_image_pull(site):
+    site.emu.pull_backoff_s = 1.0
+    site.emu.container_trouble[(NS, "mlflow")] = {"reason": "ImagePullBackOff"}
+    t = target(rollout_timeout=600)
     seen: list[tuple[str, str]] = []
+    t.start_forwarder = lambda: None  # type: ignore[method-assign]
     with pytest.raises(IrisctlError) as err:
-        target(rollout_timeout=600).up(lambda step, what: seen.append((step, what)))
+        t.up(lambda step, what: seen.append((step, what)))
     assert "mlflow: ImagePullBackOff" in err.value.message and "after" not in err.value.message
     assert any("ErrImagePull" in what for step, what in seen if step == "mlflow"), seen
 
 
-def test_a_training_job_deleted_while_followed_ends_the_wait(env):
+def test_a_training_job_deleted_while_followed_ends_the_wait(site):
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: None  # runs until the test acts
+    site.emu.job_outcome = lambda job, pod: None  # runs until the test acts
 
     def delete_the_job() -> None:
         wait_until(
-            lambda: env.list("Pod", NS, "app.kubernetes.io/name=trainer"),
+            lambda: site.emu.list("Pod", NS, "app.kubernetes.io/name=trainer"),
             timeout_s=10,
             what="the training pod",
         )
-        job = next(j for j in env.list("Job", NS) if j["metadata"]["name"].startswith("ml-"))
-        pod = env.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
-        env.log(NS, pod, "training started")
+        job = next(j for j in site.emu.list("Job", NS) if j["metadata"]["name"].startswith("ml-"))
+        pod = site.emu.list("Pod", NS, "app.kubernetes.io/name=trainer")[0]["metadata"]["name"]
+        site.emu.log(NS, pod, "training started")
         # `kubectl delete job` (Background): the Job and its pod go; the kubelet kills it (137).
-        env.end_pod(NS, pod, 137, ["Killed"])
-        env.call(
-            lambda: env._delete(
+        site.emu.end_pod(NS, pod, 137, ["Killed"])
+        site.emu.call(
+            lambda: site.emu._delete(
                 ("batch", "v1", "jobs", "Job", True),
                 NS,
                 job["metadata"]["name"],
@@ -272,35 +225,35 @@ def test_a_training_job_deleted_while_followed_ends_the_wait(env):
     assert "deleted" in (outcome.error or ""), outcome
 
 
-def test_train_cancel_deletes_the_active_training_job_and_its_pod(env):
+def test_train_cancel_deletes_the_active_training_job_and_its_pod(site):
     """`irisctl train --cancel`: the active training Job goes with its pod (Foreground), the
     follower says it was deleted, a finished Job stays, and a second cancel finds nothing."""
     import threading
 
     t = target()
     up(t)
-    env.job_outcome = lambda job, pod: (0, ["done"])
+    site.emu.job_outcome = lambda job, pod: (0, ["done"])
     assert t.train(lambda line: None).exit_code == 0  # a finished Job: cancel leaves it
-    finished = {j["metadata"]["name"] for j in env.list("Job", NS)}
-    env.job_outcome = lambda job, pod: None  # the next one runs until cancelled
+    finished = {j["metadata"]["name"] for j in site.emu.list("Job", NS)}
+    site.emu.job_outcome = lambda job, pod: None  # the next one runs until cancelled
     outcomes = []
     runner = threading.Thread(target=lambda: outcomes.append(t.train(lambda line: None)))
     runner.start()
 
     def running() -> set[str]:
-        jobs = {j["metadata"]["name"] for j in env.list("Job", NS)} - finished
-        pods = {p["metadata"]["labels"].get("job-name") for p in env.list("Pod", NS)}
+        jobs = {j["metadata"]["name"] for j in site.emu.list("Job", NS)} - finished
+        pods = {p["metadata"]["labels"].get("job-name") for p in site.emu.list("Pod", NS)}
         return jobs & pods
 
     active = wait_until(running, timeout_s=30, what="the second training's pod")
     assert target().cancel_training() == [f"deleted job {name}" for name in sorted(active)]
     runner.join(30)
     assert not runner.is_alive() and "deleted" in (outcomes[0].error or ""), outcomes
-    assert {j["metadata"]["name"] for j in env.list("Job", NS)} == finished
+    assert {j["metadata"]["name"] for j in site.emu.list("Job", NS)} == finished
     assert target().cancel_training() == []
 
 
-def test_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
+def test_a_marker_password_appears_nowhere_but_the_secret(site, capsys):
     from irisctl.targets.kube import manifests
 
     marker = "MARKER-7f3a9c1e-not-a-real-password"
@@ -313,27 +266,33 @@ def test_a_marker_password_appears_nowhere_but_the_secret(env, capsys):
             "mlflow-backend-store-uri": f"postgresql://mlflow:{marker}@db:5432/mlflow",
         },
     )
-    env.call(lambda: env.objects.pop(("Secret", NS, "iris-credentials")))
-    env.call(lambda: env._create(("", "v1", "secrets", "Secret", True), NS, secret))
+    site.emu.call(lambda: site.emu.objects.pop(("Secret", NS, "iris-credentials")))
+    site.emu.call(lambda: site.emu._create(("", "v1", "secrets", "Secret", True), NS, secret))
     t = target()
     seen = up(t)
-    pod = env.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
-    env.log(NS, pod, f"boto3 using {marker}")
-    wait_until(lambda: env.call(lambda: env.runtime[(NS, pod)].log), timeout_s=5)
+    pod = site.emu.list("Pod", NS, "app.kubernetes.io/name=mlflow")[0]["metadata"]["name"]
+    site.emu.log(NS, pod, f"boto3 using {marker}")
+    wait_until(lambda: site.emu.call(lambda: site.emu.runtime[(NS, pod)].log), timeout_s=5)
     outputs = [
         " ".join(f"{a} {b}" for a, b in seen),
         "".join(t.render().values()),
         " ".join(s.detail for s in t.services()),
         "\n".join(t.logs("mlflow", follow=False, tail=None)),
-        (env_home() / "state.json").read_text(),
-        json.dumps([o for k, o in env.call(lambda: dict(env.objects)).items() if k[0] != "Secret"]),
+        (site.home / "state.json").read_text(),
+        json.dumps(
+            [
+                o
+                for k, o in site.emu.call(lambda: dict(site.emu.objects)).items()
+                if k[0] != "Secret"
+            ]
+        ),
         capsys.readouterr().out,
     ]
     assert all(marker not in out for out in outputs)
     assert t.secrets()["minio-root-password"] == marker  # kept, and the one way to see it
 
 
-def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_again(env):
+def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_again(site):
     """A stack from before issue 25: root keys only, and a bucket Job that succeeded with the
     old spec. `up` adds MLflow's user to the Secret (root keys kept) and reruns the Job."""
     t = target()
@@ -341,10 +300,10 @@ def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_aga
     old = {k: v for k, v in t.secrets().items() if not k.startswith("minio-mlflow-")}
     t.cluster().delete("v1", "Secret", "iris-credentials")
     t.cluster().apply(manifests.secret_document(NS, old))
-    job = env.get("Job", NS, "minio-create-bucket")
+    job = site.emu.get("Job", NS, "minio-create-bucket")
     assert job["status"].get("succeeded") == 1
     first_uid = job["metadata"]["uid"]
-    stored = env.objects[("Job", NS, "minio-create-bucket")]  # as an older irisctl left it
+    stored = site.emu.objects[("Job", NS, "minio-create-bucket")]  # as an older irisctl left it
     stored["metadata"]["annotations"][manifests.SPEC_DIGEST] = "from-an-older-spec"
 
     seen = up(target())
@@ -354,15 +313,17 @@ def test_an_older_secret_gains_mlflows_own_minio_user_and_the_setup_job_runs_aga
         now["minio-mlflow-user"].startswith("mlflow-") and len(now["minio-mlflow-password"]) >= 32
     )
     assert ("secret", "iris-credentials: added MLflow's own MinIO user") in seen
-    assert env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] != first_uid
-    rerun_uid = env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"]
+    assert site.emu.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] != first_uid
+    rerun_uid = site.emu.get("Job", NS, "minio-create-bucket")["metadata"]["uid"]
     wait_until(
-        lambda: (env.get("Job", NS, "minio-create-bucket").get("status") or {}).get("succeeded"),
+        lambda: (site.emu.get("Job", NS, "minio-create-bucket").get("status") or {}).get(
+            "succeeded"
+        ),
         10,
         what="the rerun Job to succeed",
     )
     up(target())  # same spec, succeeded: left alone
-    assert env.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] == rerun_uid
+    assert site.emu.get("Job", NS, "minio-create-bucket")["metadata"]["uid"] == rerun_uid
 
 
 def _pod_specs(docs: list[dict]) -> dict[str, dict]:
@@ -376,7 +337,7 @@ def _pod_specs(docs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def test_the_signing_key_is_generated_once_and_mounted_only_into_the_trainer_and_the_api(env):
+def test_the_signing_key_is_generated_once_and_mounted_only_into_the_trainer_and_the_api(site):
     from iris_services.common import signing
 
     t = target()
@@ -394,30 +355,30 @@ def test_the_signing_key_is_generated_once_and_mounted_only_into_the_trainer_and
         assert {"name": signing.KEY_FILE_ENV, "value": "/var/run/iris-signing/key"} in env_vars
 
 
-def test_a_secret_from_before_signing_gains_a_key_and_keeps_its_credentials(env):
+def test_a_secret_from_before_signing_gains_a_key_and_keeps_its_credentials(site):
     from iris_services.common import signing
     from irisctl.targets.kube import manifests
 
     t = target()
     up(t)
     old = {k: v for k, v in t.secrets().items() if k != signing.SECRET_KEY}
-    env.call(lambda: env.objects.pop(("Secret", NS, "iris-credentials")))
+    site.emu.call(lambda: site.emu.objects.pop(("Secret", NS, "iris-credentials")))
     secret = manifests.secret_document(NS, old)
-    env.call(lambda: env._create(("", "v1", "secrets", "Secret", True), NS, secret))
+    site.emu.call(lambda: site.emu._create(("", "v1", "secrets", "Secret", True), NS, secret))
     seen = up(target())
     now = target().secrets()
     assert {k: now[k] for k in old} == old and len(signing.parse_key(now[signing.SECRET_KEY])) == 32
     assert any("generated the signing key" in what for step, what in seen if step == "secret")
 
 
-def test_the_alert_webhook_url_lives_in_the_secret_and_follows_the_setting(env, capsys):
+def test_the_alert_webhook_url_lives_in_the_secret_and_follows_the_setting(site, capsys):
     """Issue 25 item 7: stored in the Secret (never a ConfigMap), changed and removed with the
     setting, never printed; removal relies on server-side apply dropping a field its manager
     no longer sends."""
     url = "https://hooks.example.test/services/tok3n-one"
     seen = up(target(alert_webhook_url=url))
     assert target().secrets()[manifests.WEBHOOK_KEY] == url
-    config = env.get("ConfigMap", NS, "alertmanager-config")
+    config = site.emu.get("ConfigMap", NS, "alertmanager-config")
     assert "tok3n" not in json.dumps(config) and manifests.WEBHOOK_URL_FILE in json.dumps(config)
     seen += up(target(alert_webhook_url=url + "-two"))
     assert target().secrets()[manifests.WEBHOOK_KEY] == url + "-two"

@@ -9,7 +9,7 @@ import datetime
 
 from tests.conftest import wait_until
 
-from .test_kube_fixes import NS, site, target, up  # noqa: F401 - site is a fixture
+from .conftest import NS, target, up
 
 CRONJOB = "ml-model-training"
 
@@ -43,7 +43,7 @@ def _settled(emu) -> bool:
     )
 
 
-def test_a_nightly_run_missed_while_the_laptop_slept_starts_when_it_wakes(site):  # noqa: F811
+def test_a_nightly_run_missed_while_the_laptop_slept_starts_when_it_wakes(site):
     """Asleep from before 03:00 until 08:00: the controller wakes 5 h late and must still start
     the run. With ``startingDeadlineSeconds: 3600`` it considered only the last hour and started
     nothing, silently, every day the laptop slept through 03:00."""
@@ -67,7 +67,7 @@ def test_a_nightly_run_missed_while_the_laptop_slept_starts_when_it_wakes(site):
     assert len(_training_jobs(emu)) == 2  # one catch-up run, not one per sync
 
 
-def test_a_week_asleep_starts_one_catch_up_run_not_seven(site):  # noqa: F811
+def test_a_week_asleep_starts_one_catch_up_run_not_seven(site):
     up(target())
     emu = site.emu
     emu.cronjob_sync(_day(emu, 1, 3, 0))
@@ -76,7 +76,7 @@ def test_a_week_asleep_starts_one_catch_up_run_not_seven(site):  # noqa: F811
     assert len(_training_jobs(emu)) == 2
 
 
-def test_status_shows_the_cronjobs_last_warning(site):  # noqa: F811
+def test_status_shows_the_cronjobs_last_warning(site):
     """A cluster stopped for more than 100 schedules: the controller records a Warning Event
     ``TooManyMissedTimes`` on the CronJob (and still starts the newest run); ``status`` shows
     the CronJob's newest Warning, the one place a user would learn why runs went missing."""

@@ -1,6 +1,6 @@
 """`irisctl --target minikube predict --file --out` (issue 20) through the port-forward.
 
-The stack is "up" on the API-server emulator as in test_kube_fixes (the same ``site`` fixture),
+The stack is "up" on the API-server emulator (the ``site`` fixture of conftest.py),
 except that the model-api pod is served by the real API app (real ONNX graphs, the registry fake
 of test_api); the CLI runs as a real subprocess and reaches it through irisctl's own forwarder
 (the kubernetes client's pod portforward over the emulator's websocket), so several kept-alive
@@ -16,13 +16,13 @@ import sys
 
 from tests.cli.test_predict_file import Api, rows_csv
 
-from .test_kube_fixes import PORTS, site, target, up  # noqa: F401 (the site fixture)
+from .conftest import PORTS, target, up
 
 
-def test_a_file_scores_through_the_port_forward_in_order(site, tmp_path):  # noqa: F811
+def test_a_file_scores_through_the_port_forward_in_order(site, tmp_path):
     served = Api()
     with served.server as url:
-        site.emu.serve("model-api", PORTS["model-api"], "127.0.0.1", int(url.rsplit(":", 1)[1]))
+        site.emu.serve("model-api", PORTS["model-api"][0], "127.0.0.1", int(url.rsplit(":", 1)[1]))
         up(target(), forward=True)
         try:
             rows = rows_csv(tmp_path / "in.csv", 3_000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from irisctl.targets.kube import manifests
 from tests.conftest import free_port, wait_until
 
-from .test_kube_fixes import NS, site, target  # noqa: F401 - site is a fixture
+from .conftest import NS, target
 
 
 def _api_pod(emu) -> dict | None:
@@ -24,7 +24,7 @@ def _event_count(emu, pod: str, reason: str) -> int:
     )
 
 
-def test_a_slow_starting_model_api_is_not_killed_by_its_liveness_probe(site):  # noqa: F811
+def test_a_slow_starting_model_api_is_not_killed_by_its_liveness_probe(site):
     """Without a startupProbe, liveness (every 15 s, 3 failures) killed the API at ~30 s, while
     it still waited for MLflow: a restart loop on a slow first `up`."""
     emu = site.emu
@@ -53,7 +53,7 @@ def test_a_slow_starting_model_api_is_not_killed_by_its_liveness_probe(site):  #
     assert _api_pod(emu)["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
-def test_a_hung_model_api_is_still_restarted_by_its_liveness_probe(site):  # noqa: F811
+def test_a_hung_model_api_is_still_restarted_by_its_liveness_probe(site):
     """The startupProbe only holds liveness off until the API has started once."""
     emu = site.emu
     emu.probe_clock_s = 5.0

@@ -7,7 +7,7 @@ import pytest
 
 from irisctl.errors import IrisctlError
 
-from .test_kube_fixes import NS, site, target, up  # noqa: F401 - site is a fixture
+from .conftest import NS, target, up
 
 
 def _replace_default_class(emu, name: str | None) -> None:
@@ -31,7 +31,7 @@ def _replace_default_class(emu, name: str | None) -> None:
     emu.call(change)
 
 
-def test_the_volumes_use_the_clusters_default_storage_class(site):  # noqa: F811
+def test_the_volumes_use_the_clusters_default_storage_class(site):
     """A `standard` class hard-coded for minikube left every PVC Pending where the default class
     has another name (a profile without the default-storageclass addon, csi-hostpath)."""
     _replace_default_class(site.emu, "csi-hostpath-sc")
@@ -43,7 +43,7 @@ def test_the_volumes_use_the_clusters_default_storage_class(site):  # noqa: F811
         assert claim["status"]["phase"] == "Bound", claim["metadata"]["name"]
 
 
-def test_up_says_so_when_the_cluster_has_no_default_storage_class(site):  # noqa: F811
+def test_up_says_so_when_the_cluster_has_no_default_storage_class(site):
     _replace_default_class(site.emu, None)
     with pytest.raises(IrisctlError) as err:
         up(target())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from .test_kube_fixes import NS, site, target, up  # noqa: F401 - site is a fixture
+from .conftest import NS, target, up
 
 SUMMARY = {"event": "training.summary", "run_id": "r2", "accuracy": 0.97, "registered": "2"}
 
@@ -19,7 +19,7 @@ def _pods_of_manual_jobs(emu) -> list[dict]:
     ]
 
 
-def test_a_failed_training_runs_once_not_three_times(site):  # noqa: F811
+def test_a_failed_training_runs_once_not_three_times(site):
     """MLflow unreachable: the trainer exits 1. With only backoffLimit 2 the Job made two more
     pods, three FAILED runs in MLflow for one `train --now`."""
     up(target())
@@ -34,7 +34,7 @@ def test_a_failed_training_runs_once_not_three_times(site):  # noqa: F811
     assert failed["reason"] == "PodFailurePolicy"
 
 
-def test_a_retried_training_is_followed_and_summarised_from_the_pod_that_finished(site):  # noqa: F811
+def test_a_retried_training_is_followed_and_summarised_from_the_pod_that_finished(site):
     """The first pod is OOM-killed (137, retried); the second trains. The summary came from the
     first pod's log (none), and the second pod's log was never shown."""
     up(target())
