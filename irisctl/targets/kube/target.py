@@ -33,13 +33,13 @@ class KubeTarget:
 
     poll_s = 2.0  # how often `up` and `train` look at the cluster
 
-    def __init__(self, config: Config, name: str, cluster: Cluster | None = None) -> None:
+    def __init__(self, config: Config, name: str) -> None:
         self.config = config
         self.name = name
         self.home = config.home
         self.namespace = config["namespace"]
         self.profile = config["minikube_profile"]
-        self._cluster = cluster  # tests pass one built on fakes of the kubernetes client
+        self._cluster: Cluster | None = None  # connected on first use, after the guard
         self.forwarder = Forwarder(config, name, self.cluster, self._kubeconfig_server)
 
     # -- what is applied -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tests.conftest import free_port
 
 from . import minikube_stub as minikube_stub_module
 from .apiserver import Emulator
+from .docker_api import DockerApi
 from .dockerd_tls import DOCKER_SOCKET, TlsDocker
 
 PROFILE = "irisctl-test"
@@ -133,10 +134,11 @@ def minikube_stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> P
 class Site:
     """What a Kubernetes-target test acts on: the emulator (``emu``), the HTTP server every
     pod answers from (``http``), ``IRISCTL_HOME`` (``home``), the minikube stub's state
-    directory (``stub``)."""
+    directory (``stub``), and the targets for which an image build was asked (``builds``)."""
 
     def __init__(self, emu: Emulator, http: HttpServer, home: Path, stub: Path) -> None:
         self.emu, self.http, self.home, self.stub = emu, http, home, stub
+        self.builds: list[str] = []
 
 
 @pytest.fixture
@@ -154,16 +156,37 @@ def site(
     monkeypatch.setenv("IRISCTL_MINIKUBE_PROFILE", PROFILE)
     for key in ("mlflow", "api", "monitor", "prometheus", "alertmanager"):
         monkeypatch.setenv(f"IRISCTL_{key.upper()}_PORT", str(free_port()))
+    here = Site(apiserver, http_server, tmp_path / "home", minikube_stub)
     monkeypatch.setattr(
         images,
         "build_services_image",
-        lambda *a: ("irisctl-services:t", "stub", docker_client.Built("t", False, 1.0)),
+        lambda config, target, base, on_line: (
+            here.builds.append(target) or "irisctl-services:t",
+            "stub",
+            docker_client.Built("t", False, 1.0),
+        ),
     )
     monkeypatch.setattr(KubeTarget, "poll_s", 0.1)
     for app, ports in PORTS.items():
         for port in ports:
             apiserver.serve(app, port, "127.0.0.1", http_server.port)
-    return Site(apiserver, http_server, tmp_path / "home", minikube_stub)
+    return here
+
+
+@pytest.fixture
+def docker_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerApi]:
+    """This machine's Docker engine is the Docker Engine API stand-in (docker_api.py); Docker's
+    client config is an empty directory (no credentials, no credential helper)."""
+    engine = DockerApi()
+    monkeypatch.setenv("DOCKER_HOST", engine.host)
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    (tmp_path / "docker-config").mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def target(name: str = "minikube", **flags: object) -> KubeTarget:

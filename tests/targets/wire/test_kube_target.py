@@ -113,6 +113,15 @@ def test_train_refuses_while_a_training_job_is_active(site):
     assert not runner.is_alive()
 
 
+def test_a_manual_training_job_is_controlled_by_its_cronjob(site):
+    up(target())
+    outcome = target().train(lambda line: None)
+    assert outcome.exit_code == 0
+    jobs = site.emu.list("Job", NS, "app.kubernetes.io/name=trainer")
+    owner = jobs[0]["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "CronJob" and owner["controller"] is True
+
+
 def test_a_failed_training_job_reports_its_exit_code(site):
     t = target()
     up(t)

@@ -7,8 +7,11 @@ import subprocess
 
 import pytest
 
+from irisctl.clients import minikube
+
 from . import minikube_stub
 from .conftest import PROFILE
+from .minikube_stub import argv_log
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,6 +31,13 @@ def test_docker_env_prints_json_only_with_shell_none(minikube_stub):
         "DOCKER_CERT_PATH",
         "MINIKUBE_ACTIVE_DOCKERD",
     }
+
+
+def test_docker_env_is_read_as_json_from_minikube(minikube_stub):
+    """minikube prints JSON only with --shell none; otherwise `export` lines."""
+    env = minikube.docker_env(PROFILE)
+    assert env["DOCKER_HOST"] and env["DOCKER_TLS_VERIFY"] == "1"
+    assert any("--shell none" in line for line in argv_log(minikube_stub))
 
 
 def test_status_start_stop_and_reason_codes(minikube_stub):
