@@ -6,6 +6,7 @@ Every server a fixture starts runs in its own process group and is stopped by th
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,12 +33,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+def stop_group(proc: subprocess.Popen | int, grace_s: float = 10.0) -> None:
     """Stop what a test started in its own session (``start_new_session=True``): SIGTERM the
     process group, SIGKILL what is left after ``grace_s``. The leader is reaped as it goes: an
     unreaped leader is a zombie that keeps its group "alive" to ``killpg(pgid, 0)``, which made
-    every stop wait out both graces (20 s)."""
-    pgid = proc.pid
+    every stop wait out both graces (20 s). ``proc`` may be the pid of a session leader that is
+    not this process' child (one a CLI under test spawned): init reaps that one."""
+    pgid = proc if isinstance(proc, int) else proc.pid
     for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)
@@ -45,7 +47,8 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
             break
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            proc.poll()
+            if not isinstance(proc, int):
+                proc.poll()
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
@@ -54,7 +57,8 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         else:
             continue
         break
-    proc.wait(timeout=5)
+    if not isinstance(proc, int):
+        proc.wait(timeout=5)
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.2, what="condition"):
@@ -188,3 +192,61 @@ def service_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+# -- a real Docker engine, and the base image of ours (tests/images, the wire e2e) --------------
+
+BASE = "irisctl-test-base:bookworm"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def docker(
+    *args: str, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A running Docker engine, or a skip (a failure in CI)."""
+    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs a running Docker engine (.ci/run starts dockerd)")
+        pytest.skip("no Docker engine here (apt-get install docker.io; dockerd &)")
+
+
+@pytest.fixture(scope="session")
+def base_image(engine, tmp_path_factory) -> str:
+    """Nothing can be pulled here: a Debian bookworm minbase from debootstrap (Python 3.11),
+    with this machine's CA bundle so pip reaches the package registries."""
+    if docker("image", "inspect", BASE, check=False).returncode == 0:
+        return BASE
+    if shutil.which("debootstrap") is None:
+        pytest.fail("debootstrap is needed to make the base image: apt-get install debootstrap")
+    root = tmp_path_factory.mktemp("base") / "root"
+    subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,python3-pip,ca-certificates,passwd",
+            "bookworm",
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    shutil.copyfile(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["docker", "import", "--change", f"ENV PIP_CERT={CA_BUNDLE}", "-", BASE],
+        stdin=tar.stdout,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    tar.wait(timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+    return BASE

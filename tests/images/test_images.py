@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,61 +19,9 @@ from mlflow import MlflowClient
 
 from iris_services.common.settings import TrainerSettings
 from iris_services.train import publish
-from tests.conftest import free_port, wait_until
+from tests.conftest import docker, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
-
-BASE = "irisctl-test-base:bookworm"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-def docker(
-    *args: str, timeout: float = 600, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
-    )
-
-
-@pytest.fixture(scope="session")
-def engine() -> None:
-    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs a running Docker engine (.ci/run starts dockerd)")
-        pytest.skip("no Docker engine here (apt-get install docker.io; dockerd &)")
-
-
-@pytest.fixture(scope="session")
-def base_image(engine, tmp_path_factory) -> str:
-    if docker("image", "inspect", BASE, check=False).returncode == 0:
-        return BASE
-    if shutil.which("debootstrap") is None:
-        pytest.fail("debootstrap is needed to make the base image: apt-get install debootstrap")
-    root = tmp_path_factory.mktemp("base") / "root"
-    subprocess.run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            "--include=python3,python3-venv,python3-pip,ca-certificates,passwd",
-            "bookworm",
-            str(root),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    shutil.copyfile(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(
-        ["docker", "import", "--change", f"ENV PIP_CERT={CA_BUNDLE}", "-", BASE],
-        stdin=tar.stdout,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    tar.wait(timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
-    return BASE
 
 
 @pytest.fixture(scope="session")

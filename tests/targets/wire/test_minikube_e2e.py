@@ -8,10 +8,8 @@ stood in for.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,13 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.images.test_images import base_image, engine  # noqa: F401 (session fixtures)
+from tests.conftest import free_port, stop_group
 
 from . import minikube_stub
 from .apiserver import Emulator
 from .conftest import PROFILE
-from .dockerd_tls import DOCKER_SOCKET, TlsDocker
+from .dockerd_tls import TlsDocker
 from .kubelet import LocalKubelet
 
 pytestmark = pytest.mark.e2e
@@ -116,8 +113,7 @@ class World:
 
         pid = (state.read(self.home) or {}).get("forwarder_pid")
         if isinstance(pid, int):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+            stop_group(pid)
         self.kubelet.stop()
         self.emu.stop()
         self.log.close()
@@ -135,20 +131,11 @@ def _port_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def docker_tls(tmp_path_factory):
-    if not Path(DOCKER_SOCKET).exists():
-        pytest.skip("no Docker engine on this machine")
-    docker = TlsDocker(tmp_path_factory.mktemp("minikube-certs")).start()
-    yield docker
-    docker.stop()
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, docker_tls, base_image):  # noqa: F811
-    w = World(tmp_path_factory.mktemp("wire-e2e"), docker_tls)
+def world(tmp_path_factory, tls_docker, base_image):
+    w = World(tmp_path_factory.mktemp("wire-e2e"), tls_docker)
     # The services image, really built in "minikube's Docker" (through TLS) once; `up` finds it.
     w.irisctl("build", "--base-image", base_image, timeout=2400)
-    assert docker_tls.connections > 0
+    assert tls_docker.connections > 0
     yield w
     w.close()
 
