@@ -1,7 +1,7 @@
 """The Kubernetes target's orchestration at the wire: ``KubeTarget`` with the real kubernetes
-client, over HTTPS, against the API-server emulator and the minikube stub (ported from the
-recording fakes of tests/targets/test_kube_orchestration.py). The pods' probes and the
-port-forwards reach a real local HTTP server; the image build is the only thing replaced.
+client, over HTTPS, against the API-server emulator and the minikube stub: credentials, the
+Secret, training Jobs, logs, rollout failures. The pods' probes reach a real local HTTP server;
+the image build is the only thing replaced (the ``site`` fixture).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_train_runs_a_job_from_the_cronjob_and_streams_its_log(site):
     assert "accuracy 0.97" in "\n".join(lines)
 
 
-def test_train_refuses_while_a_training_job_is_active(site):
+def test_c7_train_refuses_while_a_training_job_is_active(site):
     t = target()
     up(t)
     site.emu.job_outcome = lambda job, pod: None  # the first training runs until the test ends it
