@@ -78,7 +78,10 @@ class HttpServer:
         self.server.status_for = {}  # type: ignore[attr-defined]
         self.status_for: dict[str, int] = self.server.status_for  # type: ignore[attr-defined]
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the next poll: 0.5 s by default, in every test's teardown
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:

@@ -138,7 +138,10 @@ class DockerApi:
         handler = type("Handler", (_Handler,), {"engine": self})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.host = f"tcp://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the next poll: 0.5 s by default, in every test's teardown
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
