@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from irisctl import settings
+from irisctl import images, settings
 from irisctl.clients import docker as docker_client
-from irisctl.targets.kube import KubeTarget, images
+from irisctl.targets.kube import KubeTarget
 from tests.conftest import free_port
 
 from . import minikube_stub as minikube_stub_module

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from irisctl import settings
+from irisctl import images, settings
 from irisctl.clients import docker as docker_client
 from irisctl.errors import IrisctlError
-from irisctl.targets.kube import images
 
 REGISTRY = "registry.example/team"
 
