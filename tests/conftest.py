@@ -27,6 +27,20 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# The alert rules of templates/prometheus/alerts.yml, by name: what every alerting test expects
+# to find (the rules file, a real Prometheus, `status`).
+ALERT_NAMES = frozenset(
+    {
+        "IrisModelStale",
+        "IrisModelAccuracyLow",
+        "IrisTrainingFailed",
+        "IrisModelApiDown",
+        "IrisMonitorDown",
+        "IrisInputDrift",
+    }
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

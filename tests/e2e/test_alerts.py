@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import ALERT_NAMES, free_port, wait_until
 from tests.e2e.test_local import Cli
 
 pytestmark = pytest.mark.e2e
@@ -92,14 +92,7 @@ def wait_state(cli: Cli, name: str, state: str, timeout_s: float = 90) -> None:
 def test_c1_d3_every_alert_fires_and_resolves(cli, webhook):
     proc = cli("up")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert set(states(cli)) == {
-        "IrisModelStale",
-        "IrisModelAccuracyLow",
-        "IrisTrainingFailed",
-        "IrisModelApiDown",
-        "IrisMonitorDown",
-        "IrisInputDrift",
-    }
+    assert set(states(cli)) == ALERT_NAMES
 
     # Stale: no run re-validates the champion within the 36 s limit; a training resolves it.
     wait_state(cli, "IrisModelStale", "firing")

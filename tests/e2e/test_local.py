@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, http_ok, wait_until
+from tests.conftest import ALERT_NAMES, free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -152,14 +152,7 @@ def test_e1_e2_e4_lifecycle(cli):
     assert len(status["runs"]) == 2
     # Alert states come from the real Prometheus (one per rule in the rules file).
     assert status["alerts"] is not None, status["alerts_reason"]
-    assert {a["name"] for a in status["alerts"]} == {
-        "IrisModelStale",
-        "IrisModelAccuracyLow",
-        "IrisTrainingFailed",
-        "IrisModelApiDown",
-        "IrisMonitorDown",
-        "IrisInputDrift",
-    }
+    assert {a["name"] for a in status["alerts"]} == ALERT_NAMES
     assert all(a["state"] in ("inactive", "pending", "firing") for a in status["alerts"])
     # `train --now` returns once the API serves the new champion: no waiting here.
     served = cli.json("predict", "5.1", "3.5", "1.4", "0.2")["model"]["version"]

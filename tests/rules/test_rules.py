@@ -12,6 +12,7 @@ import pytest
 from irisctl import render, settings
 from irisctl.render import templates_dir
 from irisctl.targets.local import LocalTarget
+from tests.conftest import ALERT_NAMES
 
 HERE = Path(__file__).parent
 RUNBOOKS = HERE.parents[1] / "services" / "iris_services" / "api" / "runbooks.md"
@@ -49,14 +50,7 @@ def test_every_alert_has_severity_summary_description_and_runbook():
 
     rules = yaml.safe_load((templates_dir() / "prometheus" / "alerts.yml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"]]
-    assert {r["alert"] for r in alerts} == {
-        "IrisModelStale",
-        "IrisModelAccuracyLow",
-        "IrisTrainingFailed",
-        "IrisModelApiDown",
-        "IrisMonitorDown",
-        "IrisInputDrift",
-    }
+    assert {r["alert"] for r in alerts} == ALERT_NAMES
     runbooks = RUNBOOKS.read_text()
     for rule in alerts:
         assert rule["labels"]["severity"] in ("warning", "critical")
