@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint system-deps bench bench-batch soak clean
+.PHONY: up test lint system-deps bench bench-batch bench-profile soak clean
 
 $(BIN)/irisctl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(BIN)/irisctl
 # Batch scoring of a 1,000,000-row file (bench/batch.py): in-process, the CLI, mlflow models serve.
 bench-batch: $(BIN)/irisctl
 	$(BIN)/python bench/batch.py $(BENCH_ARGS)
+
+# Where a one-row /predict spends its time, in µs, in one process (bench/profile_predict.py).
+bench-profile: $(BIN)/irisctl
+	$(BIN)/python bench/profile_predict.py $(BENCH_ARGS)
 
 # The soak check (bench/soak.py): predictions under load while trainings promote new champions.
 soak: $(BIN)/irisctl

@@ -24,8 +24,9 @@ from starlette.requests import ClientDisconnect
 from ..common.names import CLASS_NAMES
 from ..common.settings import ApiSettings
 from . import openapi, pages, schemas
+from .answers import answer, answer_one, scores
 from .drift import DriftMonitor, Fetch
-from .graph import served
+from .fastpath import PredictFastPath
 from .metrics import Metrics, PredictMetricsMiddleware
 from .model_holder import Loaded, ModelHolder
 
@@ -92,29 +93,6 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
         return
 
 
-def _scores(loaded: Loaded, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The one place rows become answers, for the JSON and the CSV path alike: the graph takes
-    float32; renormalised in float64, each row sums to 1, nothing outside [0, 1]. Returns the
-    probabilities and each row's class index."""
-    proba = served(loaded.predict_proba(rows.astype(np.float32)))
-    return proba, proba.argmax(axis=1)
-
-
-def _answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
-    # The drift statistics compare the values as sent (float64) with the training range.
-    proba, best = _scores(loaded, rows)
-    answers = [
-        {
-            "prediction": CLASS_NAMES[int(i)],
-            "class_index": int(i),
-            "probabilities": dict(zip(CLASS_NAMES, map(float, p), strict=True)),
-        }
-        for i, p in zip(best, proba, strict=True)
-    ]
-    drift.observe(loaded.champion.version, rows, best, answers)  # adds "warnings" to odd rows
-    return answers
-
-
 CSV_HEADER = "prediction," + ",".join(CLASS_NAMES) + ",warnings\n"
 
 
@@ -154,7 +132,7 @@ def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
 
 def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
     """One CSV line per row: class, the three probabilities, warnings joined by "; "."""
-    proba, best = _scores(loaded, rows)
+    proba, best = scores(loaded, rows)
     answers: list[dict[str, Any]] = [{} for _ in range(len(rows))]
     drift.observe(loaded.champion.version, rows, best, answers)
     out = io.StringIO()
@@ -234,6 +212,10 @@ def create_app(
         lambda: holder.current.champion.version if holder.current else None,
     )
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
+    # Added last, so outermost: a 200 of /predict never reaches the router (fastpath.py).
+    app.add_middleware(
+        PredictFastPath, settings=settings, holder=holder, drift=drift, metrics=metrics
+    )
     app.state.drift = drift
 
     @app.exception_handler(RequestValidationError)
@@ -268,11 +250,11 @@ def create_app(
             return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
         model_ref = {"name": loaded.champion.name, "version": loaded.champion.version}
         if isinstance(parsed, schemas.PredictOne):
-            answer = _answer(loaded, np.array([parsed.features]), drift)[0]
-            return _json({**answer, "model": model_ref})
+            one = answer_one(loaded, parsed.features, drift)
+            return _json({**one, "model": model_ref})
         return _json(
             {
-                "predictions": _answer(loaded, np.array(parsed.instances), drift),
+                "predictions": answer(loaded, np.array(parsed.instances), drift),
                 "model": model_ref,
             }
         )

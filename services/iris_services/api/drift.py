@@ -374,41 +374,60 @@ class DriftMonitor:
         """
         if not self.enabled:
             return
+        if len(rows) == 1:
+            self.observe_one(version, rows.tolist()[0], best.item(), answers[0])
+            return
         try:
-            window = self._window
-            reference = window.reference if window is not None else None
-            backlog = 0
-            if len(rows) == 1:
-                values = rows.tolist()[0]
-                if len(values) != len(FEATURE_NAMES):
-                    raise ValueError(f"a row of {len(values)} values")
-                odd = _odd(values, reference.bounds if reference is not None else None)
-                with self._lock:
-                    if version != self._version:
-                        self._switch(version, rows, best)
-                    else:
-                        self._flat += values
-                        self._best.append(best.item())
-                        backlog = len(self._best)
-                if odd:
-                    answers[0]["warnings"] = row_warnings(values, reference)
-            else:
-                if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
-                    raise ValueError(f"rows of shape {rows.shape}")
-                for i in np.flatnonzero(outside(rows, reference).any(axis=1)).tolist():
-                    answers[i]["warnings"] = row_warnings(rows[i].tolist(), reference)
-                with self._lock:
-                    if version != self._version:
-                        self._switch(version, rows, best)
-                    else:
-                        self._batches.append((rows, best))
-                        backlog = len(self._best) + len(self._batches)
+            reference = self._reference()
+            if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
+                raise ValueError(f"rows of shape {rows.shape}")
+            for i in np.flatnonzero(outside(rows, reference).any(axis=1)).tolist():
+                answers[i]["warnings"] = row_warnings(rows[i].tolist(), reference)
+            with self._lock:
+                if version != self._version:
+                    self._switch(version, rows, best)
+                else:
+                    self._batches.append((rows, best))
+                backlog = len(self._best) + len(self._batches)
             if backlog >= MAX_PENDING:  # the ticks are stalled (or not running): bound memory
                 self.drain()
         except Exception:  # a bookkeeping bug must not cost a prediction, nor flood the log
-            if not self._failed:
-                self._failed = True
-                log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
+            self._failed_once()
+
+    def observe_one(
+        self, version: str, values: list[float], best: int, answer: dict[str, Any]
+    ) -> None:
+        """``observe`` for a one-row request, without arrays: the hot path's (``fastpath``)."""
+        if not self.enabled:
+            return
+        try:
+            if len(values) != len(FEATURE_NAMES):
+                raise ValueError(f"a row of {len(values)} values")
+            reference = self._reference()
+            odd = _odd(values, reference.bounds if reference is not None else None)
+            with self._lock:
+                if version != self._version:
+                    self._switch(version, np.array([values], dtype=np.float64), np.array([best]))
+                    backlog = 0
+                else:
+                    self._flat += values
+                    self._best.append(best)
+                    backlog = len(self._best)
+            if odd:
+                answer["warnings"] = row_warnings(values, reference)
+            if backlog >= MAX_PENDING:  # the ticks are stalled (or not running): bound memory
+                self.drain()
+        except Exception:  # a bookkeeping bug must not cost a prediction, nor flood the log
+            self._failed_once()
+
+    def _reference(self) -> Reference | None:
+        window = self._window
+        return window.reference if window is not None else None
+
+    def _failed_once(self) -> None:
+        if not self._failed:
+            self._failed = True
+            log.exception("drift bookkeeping failed", extra={"event": "drift.failed"})
 
     def _switch(self, version: str, rows: np.ndarray, best: np.ndarray) -> None:
         """Rows answered by a champion other than the current one (``_lock`` held)."""

@@ -1,0 +1,107 @@
+"""The hot path of /predict (api/fastpath.py) answers exactly what the route would.
+
+Its one-row answer is built in plain floats (``answers.answer_one``), the route's batch answer in
+numpy (``answers.answer``): the two must agree value for value on any row, warnings included.
+And a 200 from the fast path must be indistinguishable on the wire from the route's own.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from iris_services.api.answers import answer, answer_one
+from iris_services.api.app import create_app
+from iris_services.api.drift import DriftMonitor
+from iris_services.api.graph import GraphModel
+from iris_services.api.model_holder import ModelHolder
+from iris_services.common.alias import Champion
+from iris_services.common.settings import ApiSettings
+from iris_services.train import onnx_export, pipeline
+
+IRIS = pipeline.load_dataset(0).x_train
+
+
+class _Registry:
+    def __init__(self) -> None:
+        graph = onnx_export.export(pipeline.train(5).model, IRIS)
+        self.model = GraphModel(graph.onnx, graph.sha256)
+        self.champ = Champion("iris-classifier", "3", "champion", 0.97, time.time(), None, "")
+
+    def champion(self) -> Champion:
+        return self.champ
+
+    def load(self, champion: Champion) -> GraphModel:
+        return self.model
+
+
+@pytest.fixture(scope="module")
+def holder() -> ModelHolder:
+    held = ModelHolder(_Registry())
+    assert held.refresh()
+    return held
+
+
+value = st.floats(min_value=-1.0, max_value=12.0, allow_nan=False, width=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=st.lists(value, min_size=4, max_size=4))
+def test_the_one_row_answer_equals_the_batch_answer_of_that_row(holder, row):
+    loaded = holder.current
+    assert loaded is not None
+    # Negative values carry warnings (no reference profile here, so no range warnings).
+    drift = DriftMonitor(ApiSettings(), CollectorRegistry())
+    one = answer_one(loaded, list(row), drift)
+    batch = answer(loaded, np.array([row]), drift)[0]
+    assert one == batch
+    assert list(one) == list(batch)  # the same keys in the same order: the same JSON bytes
+
+
+def test_a_fast_200_is_the_routes_200_on_the_wire(holder):
+    """Same status, headers and body as the route: a body with a media-type parameter is still
+    the fast path's; the route answers the same row when the fast path is not installed."""
+    app = create_app(ApiSettings(), holder, poll=False)
+    route_only = create_app(ApiSettings(), holder, poll=False)
+    route_only.user_middleware = [
+        m for m in route_only.user_middleware if m.cls.__name__ != "PredictFastPath"
+    ]
+    body = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
+    for headers in (
+        {"content-type": "application/json"},
+        {"content-type": "Application/JSON; charset=utf-8"},
+    ):
+        fast = TestClient(app).post("/predict", content=body, headers=headers)
+        slow = TestClient(route_only).post("/predict", content=body, headers=headers)
+        assert fast.status_code == slow.status_code == 200
+        assert fast.content == slow.content
+        assert list(fast.headers.items()) == list(slow.headers.items())
+
+
+def test_what_the_fast_path_does_not_answer_reaches_the_route_whole(holder):
+    """A bad body, a batch over the row limit and an oversize body are the route's answers
+    (422, 413, 413), counted once each; the bytes the fast path read are replayed."""
+    client = TestClient(
+        create_app(ApiSettings(max_body_bytes=1024, max_batch_rows=2), holder, poll=False)
+    )
+    assert client.post("/predict", json={"features": [1, 2, 3]}).status_code == 422
+    assert client.post("/predict", json={"instances": [[1, 2, 3, 4]] * 3}).status_code == 413
+    big = b'{"features": [5.1, 3.5, 1.4, 0.2], "pad": "' + b"x" * 2000 + b'"}'
+    assert (
+        client.post(
+            "/predict", content=big, headers={"content-type": "application/json"}
+        ).status_code
+        == 413
+    )
+    ok = client.post("/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]] * 2})
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+    metrics = client.get("/metrics").text
+    assert 'iris_api_requests_total{status="413"} 2.0' in metrics
+    assert 'iris_api_requests_total{status="422"} 1.0' in metrics
+    assert 'iris_api_requests_total{status="200"} 1.0' in metrics
