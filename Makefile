@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint system-deps bench bench-batch bench-profile soak clean
+.PHONY: up test lint system-deps bench bench-batch bench-profile bench-resources soak clean
 
 $(BIN)/irisctl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,6 +46,11 @@ bench-batch: $(BIN)/irisctl
 # Where a one-row /predict spends its time, in µs, in one process (bench/profile_predict.py).
 bench-profile: $(BIN)/irisctl
 	$(BIN)/python bench/profile_predict.py $(BENCH_ARGS)
+
+# Each service's memory, steady, under load and in a training (bench/resources.py), against the
+# Kubernetes requests and limits (the README's table).
+bench-resources: $(BIN)/irisctl
+	$(BIN)/python bench/resources.py $(BENCH_ARGS)
 
 # The soak check (bench/soak.py): predictions under load while trainings promote new champions.
 soak: $(BIN)/irisctl

@@ -160,11 +160,10 @@ def test_e1_e2_e4_lifecycle(cli):
 
     # H2: each service's whole process group fits its Kubernetes limit with 30 % headroom.
     from irisctl.targets.kube import RESOURCES
+    from irisctl.targets.kube.manifests import memory_mib
 
     for service, key in (("mlflow", "mlflow"), ("model-api", "api"), ("monitor", "monitor")):
-        limit_mib = int(RESOURCES[key][3].removesuffix("Mi").removesuffix("Gi")) * (
-            1024 if RESOURCES[key][3].endswith("Gi") else 1
-        )
+        limit_mib = memory_mib(RESOURCES[key][3])
         used = group_rss_mib(status["services"][service]["pid"])
         assert used < 0.7 * limit_mib, f"{service}: {used:.0f} MiB of a {limit_mib} MiB limit"
 

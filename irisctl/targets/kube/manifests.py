@@ -39,20 +39,25 @@ RESOURCES = {
 # manager, CoreDNS, kube-proxy) and the kubelet. An allowance, not measured here (no minikube
 # runs on this machine): their requests are ~170 MiB, their usage is commonly 0.6-1 GiB.
 NODE_OVERHEAD_MIB = 1024
+# The model API's worker processes in a pod unless api_workers is set: RESOURCES["api"] is sized
+# for them.
+POD_API_WORKERS = 2
+
+
+def memory_mib(quantity: str) -> int:
+    """A memory quantity of RESOURCES (``"768Mi"``, ``"1Gi"``) in MiB."""
+    if quantity.endswith("Gi"):
+        return int(quantity.removesuffix("Gi")) * 1024
+    return int(quantity.removesuffix("Mi"))
 
 
 def stack_memory_mib() -> int:
     """The memory requests of every pod the stack runs at once (the nightly training included,
     the one-off bucket Job not), plus the node's own: what minikube's memory must cover."""
-    total = 0
-    for key, (_cpu, request, _cpu_limit, _limit) in RESOURCES.items():
-        if key != "job":
-            total += (
-                int(request.removesuffix("Mi"))
-                if request.endswith("Mi")
-                else (int(request.removesuffix("Gi")) * 1024)
-            )
-    return total + NODE_OVERHEAD_MIB
+    requests = (
+        memory_mib(request) for key, (_, request, _, _) in RESOURCES.items() if key != "job"
+    )
+    return sum(requests) + NODE_OVERHEAD_MIB
 
 
 MANIFESTS = (
@@ -135,7 +140,9 @@ def api_workers(config: Config) -> int:
 
     The default setting follows this machine's CPUs; the pod's resources are sized for 2.
     """
-    return 2 if config.source("api_workers") == "default" else int(config["api_workers"])
+    if config.source("api_workers") == "default":
+        return POD_API_WORKERS
+    return int(config["api_workers"])
 
 
 def render(config: Config, target: str) -> dict[str, str]:
