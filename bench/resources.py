@@ -94,6 +94,7 @@ class Memory:
 
     samples: list[tuple[str, float]] = field(default_factory=list)  # (phase, MiB)
     hwm_kib: dict[int, int] = field(default_factory=dict)
+    commands: dict[int, str] = field(default_factory=dict)  # what each process was
 
     def sample(self, phase: str, root: int) -> None:
         total = 0
@@ -102,6 +103,8 @@ class Memory:
             total += rss
             if hwm:
                 self.hwm_kib[pid] = max(hwm, self.hwm_kib.get(pid, 0))
+                if pid not in self.commands:
+                    self.commands[pid] = _command(pid)
         if total:
             self.samples.append((phase, total / 1024))
 
@@ -144,6 +147,16 @@ class Sampler(threading.Thread):
                 self.memory[name].sample(phase, pid)
             if phase == "training" and (trainer := self.trainer()) is not None:
                 self.memory["trainer"].sample(phase, trainer)
+
+
+def _command(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except FileNotFoundError:
+        return "?"
+    return " ".join(Path(a.decode()).name if i == 0 else a.decode() for i, a in enumerate(argv))[
+        :80
+    ]
 
 
 def _ppid(pid: int) -> int:
@@ -226,6 +239,12 @@ def main() -> int:
     memory = sampler.memory
     if not memory["trainer"].samples:
         raise SystemExit("bench: the training run was never sampled (ended too fast?)")
+    for name, m in memory.items():  # what each tree held, for a reader who wonders
+        for pid, kib in m.hwm_kib.items():
+            print(
+                f"bench: {name}: pid {pid} VmHWM {kib / 1024:.0f} MiB: {m.commands[pid]}",
+                file=sys.stderr,
+            )
     print_table(memory, args, workers, answered, train_s)
     return 0
 
