@@ -19,6 +19,7 @@ from irisctl import images, settings
 from irisctl.errors import IrisctlError
 from irisctl.targets import kube
 from irisctl.targets.kube import KubeTarget
+from irisctl.targets.kube import manifests as kube_manifests
 
 K8S_VERSIONS = ["1.30.0", "1.32.0", "1.34.0"]
 
@@ -85,6 +86,33 @@ def test_g3_every_container_has_limits_and_a_restricted_security_context(manifes
             assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
             assert {"cpu", "memory"} <= set(c["resources"]["requests"])
             assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+
+
+def test_no_memory_limit_is_below_one_and_a_half_times_its_measured_peak():
+    """Issue 19: limits from bench/resources.py's peaks (MEASURED_PEAK_MIB), with half again as
+    much for what a container adds and what one run did not see; every measured service named."""
+    peaks = kube_manifests.MEASURED_PEAK_MIB
+    assert set(peaks) == set(kube.RESOURCES) - {"minio", "job"}  # MinIO, `mc`: not run locally
+    for key, peak in peaks.items():
+        _, request, _, limit = kube.RESOURCES[key]
+        assert kube_manifests.memory_mib(limit) >= 1.5 * peak, (key, limit, peak)
+        assert kube_manifests.memory_mib(request) <= kube_manifests.memory_mib(limit)
+
+
+def test_the_stacks_requests_fit_minikubes_default_node_beside_kube_system():
+    """minikube's default node is 2 CPUs and 4096 MB. Memory: the requests of every pod running
+    at once plus the node's allowance (what doctor checks). CPU: beside kube-system's requests
+    as kubeadm and CoreDNS set them (API server 250m, controller manager 200m, scheduler 100m,
+    etcd 100m, CoreDNS 100m)."""
+    node_mib = settings.DEFAULTS["minikube_memory_mb"][0]
+    node_cpus = settings.DEFAULTS["minikube_cpus"][0]
+    assert kube_manifests.stack_memory_mib() <= node_mib
+    cpu_m = sum(
+        int(cpu.removesuffix("m")) if cpu.endswith("m") else int(cpu) * 1000
+        for key, (cpu, _, _, _) in kube.RESOURCES.items()
+        if key != "job"
+    )
+    assert cpu_m + 750 <= node_cpus * 1000, cpu_m
 
 
 def test_g3_our_images_run_with_a_read_only_root_and_a_tmp_volume(manifests):
