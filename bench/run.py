@@ -516,6 +516,54 @@ def process_rss_mib(root_pid: int) -> dict[int, float]:
     return rss
 
 
+def swap_under_load(b: Bench, url: str, cache: Path, body: str) -> tuple[Any, Any, str, str]:
+    """(steady load, load during two promotions, version before, version after) on our API."""
+    seconds = b.args.seconds
+    baseline = wrk(f"{url}/predict", body, seconds)
+
+    def promote_twice() -> None:
+        for _ in range(2):
+            time.sleep(seconds / 4)
+            for cached in cache.glob("*.onnx"):  # so each promotion really downloads
+                cached.unlink()
+            b.promote_again()
+
+    swaps = threading.Thread(target=promote_twice)
+    before_swap = httpx.get(f"{url}/model").json()["version"]
+    swaps.start()
+    during = wrk(f"{url}/predict", body, seconds)
+    swaps.join()
+    seen: set[str] = set()  # each answer comes from one of the workers
+
+    def swapped() -> bool:
+        seen.add(httpx.get(f"{url}/model").json()["version"])
+        return len(seen - {before_swap}) > 0
+
+    wait_for(swapped, 30, "the API to serve the promoted version")
+    return baseline, during, before_swap, max(seen - {before_swap}, key=int)
+
+
+def only_swap(b: Bench) -> None:
+    """``--only-swap``: the swap row alone, ``--runs`` times on one API (2 workers)."""
+    cache = b.home / "bench-graphs"
+    url, cm = b.api_server(2, cache)
+    body = json.dumps({"features": ROW})
+    ratios = []
+    with cm:  # type: ignore[attr-defined]
+        wait_for(lambda: answers(f"{url}/readyz"), 120, "our API")
+        wrk(f"{url}/predict", body, 2)  # warm up
+        print("\n| run | steady p99 ms | p99 during two promotions ms | ratio | errors |")
+        print("|---|---|---|---|---|")
+        for i in range(b.args.runs):
+            baseline, during, _, _ = swap_under_load(b, url, cache, body)
+            ratios.append(during.p99 / baseline.p99)
+            print(
+                f"| {i + 1} | {baseline.p99:.1f} | {during.p99:.1f} | {ratios[-1]:.2f}x | "
+                f"{during.errors} |"
+            )
+    print(f"\nmedian ratio {statistics.median(ratios):.2f}x over {len(ratios)} runs")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per server (median)")
@@ -526,6 +574,7 @@ def main() -> int:
     parser.add_argument(
         "--only-drift", action="store_true", help="only the input-drift bookkeeping row"
     )
+    parser.add_argument("--only-swap", action="store_true", help="only the swap row, --runs times")
     parser.add_argument(
         "--aa",
         action="store_true",
@@ -543,6 +592,9 @@ def main() -> int:
         t0 = time.perf_counter()
         up = json.loads(b.irisctl("up", "--json").stdout)
         up_wall = time.perf_counter() - t0
+        if args.only_swap:
+            only_swap(b)
+            return 0
         print("bench: input-drift bookkeeping on and off", file=sys.stderr)
         drift = drift_overhead(b)
         if args.only_drift:
@@ -574,28 +626,7 @@ def main() -> int:
             batch_ms = statistics.median(samples)
 
             body = json.dumps({"features": ROW})
-            baseline = wrk(f"{url}/predict", body, args.seconds)
-
-            def promote_twice() -> None:
-                for _ in range(2):
-                    time.sleep(args.seconds / 4)
-                    for cached in cache.glob("*.onnx"):  # so each promotion really downloads
-                        cached.unlink()
-                    b.promote_again()
-
-            swaps = threading.Thread(target=promote_twice)
-            before_swap = httpx.get(f"{url}/model").json()["version"]
-            swaps.start()
-            during = wrk(f"{url}/predict", body, args.seconds)
-            swaps.join()
-            seen: set[str] = set()  # each answer comes from one of the workers
-
-            def swapped() -> bool:
-                seen.add(httpx.get(f"{url}/model").json()["version"])
-                return len(seen - {before_swap}) > 0
-
-            wait_for(swapped, 30, "the API to serve the promoted version")
-            after_swap = max(seen - {before_swap}, key=int)
+            baseline, during, before_swap, after_swap = swap_under_load(b, url, cache, body)
 
             rss = [rss_mib(api.pid)]
             soak = threading.Thread(target=wrk, args=(f"{url}/predict", body, args.soak, 16))
