@@ -9,7 +9,7 @@ training ties the champion and is promoted (a new version each time). Then, for 
   recording status, served version and latency of every request;
 - every ``--train-every`` seconds, `irisctl train --now` runs and promotes a new version;
 - the model API's memory (its whole process group) is sampled every 5 s, and once more 20 s
-  after the load stops (a promotion's loader process is short-lived).
+  after the load stops (the last promotion settled).
 
 It prints one table: requests, failures (must be 0), latency percentiles, versions served (they
 must never go back on one connection), promotions, and the API's memory at the start, middle and
@@ -136,8 +136,8 @@ def main() -> int:
         stop.set()
         for t in threads:
             t.join(15)
-        # Settle: a promotion's short-lived loader process belongs to the API's group; let the
-        # last one finish, then measure the steady state.
+        # Settle: let the last promotion's graph load and the drift ticks finish, then measure
+        # the steady state.
         time.sleep(20)
         memory.append((time.monotonic() - started, group_rss_mib(api_pid)))
     finally:
