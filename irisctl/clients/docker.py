@@ -16,7 +16,7 @@ from ..errors import IrisctlError
 # The modes every file and directory of a build context gets, whatever the caller's umask:
 # docker-py's tar keeps each file's mode (docker/utils/build.py) and COPY keeps it, so under
 # umask 077 the files would be root 0600 and the image's non-root user could not read its code.
-# The image tags hash these too (kube/images.py), so an image built otherwise is never reused.
+# The image tags hash these too (irisctl/images.py), so an image built otherwise is never reused.
 CONTEXT_FILE_MODE = 0o644
 CONTEXT_DIR_MODE = 0o755
 
