@@ -105,3 +105,36 @@ def test_what_the_fast_path_does_not_answer_reaches_the_route_whole(holder):
     assert 'iris_api_requests_total{status="413"} 2.0' in metrics
     assert 'iris_api_requests_total{status="422"} 1.0' in metrics
     assert 'iris_api_requests_total{status="200"} 1.0' in metrics
+
+
+def _csv_writer_answer(loaded, rows, drift) -> bytes:
+    """The CSV answer as it was written before: csv.writer, row by row."""
+    import csv
+    import io
+
+    from iris_services.api.answers import scores
+    from iris_services.common.names import CLASS_NAMES
+
+    proba, best = scores(loaded, rows)
+    answers: list[dict] = [{} for _ in range(len(rows))]
+    drift.observe(loaded.champion.version, rows, best, answers)
+    out = io.StringIO()
+    out.write("prediction," + ",".join(CLASS_NAMES) + ",warnings\n")
+    writer = csv.writer(out, lineterminator="\n")
+    for i, p, a in zip(best, proba.tolist(), answers, strict=True):
+        writer.writerow((CLASS_NAMES[int(i)], *p, "; ".join(a.get("warnings", ()))))
+    return out.getvalue().encode()
+
+
+def test_the_csv_answer_is_what_csv_writer_writes(holder):
+    """`predict --file`'s dense path formats lines itself: the same bytes as csv.writer, rows
+    with warnings (negative values here) included."""
+    from iris_services.api.app import _csv_answer
+
+    loaded = holder.current
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-0.5, 8.0, size=(2_000, 4)).round(2)
+    drift = DriftMonitor(ApiSettings(), CollectorRegistry())
+    ours = _csv_answer(loaded, rows, drift)
+    assert ours == _csv_writer_answer(loaded, rows, drift)
+    assert b"is negative" in ours  # the warnings path was exercised

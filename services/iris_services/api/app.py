@@ -131,17 +131,26 @@ def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
 
 
 def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
-    """One CSV line per row: class, the three probabilities, warnings joined by "; "."""
+    """One CSV line per row: class, the three probabilities, warnings joined by "; ".
+
+    What ``csv.writer`` writes, line for line, without its per-row cost (three quarters of a
+    10,000-row request): floats as ``repr``, an empty last field for no warnings; the rare rows
+    with warnings still go through the writer, for its quoting."""
     proba, best = scores(loaded, rows)
     answers: list[dict[str, Any]] = [{} for _ in range(len(rows))]
     drift.observe(loaded.champion.version, rows, best, answers)
-    out = io.StringIO()
-    out.write(CSV_HEADER)
-    writer = csv.writer(out, lineterminator="\n")
-    names = [CLASS_NAMES[int(i)] for i in best]
-    for name, p, a in zip(names, proba.tolist(), answers, strict=True):
-        writer.writerow((name, *p, "; ".join(a.get("warnings", ()))))
-    return out.getvalue().encode()
+    names = [CLASS_NAMES[i] for i in best.tolist()]
+    lines = [
+        f"{name},{','.join(map(repr, p))},\n" for name, p in zip(names, proba.tolist(), strict=True)
+    ]
+    for i, a in enumerate(answers):
+        if "warnings" in a:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerow(
+                (names[i], *proba[i].tolist(), "; ".join(a["warnings"]))
+            )
+            lines[i] = out.getvalue()
+    return (CSV_HEADER + "".join(lines)).encode()
 
 
 def _lifespan(
