@@ -25,8 +25,9 @@ IMAGES = {
     "alertmanager": "quay.io/prometheus/alertmanager:v0.28.1",
 }
 # Requests and limits, set from what bench/resources.py measured on the local target (the same
-# service code; the README's "Memory" table): each memory limit at least 1.5x the measured peak,
-# each request near the steady use (a Job's: its peak). 2-core VM, 2026-12-06, MLflow 3.17.2.
+# service code; the README's "Requests and limits, measured"): each memory limit at least 1.5x
+# the measured peak, each request near the steady use (a Job's: its peak). 2-core VM,
+# 2026-12-06, MLflow 3.17.2.
 RESOURCES = {
     "minio": ("100m", "256Mi", "1", "1Gi"),  # not measured: MinIO does not run locally
     "mlflow": ("200m", "576Mi", "1", "1536Mi"),  # steady 518 MiB, peak 520
