@@ -415,6 +415,30 @@ def test_the_api_answers_odd_rows_with_warnings_and_counts_them():
     assert 'iris_api_feature_psi{feature="petal_length"}' in text
 
 
+def test_the_first_answer_of_a_new_champion_already_has_its_range_warnings():
+    """The reference profile is fetched while the new champion loads, before it serves: the
+    first answer after a swap carries the training-range warning, with no drift tick between
+    (there was up to a tick, ~1 s, of answers without it: a user's first `predict` after
+    `up` could miss it)."""
+    fake = FakeRegistry()
+    holder = ModelHolder(fake)
+    fetched = []
+
+    def fetch(name: str, version: str) -> dict:
+        fetched.append(version)
+        return iris_profile()
+
+    app = create_app(ApiSettings(), holder, poll=False, fetch_reference=fetch)
+    client = TestClient(app)
+    fake.promote("1")
+    holder.refresh()  # no tick runs here (poll=False)
+    odd = client.post("/predict", json={"features": [5.1, 3.5, 30, 0.2]}).json()
+    assert odd["warnings"][0].startswith("petal_length 30.0 is outside the training range")
+    assert fetched == ["1"]
+    app.state.drift.tick()
+    assert fetched == ["1"]  # not fetched again
+
+
 def test_two_workers_report_one_window_and_its_psi(service_env):
     """The real entry point with 2 workers: the window's rows and bins are every worker's, and
     the PSI is computed over them, whichever worker answers the scrape."""

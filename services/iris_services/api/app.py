@@ -205,6 +205,7 @@ def create_app(
     holder.on_swap(metrics.swapped)
     holder.on_failure(metrics.load_failures.inc)
     drift = DriftMonitor(settings, metrics.registry, metrics.multiprocess, fetch_reference)
+    holder.on_prepare(drift.prepare)
     holder.on_swap(drift.swapped)
 
     app = FastAPI(

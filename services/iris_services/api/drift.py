@@ -343,6 +343,7 @@ class DriftMonitor:
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._window: Window | None = None
+        self._prepared: Reference | None = None  # fetched while the next champion loaded
         self._version: str | None = None  # the served champion's version
         self._previous: str | None = None  # the one it replaced: its late answers do not reset
         self._next_fetch = 0.0
@@ -451,7 +452,11 @@ class DriftMonitor:
         if version != self._version:
             self._previous = self._version
         self._version = version
-        self._window = None
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.version == version:
+            self._window = Window(prepared, self._max_rows, self._max_age_s)
+        else:
+            self._window = None
         self._next_fetch = 0.0
         if self._best:  # the rows still pending were answered by the replaced champion
             late = np.array(self._flat).reshape(-1, len(FEATURE_NAMES))
@@ -465,12 +470,31 @@ class DriftMonitor:
         window = self._window
         return window.reference if window is not None else None
 
+    def prepare(self, champion: Any) -> None:
+        """The holder's pre-swap hook: fetch the new champion's reference while it loads, so
+        its first answers already carry the training-range warnings (``swapped`` installs it)."""
+        if not self.enabled:
+            return
+        self._model_name = champion.name
+        reference = self._fetch_reference(champion.version)
+        with self._lock:
+            self._prepared = reference
+
     def _maybe_fetch(self) -> None:
         with self._lock:
             version = self._version
             have = self._window.reference.version if self._window is not None else None
         if version is None or version == have or self._clock() < self._next_fetch:
             return
+        reference = self._fetch_reference(version)
+        if reference is None:
+            return
+        with self._lock:
+            if self._version == version:
+                self._window = Window(reference, self._max_rows, self._max_age_s)
+
+    def _fetch_reference(self, version: str) -> Reference | None:
+        """The version's reference, or None (logged; the ticks retry after ``RETRY_S``)."""
         try:
             profile = self._fetch(self._model_name, version)
             reference = Reference.from_profile(version, profile) if profile else None
@@ -482,7 +506,7 @@ class DriftMonitor:
                 exc,
                 extra={"event": "drift.reference_failed", "version": version},
             )
-            return
+            return None
         if reference is None:
             self._next_fetch = self._clock() + RETRY_S
             if self._told != version:
@@ -493,15 +517,13 @@ class DriftMonitor:
                     REFERENCE_PROFILE_ARTIFACT,
                     extra={"event": "drift.reference_missing", "version": version},
                 )
-            return
-        with self._lock:
-            if self._version == version:
-                self._window = Window(reference, self._max_rows, self._max_age_s)
+            return None
         log.info(
             "measuring input drift against version %s's training rows",
             version,
             extra={"event": "drift.reference_loaded", "version": version},
         )
+        return reference
 
     # -- off the request path: draining and publishing ----------------------------------------
 

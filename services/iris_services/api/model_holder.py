@@ -62,12 +62,18 @@ class ModelHolder:
         self.load_failures = 0
         self.registry_answered = False
         self._on_swap: list[Callable[[Loaded | None, Loaded], None]] = []
+        self._on_prepare: list[Callable[[Champion], None]] = []
         self._on_failure: list[Callable[[], None]] = []
         self._lock = threading.Lock()  # one refresh at a time; readers never take it
 
     def on_swap(self, callback: Callable[[Loaded | None, Loaded], None]) -> None:
         """Call ``callback(old, new)`` after each swap."""
         self._on_swap.append(callback)
+
+    def on_prepare(self, callback: Callable[[Champion], None]) -> None:
+        """Call ``callback(champion)`` once a new champion has loaded, before it is swapped in
+        (what its first answers need, fetched while nothing waits on it)."""
+        self._on_prepare.append(callback)
 
     def on_failure(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after each champion that failed to load."""
@@ -106,6 +112,11 @@ class ModelHolder:
                 for failed in self._on_failure:
                     failed()
                 return False
+            for prepare in self._on_prepare:
+                try:
+                    prepare(champion)
+                except Exception:  # a helper's failure never keeps a good model from serving
+                    log.exception("preparing version %s failed", champion.version)
             self.current = Loaded(model=model, champion=champion, loaded_at=time.time())
             self.last_error = self.last_reason = None
             self.failed_version = None
