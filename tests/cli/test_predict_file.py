@@ -209,11 +209,17 @@ def test_413_halves_the_requests_and_503_is_retried(monkeypatch, tmp_path):
         from irisctl import batch
 
         sleeps = []
+        loaded = threading.Event()
 
         def sleep(s: float) -> None:
+            # The first backoff loads the model; every backoff waits for it, as a real one
+            # would wait out the load (requests in flight must not use up their retries
+            # while it loads).
             sleeps.append(s)
-            if len(sleeps) == 2:
+            if len(sleeps) == 1:
                 served.holder.refresh()
+                loaded.set()
+            loaded.wait(30)
 
         monkeypatch.setattr(batch.time, "sleep", sleep)
         summary = batch.score_file(
