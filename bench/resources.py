@@ -182,10 +182,6 @@ def load(url: str, seconds: float, threads: int) -> int:
         return sum(pool.map(lambda _: worker(), range(threads)))
 
 
-def mib(quantity: str) -> int:
-    return manifests.memory_mib(quantity)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=float, default=10, help="settle, then sample, seconds")
@@ -277,7 +273,7 @@ def print_table(
         m = memory[name]
         _, request, _, limit = manifests.RESOURCES[key]
         bound = m.hwm_bound()
-        ratio = mib(limit) / bound
+        ratio = manifests.memory_mib(limit) / bound
         flag = "" if ratio >= 1.5 else " **below 1.5x**"
         steady = "—" if name == "trainer" else f"{m.steady():.0f}"
         under_load = "—" if name == "trainer" else f"{m.peak('load'):.0f}"
