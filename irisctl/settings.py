@@ -52,6 +52,11 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "drift_window_rows": (10_000, int),
     "drift_window_seconds": (3600.0, float),
     "drift_min_rows": (500, int),
+    # Feedback (README, "Closing the loop"): how long a prediction's id can be labelled; the
+    # window of IrisLiveAccuracyLow, `status` and `top`; the labels in it the alert waits for.
+    "feedback_max_age_days": (7.0, float),
+    "live_accuracy_window": ("1h", str),
+    "live_accuracy_min_labels": (50, int),
     # Kubernetes targets
     "namespace": ("iris-mlops", str),
     "registry": ("", str),  # where `--target kubernetes` pushes and pulls the services image
@@ -130,7 +135,11 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"promotion_tolerance from {source} must be between 0 and 1, not {value}")
     if name == "accuracy_threshold" and not 0.0 <= value <= 1.0:
         raise BadInput(f"accuracy_threshold from {source} must be between 0 and 1, not {value}")
-    if name in ("scrape_interval", "alert_for_max") and value and not _DURATION.fullmatch(value):
+    if (
+        name in ("scrape_interval", "alert_for_max", "live_accuracy_window")
+        and value
+        and not _DURATION.fullmatch(value)
+    ):
         raise BadInput(f"{name} from {source} must be a duration like 15s or 1m, not {value!r}")
     if name == "target":
         value = value.lower()  # `--target Kubernetes` names the same target as `kubernetes`
@@ -138,7 +147,11 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
     if name == "backend_store_uri" and value and "://" not in value:
         raise BadInput(f"backend_store_uri from {source} must be a URI like postgresql://…")
-    if name.startswith("drift_") and value <= 0:
+    if name == "live_accuracy_window" and not value:
+        raise BadInput(f"live_accuracy_window from {source} must be a duration like 1h or 10m")
+    if (
+        name.startswith("drift_") or name in ("feedback_max_age_days", "live_accuracy_min_labels")
+    ) and value <= 0:
         raise BadInput(f"{name} from {source} must be positive, not {value}")
     if name in ("minikube_cpus", "minikube_memory_mb", "rollout_timeout") and value <= 0:
         raise BadInput(f"{name} from {source} must be positive, not {value}")

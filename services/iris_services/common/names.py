@@ -22,3 +22,6 @@ REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
 # API checks a download against (written by train/onnx_export + publish, read by api/mlflow_rest).
 GRAPH_FILE = "model.onnx"
 DIGEST_TAG = "iris.onnx.sha256"
+# Labelled production rows (api/feedback.py writes them, the trainer reads them): batches of
+# JSON lines under this path of MLflow's proxied artifact store, one directory per UTC day.
+FEEDBACK_ARTIFACT_DIR = "feedback"

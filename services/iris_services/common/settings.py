@@ -80,6 +80,17 @@ class ApiSettings(CommonSettings):
     # 500 rows drawn from the Iris data itself stay below PSI 0.11 (tests/services/test_drift.py).
     drift_psi_threshold: float = Field(0.2, gt=0, validation_alias=_env("IRIS_DRIFT_PSI_THRESHOLD"))
     drift_min_rows: int = Field(500, ge=1, validation_alias=_env("IRIS_DRIFT_MIN_ROWS"))
+    # Feedback (api/feedback.py): how long a prediction's id can be labelled; where the workers
+    # share the labels not yet stored (unset: a temp dir per API process); how often they are
+    # written to the store; and the labels an hour IrisLiveAccuracyLow waits for.
+    feedback_max_age_s: float = Field(
+        7 * 86400.0, gt=0, validation_alias=_env("IRIS_FEEDBACK_MAX_AGE_SECONDS")
+    )
+    feedback_spool_dir: str | None = Field(None, validation_alias=_env("IRIS_FEEDBACK_SPOOL_DIR"))
+    feedback_flush_s: float = Field(5.0, gt=0, validation_alias=_env("IRIS_FEEDBACK_FLUSH_SECONDS"))
+    live_accuracy_min_labels: int = Field(
+        50, ge=1, validation_alias=_env("IRIS_LIVE_ACCURACY_MIN_LABELS")
+    )
 
 
 class MonitorSettings(CommonSettings):
