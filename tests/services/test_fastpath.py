@@ -22,6 +22,8 @@ from iris_services.api.drift import DriftMonitor
 from iris_services.api.graph import GraphModel
 from iris_services.api.model_holder import ModelHolder
 from iris_services.common.alias import Champion
+from iris_services.common.feedback_ids import ID_CHARS, Ids, derive_key
+from iris_services.common.names import CLASS_NAMES
 from iris_services.common.settings import ApiSettings
 from iris_services.train import onnx_export, pipeline
 
@@ -58,10 +60,21 @@ def test_the_one_row_answer_equals_the_batch_answer_of_that_row(holder, row):
     assert loaded is not None
     # Negative values carry warnings (no reference profile here, so no range warnings).
     drift = DriftMonitor(ApiSettings(), CollectorRegistry())
-    one = answer_one(loaded, list(row), drift)
-    batch = answer(loaded, np.array([row]), drift)[0]
+    one = answer_one(loaded, list(row), drift, IDS)
+    batch = answer(loaded, np.array([row]), drift, IDS)[0]
+    # Each prediction has its own id (a random nonce), saying the same about it.
+    assert IDS.read(one.pop("id"), None) == IDS.read(batch.pop("id"), None)
     assert one == batch
     assert list(one) == list(batch)  # the same keys in the same order: the same JSON bytes
+
+
+IDS = Ids(derive_key(b"k" * 32), clock=lambda: 1_800_000_000.0)
+
+
+def _bytes_but_the_id(response) -> bytes:
+    ident = response.json()["id"]
+    assert len(ident) == ID_CHARS
+    return response.content.replace(ident.encode(), b"")
 
 
 def test_a_fast_200_is_the_routes_200_on_the_wire(holder):
@@ -80,7 +93,8 @@ def test_a_fast_200_is_the_routes_200_on_the_wire(holder):
         fast = TestClient(app).post("/predict", content=body, headers=headers)
         slow = TestClient(route_only).post("/predict", content=body, headers=headers)
         assert fast.status_code == slow.status_code == 200
-        assert fast.content == slow.content
+        # The same bytes but for the id (each prediction's own; the same length).
+        assert _bytes_but_the_id(fast) == _bytes_but_the_id(slow)
         assert list(fast.headers.items()) == list(slow.headers.items())
 
 
@@ -107,8 +121,8 @@ def test_what_the_fast_path_does_not_answer_reaches_the_route_whole(holder):
     assert 'iris_api_requests_total{status="200"} 1.0' in metrics
 
 
-def _csv_writer_answer(loaded, rows, drift) -> bytes:
-    """The CSV answer as it was written before: csv.writer, row by row."""
+def _csv_writer_answer(loaded, rows, drift, ids: list[str]) -> bytes:
+    """The CSV answer as it was written before: csv.writer, row by row (with these ids)."""
     import csv
     import io
 
@@ -119,10 +133,10 @@ def _csv_writer_answer(loaded, rows, drift) -> bytes:
     answers: list[dict] = [{} for _ in range(len(rows))]
     drift.observe(loaded.champion.version, rows, best, answers)
     out = io.StringIO()
-    out.write("prediction," + ",".join(CLASS_NAMES) + ",warnings\n")
+    out.write("prediction," + ",".join(CLASS_NAMES) + ",warnings,id\n")
     writer = csv.writer(out, lineterminator="\n")
-    for i, p, a in zip(best, proba.tolist(), answers, strict=True):
-        writer.writerow((CLASS_NAMES[int(i)], *p, "; ".join(a.get("warnings", ()))))
+    for i, p, a, ident in zip(best, proba.tolist(), answers, ids, strict=True):
+        writer.writerow((CLASS_NAMES[int(i)], *p, "; ".join(a.get("warnings", ())), ident))
     return out.getvalue().encode()
 
 
@@ -135,6 +149,12 @@ def test_the_csv_answer_is_what_csv_writer_writes(holder):
     rng = np.random.default_rng(0)
     rows = rng.uniform(-0.5, 8.0, size=(2_000, 4)).round(2)
     drift = DriftMonitor(ApiSettings(), CollectorRegistry())
-    ours = _csv_answer(loaded, rows, drift)
-    assert ours == _csv_writer_answer(loaded, rows, drift)
+    ours = _csv_answer(loaded, rows, drift, IDS)
+    ids = [line.rsplit(",", 1)[1] for line in ours.decode().splitlines()[1:]]
+    assert ours == _csv_writer_answer(loaded, rows, drift, ids)
     assert b"is negative" in ours  # the warnings path was exercised
+    # Each row's id holds that row as sent and its class.
+    for ident, row, line in zip(ids, rows.tolist(), ours.decode().splitlines()[1:], strict=True):
+        issued = IDS.read(ident, None)
+        assert issued is not None and list(issued.values) == row
+        assert line.startswith(CLASS_NAMES[issued.predicted] + ",")

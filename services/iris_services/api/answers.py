@@ -1,5 +1,6 @@
 """Rows become answers here, for every path: the JSON contract's answer for a batch and for one
-row (the hot path's, without arrays), and the probabilities every answer carries."""
+row (the hot path's, without arrays), and the probabilities every answer carries. Every answer
+carries its prediction's ``id`` (``common/feedback_ids.py``), for ``POST /feedback``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.feedback_ids import Ids
 from ..common.names import CLASS_NAMES
 from .drift import DriftMonitor
 from .graph import served
@@ -20,23 +22,27 @@ def scores(loaded: Loaded, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return proba, proba.argmax(axis=1)
 
 
-def answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> list[dict[str, Any]]:
+def answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor, ids: Ids) -> list[dict[str, Any]]:
     """The answers to a batch, in order; the drift monitor notes the rows (and adds
     ``warnings`` to odd ones). The drift statistics compare the values as sent (float64)."""
     proba, best = scores(loaded, rows)
+    made = ids.many(loaded.champion.version, rows, best)
     answers = [
         {
             "prediction": CLASS_NAMES[int(i)],
             "class_index": int(i),
             "probabilities": dict(zip(CLASS_NAMES, map(float, p), strict=True)),
+            "id": ident,
         }
-        for i, p in zip(best, proba, strict=True)
+        for i, p, ident in zip(best, proba, made, strict=True)
     ]
     drift.observe(loaded.champion.version, rows, best, answers)
     return answers
 
 
-def answer_one(loaded: Loaded, features: list[float], drift: DriftMonitor) -> dict[str, Any]:
+def answer_one(
+    loaded: Loaded, features: list[float], drift: DriftMonitor, ids: Ids
+) -> dict[str, Any]:
     """``answer`` for one row, equal to it value for value, in plain floats: numpy's
     per-call cost is most of a one-row request's (bench/profile_predict.py).
 
@@ -53,6 +59,7 @@ def answer_one(loaded: Loaded, features: list[float], drift: DriftMonitor) -> di
         "prediction": CLASS_NAMES[best],
         "class_index": best,
         "probabilities": dict(zip(CLASS_NAMES, p, strict=True)),
+        "id": ids.one(loaded.champion.version, features, best),
     }
     drift.observe_one(loaded.champion.version, features, best, one)
     return one

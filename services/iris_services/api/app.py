@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
+import secrets
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,14 +25,19 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
+from ..common import feedback_ids
+from ..common.feedback_ids import Ids
+from ..common.feedback_store import FeedbackStore
 from ..common.names import CLASS_NAMES
 from ..common.settings import ApiSettings
-from . import openapi, pages, schemas
+from . import feedback, openapi, pages, schemas
 from .answers import answer, answer_one, scores
 from .drift import DriftMonitor, Fetch
 from .fastpath import PredictFastPath
 from .metrics import Metrics, PredictMetricsMiddleware
 from .model_holder import Loaded, ModelHolder
+
+log = logging.getLogger("iris.api")
 
 NO_MODEL_HINT = "no model registered yet: run `irisctl train --now`"
 
@@ -93,7 +102,7 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
         return
 
 
-CSV_HEADER = "prediction," + ",".join(CLASS_NAMES) + ",warnings\n"
+CSV_HEADER = "prediction," + ",".join(CLASS_NAMES) + ",warnings,id\n"
 
 
 def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
@@ -130,8 +139,8 @@ def _csv_rows(body: bytes, max_rows: int) -> np.ndarray:
     return rows
 
 
-def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
-    """One CSV line per row: class, the three probabilities, warnings joined by "; ".
+def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor, ids: Ids) -> bytes:
+    """One CSV line per row: class, the three probabilities, warnings joined by "; ", the id.
 
     What ``csv.writer`` writes, line for line, without its per-row cost (three quarters of a
     10,000-row request): floats as ``repr``, an empty last field for no warnings; the rare rows
@@ -140,28 +149,41 @@ def _csv_answer(loaded: Loaded, rows: np.ndarray, drift: DriftMonitor) -> bytes:
     answers: list[dict[str, Any]] = [{} for _ in range(len(rows))]
     drift.observe(loaded.champion.version, rows, best, answers)
     names = [CLASS_NAMES[i] for i in best.tolist()]
+    made = ids.many(loaded.champion.version, rows, best)
     lines = [
-        f"{name},{','.join(map(repr, p))},\n" for name, p in zip(names, proba.tolist(), strict=True)
+        f"{name},{','.join(map(repr, p))},,{ident}\n"
+        for name, p, ident in zip(names, proba.tolist(), made, strict=True)
     ]
     for i, a in enumerate(answers):
         if "warnings" in a:
             out = io.StringIO()
             csv.writer(out, lineterminator="\n").writerow(
-                (names[i], *proba[i].tolist(), "; ".join(a["warnings"]))
+                (names[i], *proba[i].tolist(), "; ".join(a["warnings"]), made[i])
             )
             lines[i] = out.getvalue()
     return (CSV_HEADER + "".join(lines)).encode()
 
 
 def _lifespan(
-    settings: ApiSettings, holder: ModelHolder, drift: DriftMonitor, poll: bool
+    settings: ApiSettings,
+    holder: ModelHolder,
+    drift: DriftMonitor,
+    flusher: feedback.Flusher,
+    poll: bool,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """While the app runs: the first load, the alias watcher and the drift monitor's ticks
-    (only with ``poll``); all stopped when it stops."""
+    """While the app runs: the first load, the alias watcher, the drift monitor's ticks and the
+    feedback flusher (only with ``poll``); all stopped when it stops, the flusher after one
+    last round."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        flushing = threading.Thread(
+            target=flusher.run_forever,
+            args=(settings.feedback_flush_s, stop),
+            name="feedback-flusher",
+            daemon=True,
+        )
         if poll:
             # Load the champion before this worker accepts connections, so no worker of several
             # answers 503 while a sibling already serves; bounded, so liveness never waits long.
@@ -183,10 +205,31 @@ def _lifespan(
             )
             thread.start()
             drift.start(stop)
+            flushing.start()
         yield
         stop.set()
+        if flushing.is_alive():
+            await asyncio.to_thread(flushing.join, FLUSH_AT_EXIT_S)
+        flusher.spool.close()
+        flusher.store.close()
 
     return lifespan
+
+
+# How long a stopping API waits for its last feedback round (within the pod's grace period).
+FLUSH_AT_EXIT_S = 5.0
+
+
+def _ids(key: bytes | None) -> Ids:
+    if key is None:
+        key = feedback_ids.key_from_env()
+    if key is None:
+        log.warning(
+            "no signing key (IRIS_SIGNING_KEY_FILE): prediction ids are valid in this process only",
+            extra={"event": "feedback.no_key"},
+        )
+        key = secrets.token_bytes(32)
+    return Ids(key)
 
 
 def create_app(
@@ -195,13 +238,21 @@ def create_app(
     *,
     poll: bool = True,
     fetch_reference: Fetch | None = None,
+    feedback_key: bytes | None = None,
 ) -> FastAPI:
     """Build the app around a model holder; ``poll`` starts the background alias watcher.
 
     ``fetch_reference(name, version)`` returns a champion's reference profile (default: from
     MLflow's REST API); the input-drift statistics compare served rows with it.
+    ``feedback_key`` signs prediction ids (default: derived from the stack's signing key).
     """
-    metrics = Metrics()
+    metrics = Metrics(settings.accuracy_threshold, settings.live_accuracy_min_labels)
+    ids = _ids(feedback_key)
+    spool_dir = settings.feedback_spool_dir or tempfile.mkdtemp(prefix="iris-api-feedback-")
+    flusher = feedback.Flusher(
+        feedback.Spool(Path(spool_dir), ids, settings.feedback_max_age_s),
+        FeedbackStore(settings.tracking_uri, settings.mlflow_timeout_s),
+    )
     holder.on_swap(metrics.swapped)
     holder.on_failure(metrics.load_failures.inc)
     drift = DriftMonitor(settings, metrics.registry, metrics.multiprocess, fetch_reference)
@@ -212,7 +263,7 @@ def create_app(
         title="Iris model API",
         version="1",
         summary="Serves the champion of the iris-classifier registered model.",
-        lifespan=_lifespan(settings, holder, drift, poll),
+        lifespan=_lifespan(settings, holder, drift, flusher, poll),
         docs_url=None,  # pages.install serves them from shipped assets, not a CDN
         redoc_url=None,
     )
@@ -224,9 +275,10 @@ def create_app(
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     # Added last, so outermost: a 200 of /predict never reaches the router (fastpath.py).
     app.add_middleware(
-        PredictFastPath, settings=settings, holder=holder, drift=drift, metrics=metrics
+        PredictFastPath, settings=settings, holder=holder, drift=drift, metrics=metrics, ids=ids
     )
     app.state.drift = drift
+    app.state.feedback = flusher
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -260,11 +312,11 @@ def create_app(
             return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
         model_ref = {"name": loaded.champion.name, "version": loaded.champion.version}
         if isinstance(parsed, schemas.PredictOne):
-            one = answer_one(loaded, parsed.features, drift)
+            one = answer_one(loaded, parsed.features, drift, ids)
             return _json({**one, "model": model_ref})
         return _json(
             {
-                "predictions": answer(loaded, np.array(parsed.instances), drift),
+                "predictions": answer(loaded, np.array(parsed.instances), drift, ids),
                 "model": model_ref,
             }
         )
@@ -280,13 +332,39 @@ def create_app(
         if loaded is None:
             return _error(503, NO_MODEL_HINT, {"Retry-After": "10"})
         return Response(
-            _csv_answer(loaded, rows, drift),
+            _csv_answer(loaded, rows, drift, ids),
             media_type="text/csv",
             headers={
                 "X-Model-Name": loaded.champion.name,
                 "X-Model-Version": loaded.champion.version,
             },
         )
+
+    @app.post(
+        "/feedback",
+        openapi_extra={"requestBody": openapi.feedback_body()},
+        responses=openapi.feedback_responses(),
+    )
+    async def post_feedback(request: Request) -> Response:
+        """Label predictions by their `id`: counted in `iris_api_feedback_total` (live accuracy)
+        and kept for the next training."""
+        body = await _read_body(request, feedback.MAX_BODY_BYTES)
+        if body is None:
+            return _error(413, f"request body is larger than {feedback.MAX_BODY_BYTES} bytes")
+        if _media_type(request) != "application/json":
+            return _error(
+                415, "send the body as JSON with the header Content-Type: application/json"
+            )
+        try:
+            pairs = feedback.parse(body)
+        except feedback.TooManyLabels as exc:
+            return _error(413, str(exc))
+        except feedback.BadFeedback as exc:
+            return _error(422, str(exc))
+        outcome = await asyncio.to_thread(flusher.spool.accept, pairs, time.time())
+        for (version, verdict), n in feedback.outcome_counts(outcome.accepted).items():
+            metrics.feedback.labels(version, verdict).inc(n)
+        return _json(outcome.answer())
 
     @app.get("/healthz")
     async def healthz() -> Response:

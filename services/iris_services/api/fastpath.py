@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..common.feedback_ids import Ids
 from ..common.settings import ApiSettings
 from . import schemas
 from .answers import answer, answer_one
@@ -37,8 +38,10 @@ class PredictFastPath:
         holder: ModelHolder,
         drift: DriftMonitor,
         metrics: Metrics,
+        ids: Ids,
     ) -> None:
         self.app = app
+        self.ids = ids
         self.limit = settings.max_body_bytes
         self.max_rows = settings.max_batch_rows
         self.holder = holder
@@ -80,11 +83,11 @@ class PredictFastPath:
         try:
             model = {"name": loaded.champion.name, "version": loaded.champion.version}
             if isinstance(parsed, schemas.PredictOne):
-                one = answer_one(loaded, parsed.features, self.drift)
+                one = answer_one(loaded, parsed.features, self.drift, self.ids)
                 one["model"] = model
                 payload = orjson.dumps(one)
             else:
-                rows = answer(loaded, np.array(parsed.instances), self.drift)
+                rows = answer(loaded, np.array(parsed.instances), self.drift, self.ids)
                 payload = orjson.dumps({"predictions": rows, "model": model})
         except BaseException:
             self.failed.inc()  # the route's middleware would count the 500 the server sends

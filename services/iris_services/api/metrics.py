@@ -23,7 +23,7 @@ class Metrics:
     whole API whichever worker answers it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, accuracy_threshold: float = 0.9, live_min_labels: int = 50) -> None:
         disable_created_metrics()  # no *_created series: they only add noise here
         self.registry = CollectorRegistry()
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -53,6 +53,28 @@ class Metrics:
             "Champions that failed to load or smoke-test",
             registry=r,
         )
+        self.feedback = Counter(
+            "iris_api_feedback",
+            "Labels accepted by POST /feedback, by the version that made the prediction and "
+            "whether it was right",
+            ["version", "outcome"],
+            registry=r,
+        )
+        # What IrisLiveAccuracyLow compares the live accuracy with, and the labels it waits for.
+        live_threshold = Gauge(
+            "iris_api_live_accuracy_threshold",
+            "Live accuracy (on labelled predictions) below which IrisLiveAccuracyLow fires",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        live_min = Gauge(
+            "iris_api_live_accuracy_min_labels",
+            "Labels of a version in the alert's window before IrisLiveAccuracyLow may fire",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        live_threshold.set(accuracy_threshold)
+        live_min.set(live_min_labels)
         self.model_loaded = Gauge(
             "iris_api_model_loaded",
             "1 when a model is loaded and served",
@@ -78,6 +100,13 @@ class Metrics:
                 self.version.remove(old.champion.version)
         self.version.labels(new.champion.version).set(1)
         self.model_loaded.set(1)
+        # Both outcomes exist at 0 from the start: increase() misses a series' first count, and
+        # IrisLiveAccuracyLow must see a version whose every label is wrong.
+        for outcome in OUTCOMES:
+            self.feedback.labels(new.champion.version, outcome)
+
+
+OUTCOMES = ("correct", "wrong")
 
 
 class PredictMetricsMiddleware:

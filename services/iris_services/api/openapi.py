@@ -69,3 +69,21 @@ def predict_responses() -> Responses:
 def metrics_responses() -> Responses:
     """``/metrics`` answers Prometheus's text format."""
     return {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+
+
+def feedback_body() -> dict[str, Any]:
+    """``/feedback``'s request body."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schemas.FeedbackRequest.model_json_schema()}},
+    }
+
+
+def feedback_responses() -> Responses:
+    """``/feedback``'s answers."""
+    return {
+        200: {"description": "What became of each label", "model": schemas.FeedbackAnswer},
+        413: _error("Body over 2,000,000 bytes, or more than 10,000 labels"),
+        415: _error("Content-Type is not `application/json`"),
+        422: _error("Not valid input, or a label that is not a class name"),
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +39,12 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] = Field(
         examples=[{"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0}]
     )
+    id: str = Field(
+        description="This prediction's id: send it with the true class to POST /feedback.",
+        examples=[
+            "AV3-FGsDAAAAAGZmZmZmZhRAAAAAAAAADEBmZmZmZmb2P5qZmZmZmck_NRjwOaPOyej79b34UwP99FHP"
+        ],
+    )
     warnings: list[str] = Field(
         default=[],
         description="Only when a value is negative or outside the model's training range: the "
@@ -65,6 +71,30 @@ class PredictBatchAnswer(BaseModel):
 
     predictions: list[Prediction]
     model: ModelRef
+
+
+class FeedbackLabel(BaseModel):
+    """The true class of one prediction."""
+
+    model_config = _STRICT
+    id: str = Field(description="The prediction's id, from its answer")
+    label: Literal["setosa", "versicolor", "virginica"]
+
+
+class FeedbackRequest(BaseModel):
+    """Labels for earlier predictions (documentation: api/feedback.py parses the body)."""
+
+    model_config = _STRICT
+    labels: list[FeedbackLabel] = Field(min_length=1, max_length=10_000)
+
+
+class FeedbackAnswer(BaseModel):
+    """What became of the labels: an id labelled before is a duplicate (counted once); an id
+    this stack did not issue, or issued longer ago than ids live, is unknown."""
+
+    accepted: int = Field(ge=0)
+    duplicates: list[str]
+    unknown: list[str]
 
 
 class BadInput(ValueError):
