@@ -7,10 +7,7 @@ And a 200 from the fast path must be indistinguishable on the wire from the rout
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,36 +16,9 @@ from prometheus_client import CollectorRegistry
 from iris_services.api.answers import answer, answer_one
 from iris_services.api.app import create_app
 from iris_services.api.drift import DriftMonitor
-from iris_services.api.graph import GraphModel
-from iris_services.api.model_holder import ModelHolder
-from iris_services.common.alias import Champion
 from iris_services.common.feedback_ids import ID_CHARS, Ids, derive_key
 from iris_services.common.names import CLASS_NAMES
 from iris_services.common.settings import ApiSettings
-from iris_services.train import onnx_export, pipeline
-
-IRIS = pipeline.load_dataset(0).x_train
-
-
-class _Registry:
-    def __init__(self) -> None:
-        graph = onnx_export.export(pipeline.train(5).model, IRIS)
-        self.model = GraphModel(graph.onnx, graph.sha256)
-        self.champ = Champion("iris-classifier", "3", "champion", 0.97, time.time(), None, "")
-
-    def champion(self) -> Champion:
-        return self.champ
-
-    def load(self, champion: Champion) -> GraphModel:
-        return self.model
-
-
-@pytest.fixture(scope="module")
-def holder() -> ModelHolder:
-    held = ModelHolder(_Registry())
-    assert held.refresh()
-    return held
-
 
 value = st.floats(min_value=-1.0, max_value=12.0, allow_nan=False, width=64)
 

@@ -2,7 +2,8 @@
 
 ``IRIS_API_WORKERS`` processes (default 1) share the port; each holds its own copy of the model
 graph and watches the alias itself, and all share one download per graph
-(``IRIS_MODEL_CACHE_DIR``). Nothing here imports mlflow or scikit-learn.
+(``IRIS_MODEL_CACHE_DIR``) and one feedback spool (``IRIS_FEEDBACK_SPOOL_DIR``). Nothing here
+imports mlflow or scikit-learn.
 uvloop and httptools are used when installed (uvicorn[standard]):
 without them multi-worker uvicorn adds ~44 ms per keep-alive request (PERFORMANCE.md).
 """
@@ -92,6 +93,10 @@ def main() -> int:
     if not settings.model_cache_dir:  # workers inherit it: one download serves them all
         cache_dir = tempfile.mkdtemp(prefix="iris-api-models-")
         os.environ["IRIS_MODEL_CACHE_DIR"] = cache_dir
+    spool_dir = None
+    if not settings.feedback_spool_dir:  # one spool for the workers (api/feedback.py)
+        spool_dir = tempfile.mkdtemp(prefix="iris-api-feedback-")
+        os.environ["IRIS_FEEDBACK_SPOOL_DIR"] = spool_dir
     try:
         uvicorn.run(
             "iris_services.api.__main__:build_app",
@@ -104,7 +109,7 @@ def main() -> int:
             timeout_graceful_shutdown=10,
         )
     finally:
-        for made in (metrics_dir, cache_dir):
+        for made in (metrics_dir, cache_dir, spool_dir):  # each worker's last round is done
             if made:
                 shutil.rmtree(made, ignore_errors=True)
     return 0

@@ -251,7 +251,7 @@ def create_app(
     spool_dir = settings.feedback_spool_dir or tempfile.mkdtemp(prefix="iris-api-feedback-")
     flusher = feedback.Flusher(
         feedback.Spool(Path(spool_dir), ids, settings.feedback_max_age_s),
-        FeedbackStore(settings.tracking_uri, settings.mlflow_timeout_s),
+        FeedbackStore(settings.tracking_uri, settings.model_name, settings.mlflow_timeout_s),
     )
     holder.on_swap(metrics.swapped)
     holder.on_failure(metrics.load_failures.inc)

@@ -4,7 +4,8 @@ in MinIO), reached over MLflow's REST API with httpx (no mlflow import), by the 
 them and the trainer that reads them.
 
 A batch is one object of JSON lines ``{"id", "label", "at"}``, sorted by id, at
-``feedback/<UTC day>/<unix ms>-<random>.jsonl``: one object per flush, never one per label.
+``feedback/<registered model>/<UTC day>/<unix ms>-<random>.jsonl``: one object per flush, never
+one per label.
 The routes are mlflow/server/handlers.py's ``_upload_artifact`` (``PUT
 /api/2.0/mlflow-artifacts/artifacts/<path>``, written to a temp file and renamed by the local
 repository, one PUT on S3), ``_list_artifacts_mlflow_artifacts`` (``GET …/artifacts?path=``,
@@ -67,8 +68,9 @@ def decode(body: bytes) -> list[Label]:
 class FeedbackStore:
     """Put, list and get batches through MLflow at ``base_url``."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, model_name: str, timeout_s: float = 10.0) -> None:
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.root = f"{FEEDBACK_ARTIFACT_DIR}/{model_name}"
 
     def close(self) -> None:
         self.http.close()
@@ -80,7 +82,7 @@ class FeedbackStore:
 
     def put(self, name: str, body: bytes) -> None:
         """Store batch ``name`` (``<day>/<file>``); the same name again replaces it."""
-        path = quote(f"{FEEDBACK_ARTIFACT_DIR}/{name}")
+        path = quote(f"{self.root}/{name}")
         self._check(self.http.put(f"{_ROUTE}/{path}", content=body), f"storing {name}")
 
     def _list(self, path: str) -> list[dict[str, Any]]:
@@ -90,20 +92,20 @@ class FeedbackStore:
 
     def days(self) -> list[str]:
         """The day directories that hold batches, oldest first."""
-        return sorted(f["path"] for f in self._list(FEEDBACK_ARTIFACT_DIR) if f.get("is_dir"))
+        return sorted(f["path"] for f in self._list(self.root) if f.get("is_dir"))
 
     def names(self, day: str) -> list[str]:
         """The batches of one day, as ``<day>/<file>``."""
-        files = self._list(f"{FEEDBACK_ARTIFACT_DIR}/{day}")
+        files = self._list(f"{self.root}/{day}")
         return sorted(f"{day}/{f['path']}" for f in files if not f.get("is_dir"))
 
     def get(self, name: str) -> bytes:
-        path = quote(f"{FEEDBACK_ARTIFACT_DIR}/{name}")
+        path = quote(f"{self.root}/{name}")
         return self._check(self.http.get(f"{_ROUTE}/{path}"), f"reading {name}").content
 
     def everything(self) -> Iterator[tuple[str, list[Label]]]:
-        """Every whole batch, oldest day first (the trainer's read); a batch cut short is
-        skipped: it is stored whole again by its writer."""
+        """Every batch, oldest day first (the trainer's read); one that does not parse is
+        skipped (stored by something other than the API)."""
         for day in self.days():
             for name in self.names(day):
                 try:

@@ -23,5 +23,6 @@ REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
 GRAPH_FILE = "model.onnx"
 DIGEST_TAG = "iris.onnx.sha256"
 # Labelled production rows (api/feedback.py writes them, the trainer reads them): batches of
-# JSON lines under this path of MLflow's proxied artifact store, one directory per UTC day.
+# JSON lines under this path of MLflow's proxied artifact store, then the registered model's name,
+# then one directory per UTC day.
 FEEDBACK_ARTIFACT_DIR = "feedback"
