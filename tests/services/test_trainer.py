@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from iris_services.common import signing
+from iris_services.common.feedback_ids import Ids, derive_key
+from iris_services.common.feedback_store import FeedbackStore, Label, encode
 from iris_services.common.names import DIGEST_TAG
 from iris_services.common.settings import TrainerSettings
 from iris_services.train import __main__ as trainer_main
@@ -121,6 +124,43 @@ def test_run_logs_the_data_as_a_dataset_input_and_sets_the_experiment_kind(
     exp = client.get_experiment_by_name(service_env["IRIS_EXPERIMENT"])
     # The value MLflow 3's UI knows as "Machine learning" (mlflow/server/js ExperimentKind).
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_training_uses_every_labelled_production_row_once(service_env, mlflow_server, signing_key):
+    """Batches in the feedback store (as the API writes them): each id's first label is a row,
+    a later label of the same id and an id another stack signed are not; the rows join both
+    sides of the split by their ids' hash, and the run logs the counts and a new digest."""
+    ids = Ids(derive_key(signing_key))
+    rng = np.random.default_rng(1)
+    values = rng.uniform(4.0, 7.0, size=(60, 4))
+    made = ids.many("1", values, np.zeros(60, dtype=int))
+    foreign = Ids(derive_key(b"j" * 32)).one("1", [5.0, 3.0, 1.5, 0.2], 0)
+    store = FeedbackStore(mlflow_server.url, service_env["IRIS_MODEL_NAME"])
+    first = [Label(i, "virginica", 100.0) for i in made] + [Label(foreign, "setosa", 100.0)]
+    store.put("2026-12-01/0000000000100-a.jsonl", encode(first))
+    store.put("2026-12-02/0000000000200-b.jsonl", encode([Label(made[0], "setosa", 200.0)]))
+
+    summary = publish.run(TrainerSettings())
+    run = MlflowClient(mlflow_server.url, mlflow_server.url).get_run(summary.run_id)
+    params = run.data.params
+    tested = sum(pipeline.held_out(i, 0.2) for i in made)
+    assert 0 < tested < 60  # both sides got rows
+    assert (params["iris_rows"], params["production_rows"]) == ("150", "60")
+    assert params["production_test_rows"] == str(tested)
+    assert params["test_rows"] == str(30 + tested)
+    assert params["train_rows"] == str(120 + 60 - tested)
+    assert params["data_digest"] != pipeline.load_dataset().digest
+    [given] = run.inputs.dataset_inputs
+    tags = {t.key: t.value for t in given.tags}
+    assert (tags["iris_rows"], tags["production_rows"]) == ("150", "60")
+    assert given.dataset.name == f"iris+production@{params['data_digest']}"
+    # Each row as labelled first: every one virginica (the later "setosa" of one is not used).
+    rows = publish.production_rows(TrainerSettings(), signing_key)
+    assert sorted(r.id for r in rows) == sorted(made)
+    assert {r.label for r in rows} == {2}
+    assert [list(r.values) for r in sorted(rows, key=lambda r: made.index(r.id))] == (
+        values.tolist()
+    )
 
 
 def test_promote_rollback_and_history_of_the_alias(

@@ -14,10 +14,18 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import numpy as np
 
 from ..common import alias, registry
-from ..common.names import DIGEST_TAG, FEATURE_NAMES, GRAPH_FILE, REFERENCE_PROFILE_ARTIFACT
+from ..common.names import (
+    CLASS_NAMES,
+    DIGEST_TAG,
+    FEATURE_NAMES,
+    FEEDBACK_ARTIFACT_DIR,
+    GRAPH_FILE,
+    REFERENCE_PROFILE_ARTIFACT,
+)
 from ..common.settings import TrainerSettings
 from ..common.wait import wait_for_http
 from . import champion as champion_mod
@@ -83,7 +91,8 @@ def run(settings: TrainerSettings) -> Summary:
         # Everything from here on happens inside the run: any failure ends it FAILED.
         checkpoint("run_started")
         mlflow.log_param("seed", seed)
-        result = pipeline.train(seed, settings.test_size, settings.split_seed)
+        production = production_rows(settings, key)
+        result = pipeline.train(seed, settings.test_size, settings.split_seed, production)
         accuracy = result.evaluation.accuracy
         tolerance = settings.promotion_tolerance
         if tolerance is None:
@@ -99,7 +108,7 @@ def run(settings: TrainerSettings) -> Summary:
             paired=settings.promotion_tolerance is None,
         )
         _log_run(result, settings, tolerance)
-        _log_dataset(result.dataset)
+        _log_dataset(result.dataset, settings.model_name)
         if champion_accuracy is not None:
             mlflow.log_metric("champion_accuracy", champion_accuracy)
         model_uri, model_id = _log_model(result)
@@ -242,6 +251,10 @@ def _log_run(result: pipeline.TrainResult, settings: TrainerSettings, tolerance:
             # The held-out rows' identity: the same digest and split seed, the same rows.
             "data_digest": result.dataset.digest,
             "split_seed": result.dataset.split_seed,
+            # Where the rows came from (README, "Closing the loop").
+            "iris_rows": result.dataset.iris_rows,
+            "production_rows": result.dataset.production_rows,
+            "production_test_rows": result.dataset.production_test_rows,
             "promotion_tolerance": round(tolerance, 6),
         }
     )
@@ -266,8 +279,9 @@ def _log_run(result: pipeline.TrainResult, settings: TrainerSettings, tolerance:
     plt.close(fig)
 
 
-def _log_dataset(data: pipeline.Dataset) -> None:
-    """The training data as an MLflow dataset input: name, digest, source and schema."""
+def _log_dataset(data: pipeline.Dataset, model_name: str) -> None:
+    """The training data as an MLflow dataset input: name, digest, source and schema, and its
+    row counts by origin as the input's tags."""
     import mlflow
     import pandas as pd
     from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -278,14 +292,49 @@ def _log_dataset(data: pipeline.Dataset) -> None:
     frame = pd.DataFrame(x, columns=data.feature_names)
     frame["species"] = [data.class_names[i] for i in y]
     frame["split"] = ["train"] * len(data.y_train) + ["test"] * len(data.y_test)
+    name = "iris+production" if data.production_rows else "iris"
     dataset = from_pandas(
         frame,
         source=HTTPDatasetSource(DATA_SOURCE),
-        name=f"iris@{data.digest}",
+        name=f"{name}@{data.digest}",
         targets="species",
         digest=data.digest,
     )
-    mlflow.log_input(dataset, context="training")
+    tags = {"iris_rows": str(data.iris_rows), "production_rows": str(data.production_rows)}
+    if data.production_rows:
+        tags["production_source"] = f"mlflow-artifacts:/{FEEDBACK_ARTIFACT_DIR}/{model_name}"
+    mlflow.log_input(dataset, context="training", tags=tags)
+
+
+def production_rows(settings: TrainerSettings, key: bytes) -> list[pipeline.LabelledRow]:
+    """Every labelled production row to date, from the feedback store: each id's first label,
+    read back through the id (its values and the version's prediction are in it, signed; an id
+    this stack's key did not sign is skipped)."""
+    from ..common.feedback_ids import Ids, derive_key
+    from ..common.feedback_store import FeedbackStore, StoreError
+
+    ids = Ids(derive_key(key))
+    first: dict[str, tuple[float, str]] = {}
+    store = FeedbackStore(settings.tracking_uri, settings.model_name, settings.mlflow_timeout_s)
+    try:
+        for _, labels in store.everything():
+            for x in labels:
+                if x.id not in first or x.at < first[x.id][0]:
+                    first[x.id] = (x.at, x.label)
+    except (StoreError, httpx.HTTPError) as exc:
+        raise TrainingFailed(f"could not read the labelled production rows: {exc}") from None
+    finally:
+        store.close()
+    rows, foreign = [], 0
+    for ident, (_, label) in first.items():
+        issued = ids.read(ident, None)
+        if issued is None or label not in CLASS_NAMES:
+            foreign += 1
+            continue
+        rows.append(pipeline.LabelledRow(ident, issued.values, CLASS_NAMES.index(label)))
+    if foreign:
+        log.warning("skipped %d labelled rows whose ids this stack did not sign", foreign)
+    return rows
 
 
 # Where scikit-learn's bundled copy of the data comes from (load_iris' own reference).
