@@ -37,7 +37,7 @@ def test_rules_file_passes_promtool_check_with_lint():
         str(templates_dir() / "prometheus" / "alerts.yml"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "6 rules found" in proc.stdout
+    assert "7 rules found" in proc.stdout
 
 
 def test_d3_d4_rule_unit_tests_pass():
@@ -117,4 +117,4 @@ def test_capped_for_windows_still_pass_promtool(tmp_path, monkeypatch):
     import yaml
 
     fors = [r.get("for") for g in yaml.safe_load(rules)["groups"] for r in g["rules"]]
-    assert fors == ["1s", "0m", "0m", "1s", "1s", "1s"]
+    assert fors == ["1s", "0m", "0m", "1s", "1s", "1s", "1s"]
