@@ -66,7 +66,8 @@ def write(layout: Layout, files: dict[str, str]) -> None:
             f"IRISCTL_HOME is too long for a unix socket: {sock}",
             "set IRISCTL_HOME to a shorter path",
         )
-    for d in (layout.run_dir, layout.logs_dir, layout.data_dir, layout.data_dir / "artifacts"):
+    dirs = (layout.run_dir, layout.logs_dir, layout.data_dir, layout.data_dir / "artifacts")
+    for d in (*dirs, layout.feedback_spool_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout.home.chmod(0o700)
     write_key_file(layout.signing_key_file)
