@@ -71,6 +71,27 @@ def cap_for(rules_text: str, cap: str) -> str:
     return header + yaml.safe_dump(rules, sort_keys=False, width=100)
 
 
+LIVE_ACCURACY_ALERT = "IrisLiveAccuracyLow"
+LIVE_ACCURACY_RANGE = "[1h]"  # as written in that rule: the default live_accuracy_window
+
+
+def live_accuracy_window(rules_text: str, window: str) -> str:
+    """The rules with IrisLiveAccuracyLow's ``[1h]`` ranges set to ``window`` (the setting
+    live_accuracy_window); every other character verbatim, the other rules' ranges included."""
+    import re
+
+    start = re.search(rf"^ *- alert: {LIVE_ACCURACY_ALERT}$", rules_text, re.MULTILINE)
+    if start is None:
+        raise ValueError(f"the rules have no {LIVE_ACCURACY_ALERT}")
+    end = re.compile(r"^ *- (alert|record|name): ", re.MULTILINE).search(rules_text, start.end())
+    stop = end.start() if end else len(rules_text)
+    rule = rules_text[start.start() : stop]
+    if LIVE_ACCURACY_RANGE not in rule:
+        raise ValueError(f"{LIVE_ACCURACY_ALERT} has no {LIVE_ACCURACY_RANGE} range to render")
+    rule = rule.replace(LIVE_ACCURACY_RANGE, f"[{window}]")
+    return rules_text[: start.start()] + rule + rules_text[stop:]
+
+
 def stream(files: dict[str, str]) -> str:
     """Rendered files as one YAML stream, like ``helm template``: each file starts a document
     (``---``) under a ``# Source:`` comment, so ``render | kubectl apply -f -`` sees exactly the

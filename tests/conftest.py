@@ -37,6 +37,7 @@ ALERT_NAMES = frozenset(
         "IrisModelApiDown",
         "IrisMonitorDown",
         "IrisInputDrift",
+        "IrisLiveAccuracyLow",
     }
 )
 

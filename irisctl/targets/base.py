@@ -97,6 +97,10 @@ def service_settings(config: Config, tracking_uri: str) -> dict[str, str]:
         "IRIS_DRIFT_WINDOW_ROWS": str(config["drift_window_rows"]),
         "IRIS_DRIFT_WINDOW_SECONDS": str(config["drift_window_seconds"]),
         "IRIS_DRIFT_MIN_ROWS": str(config["drift_min_rows"]),
+        # The API's feedback (api/feedback.py): how long a prediction's id may be labelled, and
+        # the labels in the window IrisLiveAccuracyLow waits for (the API exports it as a series).
+        "IRIS_FEEDBACK_MAX_AGE_SECONDS": str(config["feedback_max_age_days"] * 86400),
+        "IRIS_LIVE_ACCURACY_MIN_LABELS": str(config["live_accuracy_min_labels"]),
         # Bounded MLflow calls: the client's defaults wait ~4 minutes on a dead server.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",

@@ -139,6 +139,14 @@ def test_every_command_is_in_the_readme():
         assert f"irisctl {command.name or command.callback.__name__}" in readme
 
 
+def test_every_setting_is_in_the_readmes_configuration_section():
+    from irisctl import settings
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in settings.DEFAULTS if f"`{name}`" not in section] == []
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -37,7 +37,7 @@ def test_rules_file_passes_promtool_check_with_lint():
         str(templates_dir() / "prometheus" / "alerts.yml"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "6 rules found" in proc.stdout
+    assert "7 rules found" in proc.stdout
 
 
 def test_d3_d4_rule_unit_tests_pass():
@@ -117,4 +117,91 @@ def test_capped_for_windows_still_pass_promtool(tmp_path, monkeypatch):
     import yaml
 
     fors = [r.get("for") for g in yaml.safe_load(rules)["groups"] for r in g["rules"]]
-    assert fors == ["1s", "0m", "0m", "1s", "1s", "1s"]
+    assert fors == ["1s", "0m", "0m", "1s", "1s", "1s", "1s"]
+
+
+def _live_accuracy_expr(rules_text: str) -> str:
+    import yaml
+
+    rules = [r for g in yaml.safe_load(rules_text)["groups"] for r in g["rules"]]
+    return next(r["expr"] for r in rules if r.get("alert") == render.LIVE_ACCURACY_ALERT)
+
+
+def test_the_live_accuracy_window_renders_that_rules_ranges_and_nothing_else():
+    text = render.read("prometheus/alerts.yml")
+    # The file as written is the default window.
+    assert f"[{settings.DEFAULTS['live_accuracy_window'][0]}]" == render.LIVE_ACCURACY_RANGE
+    assert render.live_accuracy_window(text, "1h") == text
+    rendered = render.live_accuracy_window(text, "10m")
+    expr = _live_accuracy_expr(rendered)
+    assert expr.count("[10m]") == 3 and "[1h]" not in expr, expr
+    assert rendered.replace("[10m]", "[1h]") == text, "something besides the ranges changed"
+    # Another rule's `[1h]` (none today) keeps its range.
+    other = "      - alert: X\n        expr: rate(x[1h]) > 0\n"
+    assert render.live_accuracy_window(other + text, "10m").startswith(other)
+    with pytest.raises(ValueError, match="IrisLiveAccuracyLow"):
+        render.live_accuracy_window(other, "10m")
+
+
+def _rules_of(target_name: str, home: Path) -> str:
+    from irisctl.targets.kube import KubeTarget
+
+    config = settings.load(home=home)
+    if target_name == "local":
+        return LocalTarget(config).render()["alerts.yml"]
+    import yaml
+
+    text = KubeTarget(config, target_name).render()["10-config.yaml"]
+    cm = next(d for d in yaml.safe_load_all(text) if d["metadata"]["name"] == "prometheus-config")
+    return cm["data"]["alerts.yml"]
+
+
+@pytest.mark.parametrize("cap", ["", "1s"])
+@pytest.mark.parametrize("target_name", ["local", "minikube", "kubernetes"])
+def test_every_target_renders_the_live_accuracy_window_setting(
+    tmp_path, monkeypatch, target_name, cap
+):
+    monkeypatch.setenv("IRISCTL_LIVE_ACCURACY_WINDOW", "2m")  # what the e2e tests shorten it to
+    monkeypatch.setenv("IRISCTL_ALERT_FOR_MAX", cap)
+    rules = _rules_of(target_name, tmp_path)
+    expr = _live_accuracy_expr(rules)
+    assert expr.count("[2m]") == 3 and "[1h]" not in expr, expr
+    path = tmp_path / "alerts.yml"
+    path.write_text(rules)
+    proc = promtool("check", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_shorter_live_accuracy_window_forgets_wrong_labels_sooner(tmp_path):
+    (tmp_path / "alerts.yml").write_text(
+        render.live_accuracy_window(render.read("prometheus/alerts.yml"), "10m")
+    )
+    # 10 wrong labels a minute for 20 minutes, then 10 right ones a minute; with the 1h window
+    # the alert still fires at 50m (alerts_test.yml), with 10m it has resolved by 35m.
+    (tmp_path / "test.yml").write_text(
+        """
+rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'iris_api_feedback_total{version="3", outcome="correct"}'
+        values: '0x20 10+10x100'
+      - series: 'iris_api_feedback_total{version="3", outcome="wrong"}'
+        values: '0+10x20 200x100'
+      - {series: 'iris_api_live_accuracy_threshold', values: '0.9x120'}
+      - {series: 'iris_api_live_accuracy_min_labels', values: '50x120'}
+    promql_expr_test:
+      - expr: ALERTS{alertname="IrisLiveAccuracyLow", alertstate="firing"}
+        eval_time: 20m
+        exp_samples:
+          - labels: >-
+              ALERTS{alertname="IrisLiveAccuracyLow", alertstate="firing",
+              severity="warning", version="3"}
+            value: 1
+    alert_rule_test:
+      - {eval_time: 35m, alertname: IrisLiveAccuracyLow, exp_alerts: []}
+"""
+    )
+    proc = promtool("test", "rules", str(tmp_path / "test.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -494,3 +494,25 @@ def test_render_redacts_the_webhook_url_where_the_local_config_holds_it(tmp_path
         yaml.safe_load(files["alertmanager.yml"])["receivers"][1]["webhook_configs"][0]["url"]
         == "[redacted]"
     )
+
+
+@pytest.mark.parametrize("target_name", ["minikube", "kubernetes"])
+def test_the_model_api_reads_the_feedback_settings_and_spools_on_an_empty_dir(
+    target_name, tmp_path
+):
+    rendered = docs(target_name, tmp_path, feedback_max_age_days=0.5, live_accuracy_min_labels=20)
+    config = next(d for d in rendered if d["metadata"]["name"] == "iris-settings")["data"]
+    assert config["IRIS_FEEDBACK_MAX_AGE_SECONDS"] == "43200.0"
+    assert config["IRIS_LIVE_ACCURACY_MIN_LABELS"] == "20"
+    specs = {d["metadata"]["name"]: s for d, s in pod_specs(rendered)}
+    api = specs["model-api"]["containers"][0]
+    spool = next(e["value"] for e in api["env"] if e["name"] == "IRIS_FEEDBACK_SPOOL_DIR")
+    # The root filesystem is read-only; an emptyDir is writable and survives container restarts.
+    mount = next(m for m in api["volumeMounts"] if m["mountPath"] == spool)
+    assert not mount.get("readOnly")
+    volume = next(v for v in specs["model-api"]["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume
+    for name, spec in specs.items():  # the trainer and the others need no spool
+        if name != "model-api":
+            envs = [e["name"] for c in spec["containers"] for e in c.get("env", [])]
+            assert "IRIS_FEEDBACK_SPOOL_DIR" not in envs, name

@@ -247,3 +247,32 @@ def test_minio_has_no_log_on_the_local_target(tmp_path):
 
     with pytest.raises(BadInput, match="minio runs only on the Kubernetes targets"):
         list(target(tmp_path).logs("minio", follow=False, tail=None))
+
+
+def test_the_model_api_gets_the_feedback_settings_and_a_0700_spool_dir_under_the_data(
+    tmp_path, monkeypatch
+):
+    import os
+    import stat
+
+    from iris_services.common.settings import ApiSettings
+
+    t = target(tmp_path, feedback_max_age_days=0.5, live_accuracy_min_labels=20)
+    api = next(p for p in t.programs() if p.name == "model-api")
+    spool = t.layout.data_dir / "feedback-spool"  # `down --purge` deletes it with the data
+    old = os.umask(0o022)
+    try:
+        local_files.write(t.layout, {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    for name, value in api.env.items():
+        monkeypatch.setenv(name, value)
+    read = ApiSettings()  # what the API makes of them
+    assert read.feedback_max_age_s == 43200
+    assert read.live_accuracy_min_labels == 20
+    assert read.feedback_spool_dir == str(spool)
+    # The workers of one API share one spool; the trainer needs none.
+    trainer = next(p for p in t.programs() if p.name == "trainer")
+    assert "IRIS_FEEDBACK_SPOOL_DIR" not in trainer.env
+    assert f"would delete {t.layout.data_dir}" in t.down(purge=True, dry_run=True)

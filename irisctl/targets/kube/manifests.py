@@ -197,7 +197,12 @@ def render(config: Config, target: str) -> dict[str, str]:
             monitor="monitor-service:8001",
             prometheus="localhost:9090",
         ),
-        "rules_yml": templates.cap_for(templates.read("prometheus/alerts.yml"), c["alert_for_max"]),
+        "rules_yml": templates.cap_for(
+            templates.live_accuracy_window(
+                templates.read("prometheus/alerts.yml"), c["live_accuracy_window"]
+            ),
+            c["alert_for_max"],
+        ),
         # The webhook URL is a credential: in the Secret, read by Alertmanager when it notifies.
         "alert_webhook": bool(c["alert_webhook_url"]),
         "alertmanager_yml": templates.render(

@@ -25,6 +25,9 @@ def render(layout: Layout) -> dict[str, str]:
     ]
     alertmanager = layout.alerting
     ports = layout.config.ports
+    rules = templates.live_accuracy_window(
+        templates.read(RULES_TEMPLATE), layout.config["live_accuracy_window"]
+    )
     files = {
         "supervisord.conf": templates.render(
             "local/supervisord.conf.j2",
@@ -42,7 +45,7 @@ def render(layout: Layout) -> dict[str, str]:
             prometheus=f"127.0.0.1:{ports['prometheus']}",
         ),
         "alerts.yml": templates.cap_for(
-            templates.runbooks_at(templates.read(RULES_TEMPLATE), layout.endpoint("model-api")),
+            templates.runbooks_at(rules, layout.endpoint("model-api")),
             layout.config["alert_for_max"],
         ),
     }
@@ -63,7 +66,8 @@ def write(layout: Layout, files: dict[str, str]) -> None:
             f"IRISCTL_HOME is too long for a unix socket: {sock}",
             "set IRISCTL_HOME to a shorter path",
         )
-    for d in (layout.run_dir, layout.logs_dir, layout.data_dir, layout.data_dir / "artifacts"):
+    dirs = (layout.run_dir, layout.logs_dir, layout.data_dir, layout.data_dir / "artifacts")
+    for d in (*dirs, layout.feedback_spool_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout.home.chmod(0o700)
     write_key_file(layout.signing_key_file)

@@ -31,7 +31,7 @@ class Layout:
     home: Path
     run_dir: Path  # rendered files, supervisord's socket, the graph cache, the training lock
     logs_dir: Path
-    data_dir: Path  # MLflow's database and artifacts, Prometheus' and Alertmanager's data
+    data_dir: Path  # MLflow's store, Prometheus' and Alertmanager's data, the feedback spool
     signing_key_file: Path  # what the trainer signs versions with; purged with the data
     prometheus_bin: str | None
     alertmanager_bin: str | None
@@ -52,6 +52,11 @@ class Layout:
             alertmanager_bin=shutil.which("prometheus-alertmanager")
             or shutil.which("alertmanager"),
         )
+
+    @property
+    def feedback_spool_dir(self) -> Path:
+        """Where the model API's workers share the labels not yet stored (purged with the data)."""
+        return self.data_dir / "feedback-spool"
 
     @property
     def alerting(self) -> bool:

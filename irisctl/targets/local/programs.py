@@ -81,6 +81,8 @@ def programs(layout: Layout) -> list[Program]:
                 "IRIS_API_WORKERS": str(layout.config["api_workers"]),
                 # the workers share one download of each graph (<sha256>.onnx) here
                 "IRIS_MODEL_CACHE_DIR": str(layout.run_dir / "model-api"),
+                # the workers share the labels not yet stored here; it outlives a restart
+                "IRIS_FEEDBACK_SPOOL_DIR": str(layout.feedback_spool_dir),
                 # only the trainer and the API hold the key; MLflow never does
                 KEY_FILE_ENV: str(layout.signing_key_file),
             },
