@@ -147,7 +147,8 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"namespace from {source} is not a valid Kubernetes name: {value!r}")
     if name == "backend_store_uri" and value and "://" not in value:
         raise BadInput(f"backend_store_uri from {source} must be a URI like postgresql://…")
-    if name == "live_accuracy_window" and not value:
+    if name == "live_accuracy_window" and (not value or re.fullmatch(r"0+(ms|s|m|h)", value)):
+        # Prometheus refuses a zero range ("duration must be greater than 0"): no rules at all.
         raise BadInput(f"live_accuracy_window from {source} must be a duration like 1h or 10m")
     if (
         name.startswith("drift_") or name in ("feedback_max_age_days", "live_accuracy_min_labels")

@@ -392,6 +392,26 @@ def test_settings_precedence(home, monkeypatch):
     assert config["prometheus_port"] == 9090 and config.source("prometheus_port") == "default"
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("live_accuracy_window", "0s"),
+        ("live_accuracy_window", "an hour"),
+        ("live_accuracy_min_labels", "0"),
+        ("feedback_max_age_days", "-1"),
+    ],
+)
+def test_a_bad_feedback_setting_is_refused_with_its_name(home, monkeypatch, name, value):
+    """A zero window would be a rules file Prometheus refuses ("duration must be greater than
+    0"), so no alert at all."""
+    from irisctl import settings
+    from irisctl.errors import BadInput
+
+    monkeypatch.setenv(f"IRISCTL_{name.upper()}", value)
+    with pytest.raises(BadInput, match=name):
+        settings.load(home=home)
+
+
 def test_importing_the_cli_loads_no_heavy_sdk():
     code = (
         "import sys, irisctl.cli; heavy = [m for m in ('mlflow', 'kubernetes', 'docker', "
