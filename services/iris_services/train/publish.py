@@ -59,6 +59,9 @@ class Summary:
     scored_champion_accuracy: float | None = None
     champion_validated: bool | None = None
     tolerance: float | None = None
+    # The data: Iris rows and labelled production rows (README, "Closing the loop").
+    iris_rows: int | None = None
+    production_rows: int | None = None
 
 
 def checkpoint(stage: str) -> None:
@@ -159,6 +162,8 @@ def run(settings: TrainerSettings) -> Summary:
         scored_champion_accuracy=champion_accuracy,
         champion_validated=validated,
         tolerance=tolerance,
+        iris_rows=result.dataset.iris_rows,
+        production_rows=result.dataset.production_rows,
     )
 
 

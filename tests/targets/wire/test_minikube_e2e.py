@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, stop_group
+from tests.conftest import free_port, stop_group, wait_until
 
 from . import minikube_stub
 from .apiserver import Emulator
@@ -188,12 +188,41 @@ def test_up_predict_train_status_logs_up_down_purge_up(world):
     assert "Champion: iris-classifier" in status.stdout
     logs = w.irisctl("logs", "model-api")
     assert "serving version" in logs.stdout
+    _feedback_survives_an_api_pod_restart(w)
 
     w.irisctl("up", *mlflow, timeout=900)  # again, on the running stack
     w.irisctl("down", "--purge", "--yes", timeout=600)
     assert NS not in {n["metadata"]["name"] for n in w.emu.list("Namespace")}
     w.irisctl("up", *mlflow, timeout=1200)  # right after the purge: no 403
     assert _predicted(w) == "setosa"
+
+
+def _feedback_survives_an_api_pod_restart(w: World) -> None:
+    """Issue 21: a label sent through the port-forward is accepted; the API pod is deleted (its
+    SIGTERM stores the label through MLflow in the bucket) and the new pod knows the id: the same
+    label again is a duplicate."""
+    answer = json.loads(w.irisctl("predict", "6.7", "3.0", "5.2", "2.3", "--json").stdout)
+    ident = answer["id"]
+    sent = w.irisctl("feedback", ident, "versicolor", "--json")
+    assert json.loads(sent.stdout) == {"accepted": 1, "duplicates": [], "unknown": []}, sent
+    [old] = w.emu.list("Pod", NS, "app.kubernetes.io/name=model-api")
+    w.kubectl("delete", "pod", "-n", NS, old["metadata"]["name"], "--wait=true")
+
+    def new_pod_answers() -> bool:
+        pods = w.emu.list("Pod", NS, "app.kubernetes.io/name=model-api")
+        fresh = [p for p in pods if p["metadata"]["uid"] != old["metadata"]["uid"]]
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for p in fresh
+            for c in (p.get("status") or {}).get("conditions") or []
+        )
+        return ready and w.irisctl("predict", "5.1", "3.5", "1.4", "0.2", check=False).returncode == 0
+
+    wait_until(new_pod_answers, 300, 1.0, "a new model-api pod answering through the forward")
+    again = w.irisctl("feedback", ident, "versicolor", "--json")
+    assert json.loads(again.stdout) == {"accepted": 0, "duplicates": [ident], "unknown": []}
+    w.log.write(f"
+feedback before and after the API pod's restart: {sent.stdout}{again.stdout}")
 
 
 def _predicted(w: World) -> str:
