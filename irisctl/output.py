@@ -704,7 +704,7 @@ class BatchProgress:
             TimeRemainingColumn,
         )
 
-        from .batch import input_size
+        from .stream import input_size
 
         self.total = input_size(source)
         self.started = time.monotonic()
