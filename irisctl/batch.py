@@ -29,7 +29,8 @@ from .stream import Chunk, Interrupted
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 CLASSES = ("setosa", "versicolor", "virginica")
-COLUMNS = (*FEATURES, "prediction", *CLASSES, "warnings", "model_version")
+# The API's answer columns (prediction … warnings, id) between the input and model_version.
+COLUMNS = (*FEATURES, "prediction", *CLASSES, "warnings", "id", "model_version")
 # Within the API's defaults (IRIS_MAX_BODY_BYTES 1 MiB, IRIS_MAX_BATCH_ROWS 10,000), with room.
 CHUNK_ROWS = 10_000
 MAX_BODY_BYTES = 1_000_000
@@ -115,11 +116,16 @@ ROWS = stream.Rows(_row_problem, lambda cells: not _numeric(cells), _all_good)
 def _score(client: web.ScoringClient, chunk: Chunk) -> tuple[str, list[str]]:
     """One request: the version that answered and the chunk's answer lines."""
     version, text = client.score_csv(chunk.body)
-    lines = text.split("\n")[1:]  # the header line is the API's, not ours
+    header, _, rest = text.partition("\n")  # the header line is the API's, not ours
+    lines = rest.split("\n")
     if lines and not lines[-1]:
         lines.pop()
     if len(lines) != len(chunk.lines):
         raise IrisctlError(f"the model API answered {len(lines)} rows for {len(chunk.lines)}")
+    if not header.endswith(",id"):
+        # An API from before prediction ids (issue 21) ends its lines with the warnings: the
+        # same columns, the id empty.
+        lines = [f"{line}," for line in lines]
     return version, lines
 
 
@@ -143,7 +149,8 @@ class _Writer:
             counts = collections.Counter(line[: line.index(",")] for line in lines)
             for prediction, n in counts.items():
                 s.classes[prediction] = s.classes.get(prediction, 0) + n
-            s.warned += sum(not line.endswith(",") for line in lines)
+            # Each line ends with the id (empty from an API without ids); the warnings before it.
+            s.warned += sum(not line[: line.rindex(",")].endswith(",") for line in lines)
             mine = rows[i : i + len(lines)]
             i += len(lines)
             if not self.jsonl:
@@ -157,6 +164,7 @@ class _Writer:
                     **dict(zip(CLASSES, map(float, answer[1:4]), strict=True)),
                     "model_version": version,
                     "warnings": answer[4].split("; ") if answer[4] else [],
+                    "id": answer[5] or None,
                 }
                 out.append(json.dumps(record) + "\n")
         s.rows += len(rows)

@@ -307,6 +307,16 @@ class PredictionView:
                 *(f"{p:.3f}" for p in row["probabilities"].values()),
             )
         console.print(table)
+        ids = [(i, row["id"]) for i, row in enumerate(rows, 1) if row.get("id")]
+        # Whole, one a line, never cut to the terminal's width: people copy them into `feedback`.
+        for i, id_ in ids:
+            label = "id" if len(rows) == 1 else f"{i:>{len(str(len(rows)))}}"
+            console.print(f"{label} {safe(id_)}", highlight=False, soft_wrap=True)
+        if ids:
+            console.print(
+                f"[dim]When you know the true class: {command_name()} feedback ID LABEL[/]",
+                highlight=False,
+            )
         for i, row in enumerate(rows, 1):
             for warning in row.get("warnings", []):
                 err_console.print(f"[yellow]Warning:[/] row {i}: {safe(warning)}", highlight=False)
