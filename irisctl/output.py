@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .batch import Summary
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
+    from .clients.web import Feedback
+    from .feedback import Summary as FeedbackSummary
     from .ops import (
         AliasResult,
         BuildResult,
@@ -702,10 +704,11 @@ class RenderView:
 
 
 class BatchProgress:
-    """A rich progress bar on stderr for `predict --file --out`, only when stderr is a terminal:
-    rows done, rows/s and, for a file (its size is known), the bar and the ETA."""
+    """A rich progress bar on stderr for `predict --file --out` and `feedback --file`, only when
+    stderr is a terminal: rows (or labels) done, per second and, for a file (its size is known),
+    the bar and the ETA."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, unit: str = "rows") -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -720,8 +723,8 @@ class BatchProgress:
         self.started = time.monotonic()
         self.progress = Progress(
             BarColumn(),
-            TextColumn("{task.fields[rows]:,} rows"),
-            TextColumn("{task.fields[rate]:,.0f} rows/s"),
+            TextColumn(f"{{task.fields[rows]:,}} {unit}"),
+            TextColumn(f"{{task.fields[rate]:,.0f}} {unit}/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
@@ -771,4 +774,59 @@ class BatchView:
                 f"[yellow]Note:[/] the champion changed during the run ({versions}); "
                 "each row's model_version says which one answered it",
                 highlight=False,
+            )
+
+
+@dataclass
+class FeedbackView:
+    """``feedback ID LABEL``: what the API did with the label (``--json``: its answer)."""
+
+    answer: Feedback
+    id: str
+    label: str
+
+    def to_json(self) -> Any:
+        return asdict(self.answer)
+
+    def text(self) -> None:
+        # An unknown id prints nothing here: the command ends with its error (exit 2).
+        if self.answer.accepted:
+            console.print(
+                f"[green]✓[/] labelled {safe(self.label)}: {safe(self.id)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif self.answer.duplicates:
+            console.print(
+                f"[yellow]•[/] already labelled, so not counted again: {safe(self.id)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@dataclass
+class FeedbackFileView:
+    """``feedback --file``: the totals of the API's answers."""
+
+    summary: FeedbackSummary
+
+    def to_json(self) -> Any:
+        return self.summary.as_json()
+
+    def text(self) -> None:
+        s = self.summary
+        line = (
+            f"Sent {s.labels:,} labels: {s.accepted:,} accepted, {s.duplicates:,} already "
+            f"labelled (not counted again), {s.unknown:,} unknown; {s.seconds:.1f} s"
+        )
+        if s.skipped:
+            line += f"; {s.skipped:,} bad rows skipped"
+        console.print(line, highlight=False, soft_wrap=True)
+        if s.unknown:
+            first = ", ".join(s.unknown_ids[:3]) + (", …" if s.unknown > 3 else "")
+            console.print(
+                f"[yellow]Note:[/] {s.unknown:,} ids unknown to the API (not issued by it, or too "
+                f"old to label): {safe(first)}",
+                highlight=False,
+                soft_wrap=True,
             )
