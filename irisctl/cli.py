@@ -287,18 +287,21 @@ def top(
     json_out: bool = JsonOpt,
 ) -> None:
     """Live view from Prometheus: request and error rates, p50/p99 latency, served version,
-    class mix, input drift per feature, alert states. Ctrl-C quits.
+    live accuracy and labels per hour, class mix, input drift per feature, alert states.
+    Ctrl-C quits.
 
     Example: irisctl top
     """
     from . import ops
 
-    source = ops.top_source(load_config(ctx))
+    config = load_config(ctx)
+    source = ops.top_source(config)
+    window = config["live_accuracy_window"]
     if once or json_out:
-        snapshot = ops.traffic(source)
+        snapshot = ops.traffic(source, live_window=window)
         output.show(output.TrafficView(snapshot, source, interval), json_out)
         return
-    output.live_top(lambda: ops.traffic(source), source, interval)
+    output.live_top(lambda: ops.traffic(source, live_window=window), source, interval)
 
 
 @app.command()

@@ -434,7 +434,7 @@ def status(config: Config) -> StatusResult:
         moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
-        traffic_f = pool.submit(_status_traffic, target, services)
+        traffic_f = pool.submit(_status_traffic, target, services, config["live_accuracy_window"])
         model_error = None
         notes = []
         try:
@@ -492,12 +492,14 @@ def alerts(config: Config) -> list[prometheus.Alert]:
     return prometheus.alerts(target.endpoint("prometheus"))
 
 
-def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:
+def _status_traffic(
+    target: Target, services: list[ServiceState], live_window: str
+) -> Traffic | None:
     prom = next((s for s in services if s.name == "prometheus"), None)
     if prom is None or prom.state == "absent":
         return None
     try:
-        return traffic(target.endpoint("prometheus"), mix_range="1h")
+        return traffic(target.endpoint("prometheus"), mix_range="1h", live_window=live_window)
     except IrisctlError:
         return None  # `alerts_reason` already says why Prometheus is not there
 

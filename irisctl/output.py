@@ -585,7 +585,32 @@ def traffic_lines(t: Traffic) -> list[str]:
     return [
         line,
         f"Class mix ({t.mix_range}): {mix or '[dim]no predictions[/]'}",
-        *(f"[yellow]Note:[/] {safe(m)}" for m in t.missing if not m.startswith("no requests")),
+        *_live_line(t),
+        *(
+            f"[yellow]Note:[/] {safe(m)}"
+            for m in t.missing
+            # status shows no request rates; its live-accuracy line says there are no labels
+            if not m.startswith(("no requests", "no labels"))
+        ),
+    ]
+
+
+def _live_style(t: Traffic) -> str:
+    if t.live_accuracy is None or t.live_accuracy_threshold is None:
+        return "bold"
+    return "red" if t.live_accuracy < t.live_accuracy_threshold else "green"
+
+
+def _live_line(t: Traffic) -> list[str]:
+    """Live accuracy of the served version, for ``status`` (none without a served version)."""
+    if not t.versions:
+        return []
+    head = f"Live accuracy (v{safe(t.versions[-1])}, last {safe(t.live_accuracy_window)}): "
+    if t.live_accuracy is None:
+        return [head + "[dim]no labels[/] (`irisctl feedback` sends them)"]
+    return [
+        head + f"[{_live_style(t)}]{t.live_accuracy:.1%}[/] of {_num(t.labels, ',.0f')} labels, "
+        f"{_num(t.labels_per_hour, ',.0f')} labels/h"
     ]
 
 
@@ -619,6 +644,23 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         _num(t.p99_ms, ".1f", " ms"),
         safe(", ".join(f"v{v}" for v in t.versions) or "-"),
     )
+    served = f"v{safe(t.versions[-1])}, " if t.versions else ""
+    live = Table(
+        box=None,
+        padding=(0, 2),
+        title=f"live accuracy ({served}{safe(t.live_accuracy_window)})",
+        title_justify="left",
+    )
+    for name in ("accuracy", "labels", "labels/h", "alert below"):
+        live.add_column(name, justify="right")
+    live.add_row(
+        "-" if t.live_accuracy is None else f"[{_live_style(t)}]{t.live_accuracy * 100:.1f}%[/]",
+        _num(t.labels, ",.0f"),
+        _num(t.labels_per_hour, ",.0f"),
+        _num(
+            None if t.live_accuracy_threshold is None else t.live_accuracy_threshold * 100, "g", "%"
+        ),
+    )
     mix = Table(box=None, padding=(0, 2), title=f"class mix ({t.mix_range})", title_justify="left")
     mix.add_column("class")
     mix.add_column("share", justify="right")
@@ -647,7 +689,7 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         or "[dim]no rules[/]"
     )
     notes = [f"[yellow]•[/] {safe(m)}" for m in t.missing]
-    return Group(head, "", api, "", mix, "", drift, window, "", alerts, *notes)
+    return Group(head, "", api, "", live, "", mix, "", drift, window, "", alerts, *notes)
 
 
 @dataclass
