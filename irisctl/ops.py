@@ -119,6 +119,8 @@ class HistoryRow:
     accuracy: float | None
     registered_version: str | None
     champion: bool
+    iris_rows: int | None = None  # the training data's rows; None for runs before issue 21
+    production_rows: int | None = None
 
 
 def _current(config: Config) -> tuple[Target, str]:
@@ -523,6 +525,8 @@ def history(config: Config, limit: int) -> list[HistoryRow]:
             accuracy=r.accuracy,
             registered_version=r.registered_version,
             champion=champion is not None and r.registered_version == champion.version,
+            iris_rows=r.iris_rows,
+            production_rows=r.production_rows,
         )
         for r in reversed(runs)
     ]

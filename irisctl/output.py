@@ -458,7 +458,17 @@ class HistoryView:
         if not rows:
             console.print("No training runs yet: run `irisctl train --now`.")
             return
-        table = Table("started", "run", "status", "accuracy", "registered", "champion")
+        # 80 columns hold the run's time, id, status, accuracy, version (★ the champion) and
+        # the rows it trained on (Iris + labelled production rows, whole).
+        table = Table(
+            "started",
+            "run",
+            "status",
+            "accuracy",
+            "registered",
+            caption="★ the champion · rows: Iris rows + labelled production rows",
+        )
+        table.add_column("rows", no_wrap=True)
         for r in rows:
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
             acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
@@ -468,8 +478,8 @@ class HistoryView:
                 safe(r.run_id[:12]),
                 _styled(r.status.lower()),
                 acc,
-                version,
-                "[green]★[/]" if r.champion else "",
+                version + (" [green]★[/]" if r.champion else ""),
+                _dataset_rows(r),
             )
         console.print(table)
         scores = [r.accuracy for r in rows if r.accuracy is not None]
@@ -478,6 +488,14 @@ class HistoryView:
             console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
         if plot is not None:
             console.print(f"wrote {safe(plot)}")
+
+
+def _dataset_rows(r: HistoryRow) -> str:
+    """'150+1,234': the Iris rows and the labelled production rows a run trained and was
+    scored on; nothing for runs from before they were logged."""
+    if r.iris_rows is None:
+        return ""
+    return f"{r.iris_rows:,}+{r.production_rows or 0:,}"
 
 
 def _champion_periods(periods: list[ChampionPeriod]) -> None:
