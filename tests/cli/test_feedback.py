@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from irisctl import state
 from irisctl.cli import app
 from irisctl.errors import BadInput, IrisctlError
 from tests.cli.api_standin import row_of
 from tests.cli.api_standin import standin as standin
 from tests.cli.test_predict_file import read_out, rows_csv
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.services.test_api import LiveServer
 
 runner = CliRunner()
@@ -334,3 +339,28 @@ def test_feedback_file_an_empty_file_or_unreadable_exits_2(standin, tmp_path):
     assert result.exit_code == 2 and "has no labels" in result.output
     result = run("feedback", "--file", str(tmp_path / "missing.csv"))
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_feedback_file_ctrl_c_says_how_many_labels_were_answered(standin, tmp_path):
+    """As test_predict_file's Ctrl-C test: a real CLI subprocess reading a pipe kept open."""
+    home = tmp_path / "cli-home"
+    port = standin.url.rsplit(":", 1)[1]
+    state.write(home, {"target": "local", "up": True, "ports": {"api": int(port)}})
+    env = {**os.environ, "IRISCTL_HOME": str(home), "IRISCTL_API_PORT": port}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "irisctl", "feedback", "--file", "-", "--chunk-labels", "100"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("".join(f"u{n},setosa\n" for n in range(1_000)))
+        proc.stdin.flush()  # and left open: the CLI waits for more rows
+        wait_until(lambda: len(standin.requests) >= 5, 60, 0.05, what="labels sent")
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "labels answered" in err and "duplicate" in err
+    assert "Traceback" not in err
