@@ -1,7 +1,7 @@
 """Batch scoring of a CSV file of any size through the model API (`irisctl predict --file --out`).
 
-Rows are read and checked as they stream in, cut into requests within the API's limits, sent
-several at a time over kept-alive connections, and their answers written in input order to a
+Rows stream through the model API in chunks (stream.py: checked as they come, several requests
+in flight, retried when a retry can help), and their answers are written in input order to a
 temporary file that is renamed to OUT only when every row is scored: a failed or interrupted run
 never leaves a half file under OUT's name. Memory is bounded by the requests in flight, not by
 the file.
@@ -17,32 +17,24 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import stream
 from .clients import web
 from .errors import BadInput, IrisctlError
+from .stream import Chunk, Interrupted
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 CLASSES = ("setosa", "versicolor", "virginica")
-COLUMNS = (*FEATURES, "prediction", *CLASSES, "warnings", "model_version")
+# The API's answer columns (prediction … warnings, id) between the input and model_version.
+COLUMNS = (*FEATURES, "prediction", *CLASSES, "warnings", "id", "model_version")
 # Within the API's defaults (IRIS_MAX_BODY_BYTES 1 MiB, IRIS_MAX_BATCH_ROWS 10,000), with room.
 CHUNK_ROWS = 10_000
 MAX_BODY_BYTES = 1_000_000
-MAX_LINE_BYTES = 1_000  # four numbers; a longer line is a bad row, not a request of its own
-IN_FLIGHT = 4
-# 503 (no model yet, a worker restarting) and dropped connections: retried for about 30 s.
-BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 FLOAT32_MAX = 3.4028234e38
-
-
-class Interrupted(IrisctlError):
-    """Ctrl-C during a batch run; OUT was not written."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -77,16 +69,6 @@ class Summary:
             "champion_changed": self.champion_changed,
             "out": self.out,
         }
-
-
-@dataclass
-class Chunk:
-    lines: list[str]  # the input's rows as "a,b,c,d" (cells stripped), also the request body
-    end_offset: int  # input characters read up to this chunk's last row (for the progress bar)
-
-    @property
-    def body(self) -> bytes:
-        return ("\n".join(self.lines) + "\n").encode()
 
 
 def _row_problem(cells: list[str]) -> str | None:
@@ -127,111 +109,24 @@ def _all_good(lines: list[str]) -> bool:
     return math.isfinite(sum(values)) and max(values) <= FLOAT32_MAX
 
 
-class _Counted:
-    """A text stream's lines, counting the characters read (the progress bar's measure)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.offset = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self.stream:
-            self.offset += len(line)
-            yield line
+# A first line that is not numbers is a header.
+ROWS = stream.Rows(_row_problem, lambda cells: not _numeric(cells), _all_good)
 
 
-def chunks(
-    stream: IO[str],
-    name: str,
-    on_bad: Callable[[int, str, str], None] | None,
-    chunk_rows: int = CHUNK_ROWS,
-    max_body: int = MAX_BODY_BYTES,
-) -> Iterator[Chunk]:
-    """Checked rows in chunks of at most ``chunk_rows`` rows and ``max_body`` bytes.
-
-    A first line that is not numbers is a header. A bad row raises BadInput with its line number
-    and reason, or, with ``on_bad(line_no, line, reason)``, is handed over and skipped.
-    """
-    counted = _Counted(stream)
-    lines: list[str] = []
-    numbers: list[int] = []  # each line's number in the file, to name a bad one
-    size = 0
-    first = True
-
-    def checked() -> Chunk:
-        if _all_good(lines):
-            return Chunk(lines, counted.offset)
-        good = []
-        for line, n in zip(lines, numbers, strict=True):
-            problem = _row_problem(line.split(","))
-            if problem is None:
-                good.append(line)
-            elif on_bad is None:
-                raise BadInput(
-                    f"{name}, line {n}: {problem}",
-                    "fix the row, or pass --skip-bad FILE to set such rows aside and go on",
-                )
-            else:
-                on_bad(n, line, problem)
-        return Chunk(good, counted.offset)
-
-    for number, raw in enumerate(counted, 1):
-        line = raw.strip()
-        if '"' in line or " " in line or "\t" in line:  # quoted or spaced: csv's rules
-            line = ",".join(c.strip() for c in next(csv.reader([line]), []))
-        if not line.replace(",", ""):
-            continue  # an empty line, or empty cells only
-        if first:
-            first = False
-            if not _numeric(line.split(",")):
-                continue  # a header
-        if len(line) > MAX_LINE_BYTES:
-            problem = f"longer than {MAX_LINE_BYTES} characters"
-            if on_bad is None:
-                raise BadInput(f"{name}, line {number}: {problem}")
-            on_bad(number, line[:MAX_LINE_BYTES], problem)
-            continue
-        if lines and (len(lines) >= chunk_rows or size + len(line) + 1 > max_body):
-            chunk = checked()
-            if chunk.lines:
-                yield chunk
-            lines, numbers, size = [], [], 0
-        lines.append(line)
-        numbers.append(number)
-        size += len(line) + 1
-    if lines:
-        chunk = checked()
-        if chunk.lines:
-            yield chunk
-
-
-def _score(client: web.ScoringClient, chunk: Chunk) -> list[tuple[str, list[str]]]:
-    """The chunk's answer lines, as (version, lines) parts; retries what a retry can fix."""
-    for delay in (*BACKOFF_S, None):
-        try:
-            version, text = client.score_csv(chunk.body)
-            lines = text.split("\n")[1:]  # the header line is the API's, not ours
-            if lines and not lines[-1]:
-                lines.pop()
-            if len(lines) != len(chunk.lines):
-                raise IrisctlError(
-                    f"the model API answered {len(lines)} rows for {len(chunk.lines)}"
-                )
-            return [(version, lines)]
-        except web.TooLarge:
-            # The API's limits are smaller than ours (IRIS_MAX_* set lower): halve and go on.
-            if len(chunk.lines) == 1:
-                raise
-            half = len(chunk.lines) // 2
-            parts = []
-            for lines in (chunk.lines[:half], chunk.lines[half:]):
-                parts += _score(client, Chunk(lines, chunk.end_offset))
-            return parts
-        except web.Retryable:
-            if delay is None:
-                raise
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+def _score(client: web.ScoringClient, chunk: Chunk) -> tuple[str, list[str]]:
+    """One request: the version that answered and the chunk's answer lines."""
+    version, text = client.score_csv(chunk.body)
+    header, _, rest = text.partition("\n")  # the header line is the API's, not ours
+    lines = rest.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    if len(lines) != len(chunk.lines):
+        raise IrisctlError(f"the model API answered {len(lines)} rows for {len(chunk.lines)}")
+    if not header.endswith(",id"):
+        # An API from before prediction ids (issue 21) ends its lines with the warnings: the
+        # same columns, the id empty.
+        lines = [f"{line}," for line in lines]
+    return version, lines
 
 
 class _Writer:
@@ -254,7 +149,8 @@ class _Writer:
             counts = collections.Counter(line[: line.index(",")] for line in lines)
             for prediction, n in counts.items():
                 s.classes[prediction] = s.classes.get(prediction, 0) + n
-            s.warned += sum(not line.endswith(",") for line in lines)
+            # Each line ends with the id (empty from an API without ids); the warnings before it.
+            s.warned += sum(not line[: line.rindex(",")].endswith(",") for line in lines)
             mine = rows[i : i + len(lines)]
             i += len(lines)
             if not self.jsonl:
@@ -268,19 +164,11 @@ class _Writer:
                     **dict(zip(CLASSES, map(float, answer[1:4]), strict=True)),
                     "model_version": version,
                     "warnings": answer[4].split("; ") if answer[4] else [],
+                    "id": answer[5] or None,
                 }
                 out.append(json.dumps(record) + "\n")
         s.rows += len(rows)
         self.out.write("".join(out))
-
-
-def _open_in(source: str) -> IO[str]:
-    if source == "-":
-        return sys.stdin
-    try:
-        return open(source, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot read {source}: {exc.strerror}") from None
 
 
 def _file_mode(path: Path) -> int:
@@ -293,17 +181,6 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def input_size(source: str) -> int | None:
-    """The input's size in bytes (None for standard input or a pipe)."""
-    if source == "-":
-        return None
-    try:
-        path = Path(source)
-        return path.stat().st_size if path.is_file() else None
-    except OSError:
-        return None
-
-
 def score_file(
     api_url: str,
     source: str,
@@ -312,7 +189,7 @@ def score_file(
     skip_bad: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
-    in_flight: int = IN_FLIGHT,
+    in_flight: int = stream.IN_FLIGHT,
 ) -> Summary:
     """Score every row of ``source`` (a CSV path or "-") into ``out`` (a path or "-").
 
@@ -324,14 +201,10 @@ def score_file(
     summary = Summary(out=out)
     jsonl = out.endswith((".jsonl", ".ndjson"))
     started = time.perf_counter()
-    src = _open_in(source)
-    bad_out: IO[str] | None = None
+    src = stream.open_in(source)
+    bad: stream.BadRows | None = None
     tmp: IO[str] | None = None
     client = web.ScoringClient(api_url, in_flight)
-    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="score")
-    pending: collections.deque[tuple[Chunk, Future[list[tuple[str, list[str]]]]]] = (
-        collections.deque()
-    )
     try:
         if out == "-":
             sink: IO[str] = sys.stdout
@@ -351,35 +224,24 @@ def score_file(
             except OSError as exc:
                 raise BadInput(f"cannot write {out}: {exc.strerror}") from None
             sink = tmp
-        on_bad = None
         if skip_bad is not None:
-            try:
-                bad_out = open(skip_bad, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
-                raise BadInput(f"cannot write {skip_bad}: {exc.strerror}") from None
-            bad_writer = csv.writer(bad_out, lineterminator="\n")
-            bad_writer.writerow(("line", "row", "reason"))
-
-            def on_bad(line_no: int, line: str, reason: str) -> None:
-                summary.skipped += 1
-                bad_writer.writerow((line_no, line, reason))
-
+            bad = stream.BadRows(skip_bad)
         writer = _Writer(sink, jsonl, summary)
 
-        def drain_one() -> None:
-            chunk, future = pending.popleft()
-            writer.write(chunk.lines, future.result())
+        def take(chunk: Chunk, parts: list[tuple[Chunk, tuple[str, list[str]]]]) -> None:
+            writer.write(chunk.lines, [answer for _, answer in parts])
             if on_progress is not None:
                 on_progress(summary.rows, chunk.end_offset)
 
-        name = "standard input" if source == "-" else source
-        for chunk in chunks(src, name, on_bad if skip_bad else None, chunk_rows):
-            pending.append((chunk, pool.submit(_score, client, chunk)))
-            # Keep one request queued behind each connection, so no connection waits on us.
-            while len(pending) > in_flight * 2 or (pending and pending[0][1].done()):
-                drain_one()
-        while pending:
-            drain_one()
+        name = stream.input_name(source)
+        stream.in_order(
+            stream.chunks(src, name, ROWS, bad, chunk_rows, MAX_BODY_BYTES),
+            lambda chunk: stream.sent(lambda c: _score(client, c), chunk),
+            take,
+            in_flight,
+        )
+        if bad is not None:
+            summary.skipped = bad.count
         if summary.rows == 0:
             raise BadInput(f"{name} has no rows")
         sink.flush()
@@ -397,14 +259,11 @@ def score_file(
             "run it again to score the whole file",
         ) from None
     finally:
-        for _, future in pending:
-            future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
         if tmp is not None:
             tmp.close()
             Path(tmp.name).unlink(missing_ok=True)
-        if bad_out is not None:
-            bad_out.close()
+        if bad is not None:
+            bad.close()
         if src is not sys.stdin:
             src.close()
         client.close()

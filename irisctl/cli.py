@@ -183,6 +183,56 @@ def predict(
     output.show(output.PredictionView(answer), json_out)
 
 
+@app.command(context_settings={"ignore_unknown_options": True})
+def feedback(
+    ctx: typer.Context,
+    id_: str = typer.Argument(
+        None, metavar="ID", help="A prediction's id, as `predict` printed it."
+    ),
+    label: str = typer.Argument(
+        None, metavar="LABEL", help="What the flower really was: setosa, versicolor or virginica."
+    ),
+    # No -f: an id may start with "-" and hold an "f", which click would read as -f VALUE.
+    file: str = typer.Option(
+        None, "--file", metavar="CSV", help="CSV of id,label rows (header optional; - = stdin)."
+    ),
+    skip_bad: str = typer.Option(
+        None,
+        "--skip-bad",
+        metavar="FILE",
+        help="With --file: write malformed rows and why to FILE and go on, instead of stopping.",
+    ),
+    chunk_labels: int = typer.Option(None, "--chunk-labels", min=1, max=10_000, hidden=True),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Tell the model API what predicted flowers really were: their live accuracy, and rows
+    for the next training.
+
+    Exit 0 when accepted (or already labelled), 2 for an unknown id or a bad label.
+
+    Example: irisctl feedback ID versicolor
+    Example: irisctl feedback --file labels.csv
+    """
+    from . import ops
+    from .feedback import UnknownId
+
+    if (file is None) == (id_ is None) or (file is None and (label is None or skip_bad)):
+        raise BadInput(
+            "feedback takes ID LABEL, or --file labels.csv (--skip-bad goes with --file)",
+            "irisctl feedback ID versicolor, or irisctl feedback --file labels.csv",
+        )
+    config = load_config(ctx)
+    if file is not None:
+        with output.BatchProgress(file, "labels") as progress:
+            summary = ops.feedback_file(config, file, skip_bad, progress.update, chunk_labels)
+        output.show(output.FeedbackFileView(summary), json_out)
+        return
+    answer = ops.feedback(config, id_, label)
+    output.show(output.FeedbackView(answer, id_, label), json_out)
+    if answer.unknown:
+        raise UnknownId(id_, config["feedback_max_age_days"])
+
+
 @app.command()
 def status(
     ctx: typer.Context,
@@ -237,18 +287,21 @@ def top(
     json_out: bool = JsonOpt,
 ) -> None:
     """Live view from Prometheus: request and error rates, p50/p99 latency, served version,
-    class mix, input drift per feature, alert states. Ctrl-C quits.
+    live accuracy and labels per hour, class mix, input drift per feature, alert states.
+    Ctrl-C quits.
 
     Example: irisctl top
     """
     from . import ops
 
-    source = ops.top_source(load_config(ctx))
+    config = load_config(ctx)
+    source = ops.top_source(config)
+    window = config["live_accuracy_window"]
     if once or json_out:
-        snapshot = ops.traffic(source)
+        snapshot = ops.traffic(source, live_window=window)
         output.show(output.TrafficView(snapshot, source, interval), json_out)
         return
-    output.live_top(lambda: ops.traffic(source), source, interval)
+    output.live_top(lambda: ops.traffic(source, live_window=window), source, interval)
 
 
 @app.command()

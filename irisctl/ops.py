@@ -27,6 +27,8 @@ from . import batch, state, targets
 from .clients import prometheus, web
 from .clients.mlflow import MlflowRest, ModelInfo, RunInfo
 from .errors import BadInput, IrisctlError, NotUp
+from .feedback import CHUNK_LABELS, check_label, send_file, send_one
+from .feedback import Summary as FeedbackSummary
 from .settings import Config
 from .targets.base import SERVICES, Check, Progress, ServiceState, Target
 from .traffic import Traffic, traffic
@@ -117,6 +119,8 @@ class HistoryRow:
     accuracy: float | None
     registered_version: str | None
     champion: bool
+    iris_rows: int | None = None  # the training data's rows; None for runs before issue 21
+    production_rows: int | None = None
 
 
 def _current(config: Config) -> tuple[Target, str]:
@@ -359,14 +363,19 @@ def _numeric(row: list[str]) -> bool:
     return True
 
 
-def predict(config: Config, rows: list[list[float]]) -> dict[str, Any]:
-    """Ask the running model API; its JSON answer (single row: ``features``; else ``instances``)."""
+def _api_url(config: Config) -> str:
+    """The running stack's model API, without probing the target (a request says soon enough)."""
     recorded = state.read(config.home)
     if not recorded or not recorded.get("up"):
         raise NotUp()
     target, _ = _current(config)
+    return target.endpoint("model-api")
+
+
+def predict(config: Config, rows: list[list[float]]) -> dict[str, Any]:
+    """Ask the running model API; its JSON answer (single row: ``features``; else ``instances``)."""
     payload: dict[str, Any] = {"features": rows[0]} if len(rows) == 1 else {"instances": rows}
-    return web.predict(target.endpoint("model-api"), payload)
+    return web.predict(_api_url(config), payload)
 
 
 def predict_file(
@@ -378,17 +387,37 @@ def predict_file(
     chunk_rows: int | None = None,
 ) -> batch.Summary:
     """Score a CSV file of any size through the running model API into ``out`` (batch.py)."""
-    recorded = state.read(config.home)
-    if not recorded or not recorded.get("up"):
-        raise NotUp()
-    target, _ = _current(config)
     return batch.score_file(
-        target.endpoint("model-api"),
+        _api_url(config),
         source,
         out,
         skip_bad=skip_bad,
         on_progress=on_progress,
         chunk_rows=chunk_rows or batch.CHUNK_ROWS,
+    )
+
+
+def feedback(config: Config, id_: str, label: str) -> web.Feedback:
+    """Label one prediction (its id, from ``predict``) with what the flower really was; a label
+    that is not a class name is refused before anything is sent."""
+    check_label(id_, label)
+    return send_one(_api_url(config), id_, label)
+
+
+def feedback_file(
+    config: Config,
+    source: str,
+    skip_bad: str | None,
+    on_progress: Callable[[int, int], None] | None,
+    chunk_labels: int | None = None,
+) -> FeedbackSummary:
+    """Send a CSV file of ``id,label`` rows of any size to the running model API (feedback.py)."""
+    return send_file(
+        _api_url(config),
+        source,
+        skip_bad=skip_bad,
+        on_progress=on_progress,
+        chunk_labels=chunk_labels or CHUNK_LABELS,
     )
 
 
@@ -407,7 +436,7 @@ def status(config: Config) -> StatusResult:
         moves_f = pool.submit(rest.alias_moves, MODEL_NAME, MODEL_ALIAS)
         services = services_f.result()
         alerts_f = pool.submit(_alerts, target, services)
-        traffic_f = pool.submit(_status_traffic, target, services)
+        traffic_f = pool.submit(_status_traffic, target, services, config["live_accuracy_window"])
         model_error = None
         notes = []
         try:
@@ -465,12 +494,14 @@ def alerts(config: Config) -> list[prometheus.Alert]:
     return prometheus.alerts(target.endpoint("prometheus"))
 
 
-def _status_traffic(target: Target, services: list[ServiceState]) -> Traffic | None:
+def _status_traffic(
+    target: Target, services: list[ServiceState], live_window: str
+) -> Traffic | None:
     prom = next((s for s in services if s.name == "prometheus"), None)
     if prom is None or prom.state == "absent":
         return None
     try:
-        return traffic(target.endpoint("prometheus"), mix_range="1h")
+        return traffic(target.endpoint("prometheus"), mix_range="1h", live_window=live_window)
     except IrisctlError:
         return None  # `alerts_reason` already says why Prometheus is not there
 
@@ -494,6 +525,8 @@ def history(config: Config, limit: int) -> list[HistoryRow]:
             accuracy=r.accuracy,
             registered_version=r.registered_version,
             champion=champion is not None and r.registered_version == champion.version,
+            iris_rows=r.iris_rows,
+            production_rows=r.production_rows,
         )
         for r in reversed(runs)
     ]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .batch import Summary
     from .clients.mlflow import ModelInfo
     from .clients.prometheus import Alert
+    from .clients.web import Feedback
+    from .feedback import Summary as FeedbackSummary
     from .ops import (
         AliasResult,
         BuildResult,
@@ -307,6 +309,16 @@ class PredictionView:
                 *(f"{p:.3f}" for p in row["probabilities"].values()),
             )
         console.print(table)
+        ids = [(i, row["id"]) for i, row in enumerate(rows, 1) if row.get("id")]
+        # Whole, one a line, never cut to the terminal's width: people copy them into `feedback`.
+        for i, id_ in ids:
+            label = "id" if len(rows) == 1 else f"{i:>{len(str(len(rows)))}}"
+            console.print(f"{label} {safe(id_)}", highlight=False, soft_wrap=True)
+        if ids:
+            console.print(
+                f"[dim]When you know the true class: {command_name()} feedback ID LABEL[/]",
+                highlight=False,
+            )
         for i, row in enumerate(rows, 1):
             for warning in row.get("warnings", []):
                 err_console.print(f"[yellow]Warning:[/] row {i}: {safe(warning)}", highlight=False)
@@ -446,7 +458,17 @@ class HistoryView:
         if not rows:
             console.print("No training runs yet: run `irisctl train --now`.")
             return
-        table = Table("started", "run", "status", "accuracy", "registered", "champion")
+        # 80 columns hold the run's time, id, status, accuracy, version (★ the champion) and
+        # the rows it trained on (Iris + labelled production rows, whole).
+        table = Table(
+            "started",
+            "run",
+            "status",
+            "accuracy",
+            "registered",
+            caption="★ the champion · rows: Iris rows + labelled production rows",
+        )
+        table.add_column("rows", no_wrap=True)
         for r in rows:
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
             acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
@@ -456,8 +478,8 @@ class HistoryView:
                 safe(r.run_id[:12]),
                 _styled(r.status.lower()),
                 acc,
-                version,
-                "[green]★[/]" if r.champion else "",
+                version + (" [green]★[/]" if r.champion else ""),
+                _dataset_rows(r),
             )
         console.print(table)
         scores = [r.accuracy for r in rows if r.accuracy is not None]
@@ -466,6 +488,14 @@ class HistoryView:
             console.print(f"accuracy {sparkline(scores, low)}  ({low:.2f} … 1.00, oldest → newest)")
         if plot is not None:
             console.print(f"wrote {safe(plot)}")
+
+
+def _dataset_rows(r: HistoryRow) -> str:
+    """'150+1,234': the Iris rows and the labelled production rows a run trained and was
+    scored on; nothing for runs from before they were logged."""
+    if r.iris_rows is None:
+        return ""
+    return f"{r.iris_rows:,}+{r.production_rows or 0:,}"
 
 
 def _champion_periods(periods: list[ChampionPeriod]) -> None:
@@ -573,7 +603,32 @@ def traffic_lines(t: Traffic) -> list[str]:
     return [
         line,
         f"Class mix ({t.mix_range}): {mix or '[dim]no predictions[/]'}",
-        *(f"[yellow]Note:[/] {safe(m)}" for m in t.missing if not m.startswith("no requests")),
+        *_live_line(t),
+        *(
+            f"[yellow]Note:[/] {safe(m)}"
+            for m in t.missing
+            # status shows no request rates; its live-accuracy line says there are no labels
+            if not m.startswith(("no requests", "no labels"))
+        ),
+    ]
+
+
+def _live_style(t: Traffic) -> str:
+    if t.live_accuracy is None or t.live_accuracy_threshold is None:
+        return "bold"
+    return "red" if t.live_accuracy < t.live_accuracy_threshold else "green"
+
+
+def _live_line(t: Traffic) -> list[str]:
+    """Live accuracy of the served version, for ``status`` (none without a served version)."""
+    if not t.versions:
+        return []
+    head = f"Live accuracy (v{safe(t.versions[-1])}, last {safe(t.live_accuracy_window)}): "
+    if t.live_accuracy is None:
+        return [head + "[dim]no labels[/] (`irisctl feedback` sends them)"]
+    return [
+        head + f"[{_live_style(t)}]{t.live_accuracy:.1%}[/] of {_num(t.labels, ',.0f')} labels, "
+        f"{_num(t.labels_per_hour, ',.0f')} labels/h"
     ]
 
 
@@ -607,6 +662,23 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         _num(t.p99_ms, ".1f", " ms"),
         safe(", ".join(f"v{v}" for v in t.versions) or "-"),
     )
+    served = f"v{safe(t.versions[-1])}, " if t.versions else ""
+    live = Table(
+        box=None,
+        padding=(0, 2),
+        title=f"live accuracy ({served}{safe(t.live_accuracy_window)})",
+        title_justify="left",
+    )
+    for name in ("accuracy", "labels", "labels/h", "alert below"):
+        live.add_column(name, justify="right")
+    live.add_row(
+        "-" if t.live_accuracy is None else f"[{_live_style(t)}]{t.live_accuracy * 100:.1f}%[/]",
+        _num(t.labels, ",.0f"),
+        _num(t.labels_per_hour, ",.0f"),
+        _num(
+            None if t.live_accuracy_threshold is None else t.live_accuracy_threshold * 100, "g", "%"
+        ),
+    )
     mix = Table(box=None, padding=(0, 2), title=f"class mix ({t.mix_range})", title_justify="left")
     mix.add_column("class")
     mix.add_column("share", justify="right")
@@ -635,7 +707,7 @@ def top_view(t: Traffic | None, source: str, interval: float, error: str | None 
         or "[dim]no rules[/]"
     )
     notes = [f"[yellow]•[/] {safe(m)}" for m in t.missing]
-    return Group(head, "", api, "", mix, "", drift, window, "", alerts, *notes)
+    return Group(head, "", api, "", live, "", mix, "", drift, window, "", alerts, *notes)
 
 
 @dataclass
@@ -692,10 +764,11 @@ class RenderView:
 
 
 class BatchProgress:
-    """A rich progress bar on stderr for `predict --file --out`, only when stderr is a terminal:
-    rows done, rows/s and, for a file (its size is known), the bar and the ETA."""
+    """A rich progress bar on stderr for `predict --file --out` and `feedback --file`, only when
+    stderr is a terminal: rows (or labels) done, per second and, for a file (its size is known),
+    the bar and the ETA."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, unit: str = "rows") -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -704,14 +777,14 @@ class BatchProgress:
             TimeRemainingColumn,
         )
 
-        from .batch import input_size
+        from .stream import input_size
 
         self.total = input_size(source)
         self.started = time.monotonic()
         self.progress = Progress(
             BarColumn(),
-            TextColumn("{task.fields[rows]:,} rows"),
-            TextColumn("{task.fields[rate]:,.0f} rows/s"),
+            TextColumn(f"{{task.fields[rows]:,}} {unit}"),
+            TextColumn(f"{{task.fields[rate]:,.0f}} {unit}/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
@@ -761,4 +834,59 @@ class BatchView:
                 f"[yellow]Note:[/] the champion changed during the run ({versions}); "
                 "each row's model_version says which one answered it",
                 highlight=False,
+            )
+
+
+@dataclass
+class FeedbackView:
+    """``feedback ID LABEL``: what the API did with the label (``--json``: its answer)."""
+
+    answer: Feedback
+    id: str
+    label: str
+
+    def to_json(self) -> Any:
+        return asdict(self.answer)
+
+    def text(self) -> None:
+        # An unknown id prints nothing here: the command ends with its error (exit 2).
+        if self.answer.accepted:
+            console.print(
+                f"[green]✓[/] labelled {safe(self.label)}: {safe(self.id)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif self.answer.duplicates:
+            console.print(
+                f"[yellow]•[/] already labelled, so not counted again: {safe(self.id)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@dataclass
+class FeedbackFileView:
+    """``feedback --file``: the totals of the API's answers."""
+
+    summary: FeedbackSummary
+
+    def to_json(self) -> Any:
+        return self.summary.as_json()
+
+    def text(self) -> None:
+        s = self.summary
+        line = (
+            f"Sent {s.labels:,} labels: {s.accepted:,} accepted, {s.duplicates:,} already "
+            f"labelled (not counted again), {s.unknown:,} unknown; {s.seconds:.1f} s"
+        )
+        if s.skipped:
+            line += f"; {s.skipped:,} bad rows skipped"
+        console.print(line, highlight=False, soft_wrap=True)
+        if s.unknown:
+            first = ", ".join(s.unknown_ids[:3]) + (", …" if s.unknown > 3 else "")
+            console.print(
+                f"[yellow]Note:[/] {s.unknown:,} ids unknown to the API (not issued by it, or too "
+                f"old to label): {safe(first)}",
+                highlight=False,
+                soft_wrap=True,
             )

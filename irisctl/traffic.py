@@ -3,6 +3,7 @@ Prometheus client, in one place."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,14 @@ class Traffic:
     alerts: list[dict[str, str]]
     rate_range: str
     mix_range: str
+    # Feedback on the served version (the newest during a swap) over ``live_accuracy_window``:
+    # None without labels (never 1.0 for no labels at all).
+    live_accuracy: float | None = None
+    labels: float | None = None  # labels in the window
+    labels_per_hour: float | None = None
+    live_accuracy_threshold: float | None = None
+    live_accuracy_min_labels: float | None = None  # IrisLiveAccuracyLow waits for this many
+    live_accuracy_window: str = "1h"
     missing: list[str] = field(default_factory=list)  # what has no data, and why
 
     def as_status(self) -> dict[str, Any]:
@@ -41,11 +50,47 @@ class Traffic:
             "psi_threshold": self.psi_threshold,
             "class_mix": self.class_mix,
             "mix_range": self.mix_range,
+            "live_accuracy": self.live_accuracy,
+            "labels_per_hour": self.labels_per_hour,
+            "live_accuracy_window": self.live_accuracy_window,
             "missing": self.missing,
         }
 
 
-def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Traffic:
+@dataclass
+class _Live:
+    accuracy: float | None = None
+    labels: float | None = None
+    per_hour: float | None = None
+    threshold: float | None = None
+    min_labels: float | None = None
+
+
+def _live(q: prometheus.Query, version: str | None, window: str) -> _Live:
+    """Live accuracy of ``version`` over ``window``, as IrisLiveAccuracyLow computes it:
+    1 - wrong / all labels, each the increase of iris_api_feedback_total over the window."""
+    live = _Live(
+        threshold=q.scalar("max(iris_api_live_accuracy_threshold)"),
+        min_labels=q.scalar("max(iris_api_live_accuracy_min_labels)"),
+    )
+    if version is None:
+        return live
+    v = json.dumps(version)  # a PromQL string
+    live.labels = q.scalar(f"sum(increase(iris_api_feedback_total{{version={v}}}[{window}]))")
+    wrong = q.scalar(
+        f'sum(increase(iris_api_feedback_total{{outcome="wrong",version={v}}}[{window}]))'
+    )
+    rate = q.scalar(f"sum(rate(iris_api_feedback_total{{version={v}}}[{window}]))")
+    live.per_hour = rate * 3600 if rate is not None else None
+    if live.labels:
+        # No `wrong` series (or no increase of it) with labels in the window: none was wrong.
+        live.accuracy = 1 - (wrong or 0.0) / live.labels
+    return live
+
+
+def traffic(
+    prom_url: str, rate_range: str = "1m", mix_range: str = "5m", live_window: str = "1h"
+) -> Traffic:
     """Query Prometheus for the API's traffic; IrisctlError when Prometheus does not answer."""
     r, m = rate_range, mix_range
     with prometheus.Query(prom_url) as q:
@@ -66,6 +111,8 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         # rate() needs two samples: one scrape since the API served shows counters, not rates.
         counted = q.scalar("count(iris_api_requests_total)") if total is None else None
         interval = q.scrape_interval(API_JOB) if counted else None
+        served = _by_number(versions)
+        live = _live(q, served[-1] if served else None, live_window)
     found = prometheus.alerts(prom_url)
     missing = []
     if total is None and counted:
@@ -86,6 +133,16 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         )
     elif rows is not None and min_rows is not None and rows < min_rows:
         missing.append(f"the drift window holds {rows:.0f} rows; alerts wait for {min_rows:.0f}")
+    if served and not live.labels:
+        missing.append(
+            f"no labels for v{served[-1]} in the last {live_window}: live accuracy needs "
+            "`irisctl feedback`"
+        )
+    elif served and live.labels and live.min_labels and live.labels < live.min_labels:
+        missing.append(
+            f"v{served[-1]} has {live.labels:.0f} labels in the last {live_window}; "
+            f"IrisLiveAccuracyLow waits for {live.min_labels:.0f}"
+        )
     mix_total = sum(mix.values())
     return Traffic(
         prometheus=prom_url,
@@ -95,7 +152,7 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         rejected_ratio=(rejected or 0.0) / total if total else None,
         p50_ms=p50 * 1000 if p50 is not None else None,
         p99_ms=p99 * 1000 if p99 is not None else None,
-        versions=sorted(versions, key=lambda v: int(v) if v.isdigit() else 0),
+        versions=served,
         class_mix={c: n / mix_total for c, n in sorted(mix.items())} if mix_total else {},
         psi=dict(sorted(psi.items())),
         window_rows=rows,
@@ -105,8 +162,18 @@ def traffic(prom_url: str, rate_range: str = "1m", mix_range: str = "5m") -> Tra
         alerts=[{"name": a.name, "state": a.state} for a in found],
         rate_range=r,
         mix_range=m,
+        live_accuracy=live.accuracy,
+        labels=live.labels,
+        labels_per_hour=live.per_hour,
+        live_accuracy_threshold=live.threshold,
+        live_accuracy_min_labels=live.min_labels,
+        live_accuracy_window=live_window,
         missing=missing,
     )
+
+
+def _by_number(versions: dict[str, float]) -> list[str]:
+    return sorted(versions, key=lambda v: int(v) if v.isdigit() else 0)
 
 
 def _seconds(duration: str) -> str:

@@ -37,6 +37,9 @@ class RunInfo:
     accuracy: float | None
     gate: str | None
     registered_version: str | None = None
+    # The training data's rows (params the trainer logs since issue 21; None for older runs).
+    iris_rows: int | None = None
+    production_rows: int | None = None
 
 
 class MlflowRest:
@@ -134,6 +137,7 @@ class MlflowRest:
         for run in data.get("runs", []):
             metrics = {m["key"]: m["value"] for m in run.get("data", {}).get("metrics", [])}
             tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+            params = {p["key"]: p["value"] for p in run.get("data", {}).get("params", [])}
             info = run["info"]
             runs.append(
                 RunInfo(
@@ -143,9 +147,19 @@ class MlflowRest:
                     accuracy=metrics.get("accuracy"),
                     gate=tags.get("gate"),
                     registered_version=tags.get("registered_version"),
+                    iris_rows=_count(params.get("iris_rows")),
+                    production_rows=_count(params.get("production_rows")),
                 )
             )
         return runs
+
+
+def _count(param: str | None) -> int | None:
+    """A row count a run logged as a param; None when it did not (or it is not a number)."""
+    try:
+        return int(param) if param is not None else None
+    except ValueError:
+        return None
 
 
 def move_alias(

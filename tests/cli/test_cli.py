@@ -508,6 +508,41 @@ def test_history_marks_the_champion_and_plots(fake, monkeypatch, tmp_path):
     assert run("history", "--plot", str(tmp_path / "acc.jpg")).exit_code == 2
 
 
+def test_history_shows_each_runs_dataset_rows_and_nothing_for_older_runs(fake, monkeypatch):
+    monkeypatch.setattr(
+        MlflowRest,
+        "recent_runs",
+        lambda self, exp, limit=5: [
+            RunInfo("r2", "FINISHED", 1_700_000_200.0, 0.95, "promoted", "2", 150, 1_234),
+            RunInfo("r1", "FINISHED", 1_700_000_100.0, 0.97, "promoted", "1"),  # before issue 21
+        ],
+    )
+    rows = json.loads(run("history", "--json").output)
+    assert [(r["iris_rows"], r["production_rows"]) for r in rows] == [(None, None), (150, 1_234)]
+    result = run("history")
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.output.splitlines() if line.startswith("│ 20")]
+    assert "150+1,234" in table[1] and "+" not in table[0]
+
+
+def test_mlflow_rest_reads_the_dataset_rows_a_run_logged(mlflow_server, request):
+    """Over MLflow's REST API (a real server): the params `iris_rows` and `production_rows`."""
+    from mlflow import MlflowClient
+
+    name = "history-rows-" + request.node.name[-20:]
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.create_experiment(name)
+    old = client.create_run(experiment)
+    client.set_terminated(old.info.run_id)
+    new = client.create_run(experiment)
+    client.log_param(new.info.run_id, "iris_rows", "150")
+    client.log_param(new.info.run_id, "production_rows", "0")
+    client.set_terminated(new.info.run_id)
+    runs = {r.run_id: r for r in MlflowRest(mlflow_server.url).recent_runs(name)}
+    assert (runs[new.info.run_id].iris_rows, runs[new.info.run_id].production_rows) == (150, 0)
+    assert (runs[old.info.run_id].iris_rows, runs[old.info.run_id].production_rows) == (None, None)
+
+
 def test_d1_status_with_prometheus_blackholed_is_bounded_and_says_why(fake, monkeypatch):
     """RELIABILITY D1: a Prometheus that accepts and never answers."""
     import socket

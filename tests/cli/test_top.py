@@ -37,6 +37,12 @@ ANSWERS = {
     "iris_api_drift_psi_threshold": [({}, 0.2)],
     "iris_api_drift_reference_loaded": [({}, 1)],
     "iris_api_inputs_out_of_range_total": [({"feature": "petal_length"}, 7)],
+    # Feedback on the served version (v3) over the live-accuracy window: 3 of 60 labels wrong.
+    'outcome="wrong",version="3"}[1h]': [({}, 3)],
+    'increase(iris_api_feedback_total{version="3"}[1h]': [({}, 60)],
+    'rate(iris_api_feedback_total{version="3"}[1h]': [({}, 60 / 3600)],
+    "iris_api_live_accuracy_threshold": [({}, 0.9)],
+    "iris_api_live_accuracy_min_labels": [({}, 50)],
 }
 TARGETS = [
     {"scrapePool": "iris-model-api", "health": "up", "scrapeInterval": "15s"},
@@ -56,6 +62,8 @@ RULES = {
 
 class FakePrometheus:
     def __init__(self) -> None:
+        queries = self.queries = []
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urlparse(self.path)
@@ -65,6 +73,7 @@ class FakePrometheus:
                     body = {"status": "success", "data": {"activeTargets": TARGETS}}
                 else:
                     query = parse_qs(url.query)["query"][0]
+                    queries.append(query)
                     found = next((v for k, v in ANSWERS.items() if k in query), [])
                     result = [{"metric": m, "value": [0, str(v)]} for m, v in found]
                     body = {"status": "success", "data": {"resultType": "vector", "result": result}}
@@ -196,3 +205,61 @@ def test_status_shows_drift_and_the_class_mix(prom, fake, monkeypatch):
 def test_status_without_prometheus_has_no_traffic(fake):
     data = json.loads(run("status", "--json").output)
     assert data["traffic"] is None and data["alerts"] is None
+
+
+def test_top_and_status_show_the_served_versions_live_accuracy_and_labels_per_hour(prom, fake):
+    t = json.loads(run("top", "--json").output)
+    assert t["live_accuracy"] == 0.95 and t["labels_per_hour"] == 60.0
+    assert t["live_accuracy_window"] == "1h"
+    assert not any("label" in m for m in t["missing"])
+    screen = run("top", "--once").output
+    assert "live accuracy (v3, 1h)" in screen and "95.0%" in screen and "60" in screen
+    serve_prometheus(fake, prom)
+    traffic = json.loads(run("status", "--json").output)["traffic"]
+    assert traffic["live_accuracy"] == 0.95 and traffic["labels_per_hour"] == 60.0
+    assert traffic["live_accuracy_window"] == "1h"
+    text = " ".join(run("status").output.split())
+    assert "Live accuracy (v3, last 1h): 95.0% of 60 labels, 60 labels/h" in text
+
+
+def test_no_labels_is_said_not_shown_as_100_percent(prom, fake, monkeypatch):
+    monkeypatch.setitem(ANSWERS, 'outcome="wrong",version="3"}[1h]', [({}, 0)])
+    monkeypatch.setitem(ANSWERS, 'increase(iris_api_feedback_total{version="3"}[1h]', [({}, 0)])
+    monkeypatch.setitem(ANSWERS, 'rate(iris_api_feedback_total{version="3"}[1h]', [({}, 0)])
+    t = json.loads(run("top", "--json").output)
+    assert t["live_accuracy"] is None and t["labels_per_hour"] == 0.0
+    assert "no labels for v3 in the last 1h: live accuracy needs `irisctl feedback`" in t["missing"]
+    assert "100" not in run("top", "--once").output
+    serve_prometheus(fake, prom)
+    assert json.loads(run("status", "--json").output)["traffic"]["live_accuracy"] is None
+    text = " ".join(run("status").output.split())
+    assert "Live accuracy (v3, last 1h): no labels" in text
+
+
+def test_live_accuracy_is_1_with_labels_and_no_wrong_series(prom, monkeypatch):
+    monkeypatch.setitem(ANSWERS, 'outcome="wrong",version="3"}[1h]', [])
+    assert json.loads(run("top", "--json").output)["live_accuracy"] == 1.0
+
+
+def test_fewer_labels_than_the_alert_waits_for_is_a_note(prom, monkeypatch):
+    monkeypatch.setitem(ANSWERS, 'increase(iris_api_feedback_total{version="3"}[1h]', [({}, 12)])
+    t = json.loads(run("top", "--json").output)
+    assert t["live_accuracy"] == 0.75
+    assert "v3 has 12 labels in the last 1h; IrisLiveAccuracyLow waits for 50" in t["missing"]
+
+
+def test_the_live_accuracy_window_is_the_setting(prom, monkeypatch):
+    monkeypatch.setenv("IRISCTL_LIVE_ACCURACY_WINDOW", "10m")
+    t = json.loads(run("top", "--json").output)
+    assert t["live_accuracy_window"] == "10m"
+    feedback = [q for q in prom.queries if "iris_api_feedback_total" in q]
+    assert feedback and all("[10m]" in q for q in feedback)
+
+
+def serve_prometheus(fake, prom) -> None:
+    """The fake target's Prometheus runs (and answers at the stand-in's address)."""
+    services = fake.services()
+    fake.services = lambda: [
+        *services[:-1],
+        ServiceState("prometheus", "running", prom.url, 10.0, 100),
+    ]
