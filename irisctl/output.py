@@ -247,6 +247,12 @@ class TrainView:
         s = self.result.summary
         if not self.result.ok or s is None:
             return
+        if s.get("production_rows"):
+            console.print(
+                f"  trained on {s.get('iris_rows')} Iris rows and {s['production_rows']} "
+                "labelled production rows",
+                highlight=False,
+            )
         if s.get("promoted"):
             console.print(
                 f"[green]✓[/] run {safe(s['run_id'])}: accuracy {s['accuracy']:.3f} → "

@@ -216,13 +216,14 @@ def _feedback_survives_an_api_pod_restart(w: World) -> None:
             for p in fresh
             for c in (p.get("status") or {}).get("conditions") or []
         )
-        return ready and w.irisctl("predict", "5.1", "3.5", "1.4", "0.2", check=False).returncode == 0
+        if not ready:
+            return False
+        return w.irisctl("predict", "5.1", "3.5", "1.4", "0.2", check=False).returncode == 0
 
     wait_until(new_pod_answers, 300, 1.0, "a new model-api pod answering through the forward")
     again = w.irisctl("feedback", ident, "versicolor", "--json")
     assert json.loads(again.stdout) == {"accepted": 0, "duplicates": [ident], "unknown": []}
-    w.log.write(f"
-feedback before and after the API pod's restart: {sent.stdout}{again.stdout}")
+    w.log.write(f"\nfeedback before and after the API pod's restart: {sent.stdout}{again.stdout}")
 
 
 def _predicted(w: World) -> str:
