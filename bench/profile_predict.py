@@ -125,6 +125,7 @@ def main() -> int:
     loaded = holder.current
     assert loaded is not None
     metrics = next(m for m in app.user_middleware if "metrics" in m.kwargs).kwargs["metrics"]
+    ids = next(m for m in app.user_middleware if "ids" in m.kwargs).kwargs["ids"]
 
     loop = asyncio.new_event_loop()
     ours, floor = _app_call(app, BODY), _app_call(floor_app, BODY)
@@ -134,7 +135,7 @@ def main() -> int:
     parsed = schemas.parse(BODY, 10_000)
     features = parsed.features  # type: ignore[union-attr]
     rows = np.array([features])
-    one = answer_one(loaded, features, drift)
+    one = answer_one(loaded, features, drift, ids)
     whole = {**one, "model": {"name": "iris-classifier", "version": "1"}}
     child = metrics.requests.labels("200")
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -143,15 +144,16 @@ def main() -> int:
         ("onnxruntime's run alone", lambda: loaded.predict_proba(rows.astype(np.float32))),
         (
             "one-row answer, plain floats (answer_one, with drift)",
-            lambda: answer_one(loaded, features, drift),
+            lambda: answer_one(loaded, features, drift, ids),
         ),
+        ("the prediction's id alone (Ids.one)", lambda: ids.one("1", features, 0)),
         (
             "the drift bookkeeping alone (observe_one)",
             lambda: drift.observe_one("1", features, 0, {}),
         ),
         (
             "batch answer of one row, numpy (answer, with drift)",
-            lambda: answer(loaded, rows, drift),
+            lambda: answer(loaded, rows, drift, ids),
         ),
         ("renormalise + argmax in numpy (scores)", lambda: scores(loaded, rows)),
         ("encode the answer (orjson.dumps)", lambda: orjson.dumps(whole)),
