@@ -141,8 +141,8 @@ def test_the_workers_spool_counts_an_id_once_whoever_receives_it(tmp_path):
     assert oct((tmp_path / feedback.SPOOL_FILE).stat().st_mode & 0o777) == "0o600"
 
 
-def test_batches_reach_the_store_and_other_replicas_see_them(tmp_path, own_mlflow_server):
-    store = FeedbackStore(own_mlflow_server.url, "iris-fb")
+def test_batches_reach_the_store_and_other_replicas_see_them(tmp_path, mlflow_server):
+    store = FeedbackStore(mlflow_server.url, "iris-fb-replicas")
     made = _ids().many("1", np.ones((5, 4)), np.zeros(5, dtype=int))
     here = feedback.Flusher(feedback.Spool(tmp_path / "a", _ids(), 3600), store, lambda: NOW)
     there = feedback.Flusher(feedback.Spool(tmp_path / "b", _ids(), 3600), store, lambda: NOW)
@@ -158,10 +158,10 @@ def test_batches_reach_the_store_and_other_replicas_see_them(tmp_path, own_mlflo
     assert sorted(out.duplicates) == sorted(made[:3]) and len(out.accepted) == 2
 
 
-def test_a_flush_cut_short_is_finished_under_the_same_name(tmp_path, own_mlflow_server):
+def test_a_flush_cut_short_is_finished_under_the_same_name(tmp_path, mlflow_server):
     """A worker that dies after naming a batch (or after writing it, before noting so) leaves
     it to the next round, which writes the same bytes under the same name: one object."""
-    store = FeedbackStore(own_mlflow_server.url, "iris-fb")
+    store = FeedbackStore(mlflow_server.url, "iris-fb-cut-short")
     made = _ids().many("1", np.ones((4, 4)), np.zeros(4, dtype=int))
     spool = feedback.Spool(tmp_path, _ids(), 3600)
     spool.accept([(i, "setosa") for i in made], NOW)
@@ -175,14 +175,16 @@ def test_a_flush_cut_short_is_finished_under_the_same_name(tmp_path, own_mlflow_
     assert spool.pending() == 0
 
 
-def _api(tmp_path: Path, mlflow_url: str, flush_s: float) -> tuple[subprocess.Popen, str]:
+def _api(
+    tmp_path: Path, mlflow_url: str, flush_s: float, spool: str = "spool"
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": mlflow_url,
         "IRIS_MODEL_NAME": "iris-fb-crash",
         "PORT": str(port),
-        "IRIS_FEEDBACK_SPOOL_DIR": str(tmp_path / "spool"),
+        "IRIS_FEEDBACK_SPOOL_DIR": str(tmp_path / spool),
         "IRIS_FEEDBACK_FLUSH_SECONDS": str(flush_s),
         "IRIS_STARTUP_LOAD_TIMEOUT_SECONDS": "1",
     }
@@ -210,14 +212,15 @@ def _stored(store: FeedbackStore) -> set[str]:
 
 
 def test_a_killed_api_loses_no_accepted_label_and_a_stopped_one_stores_them(
-    tmp_path, own_mlflow_server, signing_key
+    tmp_path, mlflow_server, signing_key
 ):
     """Labels are accepted (no model needed) by the real API process; SIGKILL before any flush,
-    and the restarted API stores them. A SIGTERM stores what is left before the API exits."""
+    and the restarted API stores them. An API with an empty spool (a new pod) knows the stored
+    ids as soon as it serves. A SIGTERM stores what is left before the API exits."""
     ids = Ids(derive_key(signing_key))
     made = ids.many("1", np.ones((3, 4)), np.zeros(3, dtype=int))
-    store = FeedbackStore(own_mlflow_server.url, "iris-fb-crash")
-    proc, url = _api(tmp_path, own_mlflow_server.url, flush_s=3600)
+    store = FeedbackStore(mlflow_server.url, "iris-fb-crash")
+    proc, url = _api(tmp_path, mlflow_server.url, flush_s=3600)
     try:
         answer = httpx.post(
             f"{url}/feedback", json={"labels": [{"id": made[0], "label": "setosa"}]}
@@ -226,10 +229,11 @@ def test_a_killed_api_loses_no_accepted_label_and_a_stopped_one_stores_them(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         assert _stored(store) == set()
-        proc, url = _api(tmp_path, own_mlflow_server.url, flush_s=0.2)
+        proc, url = _api(tmp_path, mlflow_server.url, flush_s=0.2)
         wait_until(lambda: _stored(store) == {made[0]}, 30, what="the spooled label stored")
         stop_group(proc)
-        proc, url = _api(tmp_path, own_mlflow_server.url, flush_s=3600)
+        # A new pod: an empty spool. What the store holds is read before it serves.
+        proc, url = _api(tmp_path, mlflow_server.url, flush_s=3600, spool="new-pod")
         labels = [{"id": i, "label": "setosa"} for i in made]
         answer = httpx.post(f"{url}/feedback", json={"labels": labels}).json()
         assert answer == {"accepted": 2, "duplicates": [made[0]], "unknown": []}

@@ -55,12 +55,11 @@ def test_c1_impossible_threshold_promotes_nothing(service_env, mlflow_server, mo
     assert client.get_run(summary.run_id).info.status == "FINISHED"
 
 
-def _shuffled_labels_train(seed, test_size=0.2, split_seed=0):
+def _shuffled_labels_train(seed, test_size=0.2, split_seed=0, production=()):
     """A deliberately bad model: the real pipeline's split, trained on shuffled labels."""
-    import numpy as np
     from sklearn.ensemble import RandomForestClassifier
 
-    data = pipeline.load_dataset(split_seed, test_size)
+    data = pipeline.load_dataset(split_seed, test_size, production)
     y = np.random.default_rng(seed).permutation(data.y_train)
     model = RandomForestClassifier(n_estimators=25, random_state=seed).fit(data.x_train, y)
     return pipeline.TrainResult(model, {"n_estimators": 25}, pipeline.evaluate(model, data), data)

@@ -178,9 +178,10 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        first_round = threading.Event()
         flushing = threading.Thread(
             target=flusher.run_forever,
-            args=(settings.feedback_flush_s, stop),
+            args=(settings.feedback_flush_s, stop, first_round),
             name="feedback-flusher",
             daemon=True,
         )
@@ -206,6 +207,9 @@ def _lifespan(
             thread.start()
             drift.start(stop)
             flushing.start()
+            # The ids other pods stored are duplicates here from the first request (bounded:
+            # an unreachable MLflow fails the round at once, a slow one costs this wait).
+            await asyncio.to_thread(first_round.wait, FIRST_ROUND_WAIT_S)
         yield
         stop.set()
         if flushing.is_alive():
@@ -216,8 +220,10 @@ def _lifespan(
     return lifespan
 
 
-# How long a stopping API waits for its last feedback round (within the pod's grace period).
+# How long a stopping API waits for its last feedback round (within the pod's grace period),
+# and a starting one for its first (it reads the batches other pods stored).
 FLUSH_AT_EXIT_S = 5.0
+FIRST_ROUND_WAIT_S = 10.0
 
 
 def _ids(key: bytes | None) -> Ids:

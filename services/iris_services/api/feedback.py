@@ -275,12 +275,13 @@ class Flusher:
         self.synced_days: int | None = None  # None: the first round has not read the store
         self.last_prune = 0.0
 
-    def run_once(self) -> bool:
-        """One round, if no other worker is in one; False when another was."""
+    def run_once(self, wait: bool = False) -> bool:
+        """One round, if no other worker is in one (``wait``: after it); False when another
+        was."""
         fd = os.open(self.spool.flush_lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 return False
             self._round()
@@ -315,16 +316,23 @@ class Flusher:
                 self.spool.add_batch(name, labels, now)
         self.synced_days = back
 
-    def run_forever(self, every_s: float, stop: threading.Event) -> None:
-        """Rounds every ``every_s`` until ``stop``, then one last round (bounded by the store's
-        timeout) so a stopping worker leaves nothing unstored that it could store."""
+    def run_forever(
+        self, every_s: float, stop: threading.Event, first: threading.Event | None = None
+    ) -> None:
+        """A round at once (then ``first`` is set: a new pod learns the stored ids before it
+        serves), rounds every ``every_s`` until ``stop``, then one last round (bounded by the
+        store's timeout) so a stopping worker leaves nothing unstored that it could store.
+        """
+        self._guarded(wait=True)  # a sibling worker's round: then ours reads what it missed
+        if first is not None:
+            first.set()
         while not stop.wait(every_s):
             self._guarded()
         self._guarded()
 
-    def _guarded(self) -> None:
+    def _guarded(self, wait: bool = False) -> None:
         try:
-            self.run_once()
+            self.run_once(wait)
         except Exception as exc:  # the store unreachable or refusing, the disk: kept, retried
             log.warning(
                 "could not store the feedback labels (kept in the spool, retried): %s",
