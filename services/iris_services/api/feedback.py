@@ -23,7 +23,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,17 @@ class Spool:
         self.max_age_s = max_age_s
         self.flush_lock_path = directory / "flush.lock"
 
-    def _write(self) -> sqlite3.Connection:
-        """``with spool._write():`` one IMMEDIATE transaction (the write lock held until the
-        end), committed at the end, rolled back on an exception."""
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One IMMEDIATE transaction (sqlite's write lock held from the start, so two workers
+        never both decide an id is new), committed at the end, rolled back on an exception."""
         self.db.execute("BEGIN IMMEDIATE")
-        return _Transaction(self.db)  # type: ignore[return-value]
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def accept(self, pairs: list[tuple[str, str]], now: float) -> Outcome:
         """Record every new label of a known id; the rest are duplicates or unknown."""
@@ -243,17 +250,6 @@ class Spool:
     def close(self) -> None:
         with self.lock:
             self.db.close()
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
 
 
 class Flusher:
