@@ -16,6 +16,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,12 +144,14 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json")
 
 
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StandIn]:
-    """The stand-in over HTTP as the running stack's model API (as test_predict_file's ``api``)."""
+@contextmanager
+def as_the_stacks_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: LiveServer
+) -> Iterator[str]:
+    """``server`` over HTTP as the running stack's model API: a home whose state says "up" and
+    a target whose endpoint is the server's URL (yielded)."""
     monkeypatch.setenv("IRISCTL_HOME", str(tmp_path / "home"))
-    served = StandIn()
-    with LiveServer(served.app) as url:
+    with server as url:
 
         class Target:
             def endpoint(self, service: str) -> str:
@@ -156,5 +159,13 @@ def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StandIn
 
         monkeypatch.setattr(targets, "choose", lambda config, recorded: (Target(), "test"))
         state.write(tmp_path / "home", {"target": "local", "up": True, "ports": {}})
+        yield url
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StandIn]:
+    """The stand-in over HTTP as the running stack's model API."""
+    served = StandIn()
+    with as_the_stacks_api(monkeypatch, tmp_path, LiveServer(served.app)) as url:
         served.url = url  # type: ignore[attr-defined]
         yield served

@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 from iris_services.api.app import create_app
 from iris_services.api.model_holder import ModelHolder
 from iris_services.common.settings import ApiSettings
-from irisctl import state, targets
+from irisctl import state
 from irisctl.cli import app
 from irisctl.clients import web
+from tests.cli.api_standin import as_the_stacks_api
 from tests.conftest import wait_until
 from tests.services.test_api import FakeRegistry, LiveServer
 
@@ -68,16 +69,8 @@ class Api:
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setenv("IRISCTL_HOME", str(tmp_path / "home"))
     served = Api()
-    with served.server as url:
-
-        class Target:
-            def endpoint(self, service: str) -> str:
-                return url
-
-        monkeypatch.setattr(targets, "choose", lambda config, recorded: (Target(), "test"))
-        state.write(tmp_path / "home", {"target": "local", "up": True, "ports": {}})
+    with as_the_stacks_api(monkeypatch, tmp_path, served.server) as url:
         served.url = url  # type: ignore[attr-defined]
         yield served
 
