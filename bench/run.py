@@ -17,6 +17,7 @@ stopped at the end (process groups it started).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -208,7 +209,7 @@ class Bench:
         }
 
     def api_server(
-        self, workers: int, cache: Path | None = None, tag: str = ""
+        self, workers: int, cache: Path | None = None, tag: str = "", poll_s: float = 1
     ) -> tuple[str, object]:
         port = free_port()
         env = {
@@ -217,7 +218,7 @@ class Bench:
             "PORT": str(port),
             "HOST": "127.0.0.1",
             "IRIS_API_WORKERS": str(workers),
-            "IRIS_POLL_SECONDS": "1",
+            "IRIS_POLL_SECONDS": str(poll_s),
             signing.KEY_FILE_ENV: str(self.key_file),
         }
         if cache is not None:
@@ -516,8 +517,13 @@ def process_rss_mib(root_pid: int) -> dict[int, float]:
     return rss
 
 
-def swap_under_load(b: Bench, url: str, cache: Path, body: str) -> tuple[Any, Any, str, str]:
-    """(steady load, load during two promotions, version before, version after) on our API."""
+def swap_under_load(
+    b: Bench, url: str, cache: Path, body: str, swaps: bool = True
+) -> tuple[Any, Any, str, str]:
+    """(steady load, load during two promotions, version before, version after) on our API.
+
+    ``swaps=False``: the API at ``url`` does not watch the alias (the control: the promotions'
+    own cost, MLflow's server and the bench's client on the same cores, without a swap)."""
     seconds = b.args.seconds
     baseline = wrk(f"{url}/predict", body, seconds)
 
@@ -528,11 +534,13 @@ def swap_under_load(b: Bench, url: str, cache: Path, body: str) -> tuple[Any, An
                 cached.unlink()
             b.promote_again()
 
-    swaps = threading.Thread(target=promote_twice)
+    promoting = threading.Thread(target=promote_twice)
     before_swap = httpx.get(f"{url}/model").json()["version"]
-    swaps.start()
+    promoting.start()
     during = wrk(f"{url}/predict", body, seconds)
-    swaps.join()
+    promoting.join()
+    if not swaps:
+        return baseline, during, before_swap, before_swap
     seen: set[str] = set()  # each answer comes from one of the workers
 
     def swapped() -> bool:
@@ -544,24 +552,38 @@ def swap_under_load(b: Bench, url: str, cache: Path, body: str) -> tuple[Any, An
 
 
 def only_swap(b: Bench) -> None:
-    """``--only-swap``: the swap row alone, ``--runs`` times on one API (2 workers)."""
+    """``--only-swap``: the swap row alone, ``--runs`` times on one API (2 workers), each run
+    beside a control: the same two promotions against an API that does not watch the alias."""
     cache = b.home / "bench-graphs"
     url, cm = b.api_server(2, cache)
+    control_url, control_cm = b.api_server(2, b.home / "control-graphs", "-control", 3600)
     body = json.dumps({"features": ROW})
-    ratios = []
-    with cm:  # type: ignore[attr-defined]
-        wait_for(lambda: answers(f"{url}/readyz"), 120, "our API")
-        wrk(f"{url}/predict", body, 2)  # warm up
-        print("\n| run | steady p99 ms | p99 during two promotions ms | ratio | errors |")
-        print("|---|---|---|---|---|")
+    rows = []
+    with cm, control_cm:  # type: ignore[attr-defined]
+        for u in (url, control_url):
+            wait_for(functools.partial(answers, f"{u}/readyz"), 120, "our API")
+            wrk(f"{u}/predict", body, 2)  # warm up
+        print(
+            "\n| run | steady p99 ms | during two promotions, swapping | ratio | control: "
+            "steady | control: during, no swap | control ratio | swapping ÷ control | errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for i in range(b.args.runs):
             baseline, during, _, _ = swap_under_load(b, url, cache, body)
-            ratios.append(during.p99 / baseline.p99)
-            print(
-                f"| {i + 1} | {baseline.p99:.1f} | {during.p99:.1f} | {ratios[-1]:.2f}x | "
-                f"{during.errors} |"
+            c_base, c_during, _, _ = swap_under_load(b, control_url, cache, body, swaps=False)
+            rows.append(
+                (during.p99 / baseline.p99, c_during.p99 / c_base.p99, during.p99 / c_during.p99)
             )
-    print(f"\nmedian ratio {statistics.median(ratios):.2f}x over {len(ratios)} runs")
+            print(
+                f"| {i + 1} | {baseline.p99:.1f} | {during.p99:.1f} | {rows[-1][0]:.2f}x | "
+                f"{c_base.p99:.1f} | {c_during.p99:.1f} | {rows[-1][1]:.2f}x | "
+                f"{rows[-1][2]:.2f}x | {during.errors} |"
+            )
+    medians = [statistics.median(r[k] for r in rows) for k in range(3)]
+    print(
+        f"\nmedians over {len(rows)} runs: swapping {medians[0]:.2f}x its steady p99; the "
+        f"control (promotions, no swap) {medians[1]:.2f}x; swapping ÷ control {medians[2]:.2f}x"
+    )
 
 
 def main() -> int:
@@ -627,6 +649,12 @@ def main() -> int:
 
             body = json.dumps({"features": ROW})
             baseline, during, before_swap, after_swap = swap_under_load(b, url, cache, body)
+            # The control: the same promotions against an API that does not watch the alias.
+            c_url, c_cm = b.api_server(2, b.home / "control-graphs", "-control", 3600)
+            with c_cm:  # type: ignore[attr-defined]
+                wait_for(lambda: answers(f"{c_url}/readyz"), 120, "the control API")
+                wrk(f"{c_url}/predict", body, 2)  # warm up
+                c_base, c_during, _, _ = swap_under_load(b, c_url, cache, body, swaps=False)
 
             rss = [rss_mib(api.pid)]
             soak = threading.Thread(target=wrk, args=(f"{url}/predict", body, args.soak, 16))
@@ -692,6 +720,11 @@ def main() -> int:
         "promotions vs without | "
         f"{during.errors} / {during.p99:.1f} ms vs {baseline.p99:.1f} ms "
         f"({during.p99 / baseline.p99:.2f}x) |"
+    )
+    print(
+        "| the control: the same two promotions, API not watching the alias: p99 during vs "
+        f"without | {c_during.p99:.1f} ms vs {c_base.p99:.1f} ms "
+        f"({c_during.p99 / c_base.p99:.2f}x); swapping ÷ control {during.p99 / c_during.p99:.2f}x |"
     )
     print(
         f"| API RSS over a {args.soak:.0f} s soak (2 workers), start → end (max) | "
