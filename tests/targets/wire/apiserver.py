@@ -149,9 +149,14 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]] = {
         ("rolebindings", "RoleBinding", True, []),
     ],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"])],
+    ("autoscaling", "v2"): [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ["hpa"])],
     ("storage.k8s.io", "v1"): [("storageclasses", "StorageClass", False, ["sc"])],
 }
+# What metrics-server registers (an APIService), listed only with ``metrics_server`` on.
+METRICS_API = ("metrics.k8s.io", "v1beta1")
+METRICS_RESOURCES = [("nodes", "NodeMetrics", False, []), ("pods", "PodMetrics", True, [])]
 SUBRESOURCES = {
+    "horizontalpodautoscalers": ["status"],
     "pods": ["status", "log", "portforward", "exec"],
     "deployments": ["status", "scale"],
     "replicasets": ["status", "scale"],
@@ -381,6 +386,9 @@ class Emulator:
         self.probe_s = probe_s
         # Pod-seconds per probe tick: set it to run startup/liveness probes and their restarts.
         self.probe_clock_s: float | None = None
+        # metrics-server's APIService (metrics.k8s.io) in discovery; the HPA controller below
+        # needs no readings from it (it only holds a Deployment within min..max).
+        self.metrics_server = False
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, ns, name)
         # (kind, ns, name) → field → the managers that own it (server-side apply; applying the
         # value another manager set shares the field).
@@ -610,7 +618,7 @@ class Emulator:
             )
         if parts == ["apis"]:
             groups = []
-            for group, version in RESOURCES:
+            for group, version in self._groups():
                 if not group:
                     continue
                 gv = {"groupVersion": f"{group}/{version}", "version": version}
@@ -620,7 +628,7 @@ class Emulator:
             return web.json_response(self._resource_list("", parts[1]))
         if parts and parts[0] == "apis" and len(parts) == 2:
             group = parts[1]
-            versions = [v for g, v in RESOURCES if g == group]
+            versions = [v for g, v in self._groups() if g == group]
             if not versions:
                 raise self._not_found_path(request)
             gv = {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}
@@ -708,11 +716,16 @@ class Emulator:
     def _not_found_path(self, request: web.Request) -> ApiError:
         return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
+    def _groups(self) -> dict[tuple[str, str], list[tuple[str, str, bool, list[str]]]]:
+        """What discovery lists: metrics.k8s.io only while metrics-server "runs"."""
+        return {**RESOURCES, **({METRICS_API: METRICS_RESOURCES} if self.metrics_server else {})}
+
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        if (group, version) not in RESOURCES:
+        groups = self._groups()
+        if (group, version) not in groups:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resources = []
-        for plural, kind, namespaced, short in RESOURCES[(group, version)]:
+        for plural, kind, namespaced, short in groups[(group, version)]:
             singular = kind.lower()
             resources.append(
                 {
@@ -1287,7 +1300,9 @@ class Emulator:
     def _reconcile(self) -> None:
         self._kicked = False
         for (kind, ns, _), obj in list(self.objects.items()):
-            if kind == "Deployment":
+            if kind == "HorizontalPodAutoscaler":
+                self._autoscale(ns, obj)
+            elif kind == "Deployment":
                 self._deployment(ns, obj)
             elif kind == "Job":
                 self._job(ns, obj)
@@ -1416,6 +1431,37 @@ class Emulator:
             out.append(c)
         out.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": t})
         return out
+
+    def _autoscale(self, ns: str, hpa: dict[str, Any]) -> None:
+        """The HPA controller's floor and ceiling, without metrics: a Deployment below
+        ``minReplicas`` is scaled up to it, one above ``maxReplicas`` down to it (kubernetes
+        ``pkg/controller/podautoscaler/horizontal.go``: ``reconcileAutoscaler`` scales to
+        ``minReplicas`` when the current count is below it, "Current number of replicas below
+        Spec.MinReplicas", before it reads any metric; ``SuccessfulRescale`` Event). Its writes
+        are Updates of the scale subresource by ``kube-controller-manager``, which then owns
+        ``spec.replicas`` (server-side apply's "Transferring ownership")."""
+        ref = hpa["spec"]["scaleTargetRef"]
+        d = self.objects.get(("Deployment", ns, ref["name"]))
+        if d is None or ref.get("kind") != "Deployment":
+            return
+        low = int(hpa["spec"].get("minReplicas", 1))
+        high = int(hpa["spec"]["maxReplicas"])
+        have = int(d["spec"].get("replicas", 1))
+        want = min(max(have, low), high)
+        hpa["status"] = {"currentReplicas": have, "desiredReplicas": want}
+        if want != have:
+            # Through the scale subresource, an Update by the controller manager: it owns
+            # spec.replicas from then on, and an apply of another count conflicts with it.
+            d["spec"]["replicas"] = want
+            key = ("Deployment", ns, ref["name"])
+            self.owners.setdefault(key, {})[("spec", "replicas")] = {"kube-controller-manager"}
+            self.event(
+                hpa,
+                "SuccessfulRescale",
+                f"New size: {want}; reason: Current number of replicas "
+                + ("below Spec.MinReplicas" if want > have else "above Spec.MaxReplicas"),
+                "Normal",
+            )
 
     def _deployment(self, ns: str, d: dict[str, Any]) -> None:
         spec = d["spec"]

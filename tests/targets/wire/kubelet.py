@@ -11,9 +11,22 @@ What differs from a node, and how it is bridged:
   port-forwards reach it there.
 - No cluster DNS: ``<svc>[.ns[.svc[.cluster.local]]]:<port>`` in env values, args and mounted
   ConfigMap files become ``127.0.0.1:<service port>``, where a kube-proxy-like TCP proxy sends
-  each connection to a Ready pod of the Service's selector (the newest), as a ClusterIP does.
+  each connection to a Ready pod of the Service's selector, chosen at random as kube-proxy's
+  rules do (iptables ``--mode random --probability``). A deleted pod stays among its choices
+  for ``PROXY_LAG_S``: kube-proxy learns of the change through a watch and rewrites its rules
+  at most once a second (``--iptables-min-sync-period``, 1 s), so connections keep arriving
+  at a pod for a moment after it is deleted — what a preStop pause is for.
   MLflow's ``--allowed-hosts`` is not rewritten; the proxy's exact address is appended, so a
   Host header arriving through a port-forward is judged by the manifest's own list.
+- A Prometheus ``dns_sd_configs`` entry of type A naming a headless Service (``clusterIP:
+  None``) becomes a ``file_sd_configs`` file kept current with what CoreDNS would answer: the
+  Service's endpoints that the EndpointSlice marks ready (CoreDNS ``plugin/kubernetes/object/
+  endpoint.go`` skips the others), i.e. Ready pods, or every running pod with
+  ``publishNotReadyAddresses``; each pod's own local port stands in for its IP.
+- Pod deletion: the kubelet runs the container's ``preStop`` exec hook (a real process), then
+  sends SIGTERM, then SIGKILL once ``terminationGracePeriodSeconds`` (30) have passed in all
+  (``pkg/kubelet/kuberuntime/kuberuntime_container.go`` ``killContainer``: the hook runs
+  within the grace period, before the stop signal).
 - No images: the image name picks the program; the container's ``command`` runs with this
   venv's python and mlflow. Containers that exit are not restarted (no CrashLoopBackOff).
   The MinIO image with a ``command`` (the setup Job's shell script) runs that script here with
@@ -24,7 +37,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
+import random
 import re
 import select
 import shutil
@@ -34,14 +49,18 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.conftest import free_port, stop_group
 
 from .apiserver import APP, Emulator, _ready
 
+PROXY_LAG_S = 2.0
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[3]
 DNS = re.compile(
@@ -96,7 +115,8 @@ class ServiceProxy:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        address = self.kubelet.endpoint(self.namespace, self.app, self.cport, self.unready)
+        choices = self.kubelet.endpoints(self.namespace, self.app, self.cport, self.unready)
+        address = random.choice(choices) if choices else None
         try:
             if address is None:
                 raise OSError("no ready endpoint")
@@ -140,6 +160,11 @@ class LocalKubelet:
         self.procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self.pod_ports: dict[tuple[str, str, int], int] = {}
         self.services: dict[tuple[str, str, int, bool], ServiceProxy] = {}
+        self.gone: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}  # kube-proxy's lag
+        self.dns_answers: dict[Path, tuple[str, str, int]] = {}  # file_sd file → ns, svc, port
+        self.dns_thread: threading.Thread | None = None
+        self.stopping: list[threading.Thread] = []  # pods in their preStop and grace period
+        self.closed = threading.Event()
         self.lock = threading.RLock()
         self.started: list[str] = []  # pod names, in start order
         self.scratch: list[Path] = []  # emptyDir volumes
@@ -186,20 +211,28 @@ class LocalKubelet:
                         return int(p["containerPort"])
         raise KeyError(f"no port named {name} for {app}")
 
-    def endpoint(
-        self, namespace: str, app: str, cport: int, unready: bool = False
-    ) -> tuple[str, int] | None:
-        pods = [
-            p
-            for p in self.emu.list("Pod", namespace, f"{APP}={app}")
-            if _ready(p) or (unready and _running(p))
-        ]
-        pods.sort(key=lambda p: p["metadata"]["creationTimestamp"])
-        for pod in reversed(pods):
+    def endpoints(
+        self, namespace: str, app: str, cport: int, unready: bool = False, lag: bool = True
+    ) -> list[tuple[str, int]]:
+        """The pods a Service of ``app`` reaches on ``cport``; with ``lag``, also those deleted
+        less than ``PROXY_LAG_S`` ago (kube-proxy has not caught up)."""
+        pods = list(self.emu.list("Pod", namespace, f"{APP}={app}"))
+        if lag:
+            with self.lock:
+                now = time.monotonic()
+                pods += [
+                    p
+                    for (ns, _), (until, p) in self.gone.items()
+                    if ns == namespace and until > now and p["metadata"]["labels"].get(APP) == app
+                ]
+        out = []
+        for pod in pods:
+            if not (_ready(pod) or (unready and _running(pod))):
+                continue
             port = self.pod_ports.get((namespace, pod["metadata"]["name"], cport))
             if port:
-                return ("127.0.0.1", port)
-        return None
+                out.append(("127.0.0.1", port))
+        return out
 
     def localize(self, namespace: str, text: str) -> str:
         def swap(m: re.Match[str]) -> str:
@@ -210,6 +243,50 @@ class LocalKubelet:
             return f"127.0.0.1:{port}" if port else m.group(0)
 
         return DNS.sub(swap, text)
+
+    def _dns_sd(self, ns: str, text: str, where: Path) -> str:
+        """A Prometheus config's ``dns_sd_configs`` (type A, a headless Service) → a
+        ``file_sd_configs`` file that ``_answer_dns`` keeps current (see the module's doc)."""
+        if "dns_sd_configs" not in text:
+            return text
+        config = yaml.safe_load(text)
+        for job in config.get("scrape_configs") or []:
+            files = []
+            for sd in job.pop("dns_sd_configs", []):
+                assert sd.get("type") == "A", "only A records are stood in for"
+                for dns_name in sd["names"]:
+                    service, _, rest = dns_name.partition(".")
+                    path = where / f"dns-sd-{service}.json"
+                    self.dns_answers[path] = (rest.partition(".")[0] or ns, service, sd["port"])
+                    files.append(str(path))
+            if files:
+                job["file_sd_configs"] = [{"files": files, "refresh_interval": "5s"}]
+        self._answer_dns()
+        if self.dns_thread is None:
+            self.dns_thread = threading.Thread(target=self._answering, daemon=True)
+            self.dns_thread.start()
+        return str(yaml.safe_dump(config, sort_keys=False))
+
+    def _answering(self) -> None:
+        while not self.closed.wait(0.5):
+            with contextlib.suppress(Exception):  # the emulator stopped first
+                self._answer_dns()
+
+    def _answer_dns(self) -> None:
+        for path, (ns, service, port) in list(self.dns_answers.items()):
+            svc = self.emu.get("Service", ns, service)
+            if svc is None or svc["spec"].get("clusterIP") != "None":
+                targets = []  # no such headless Service: NXDOMAIN
+            else:
+                app = (svc["spec"].get("selector") or {}).get(APP, "")
+                unready = bool(svc["spec"].get("publishNotReadyAddresses"))
+                found = self.endpoints(ns, app, port, unready, lag=False)
+                targets = [f"{host}:{p}" for host, p in found]
+            text = json.dumps([{"targets": targets, "labels": {}}] if targets else [])
+            if not path.exists() or path.read_text() != text:
+                fresh = path.with_suffix(".tmp")
+                fresh.write_text(text)
+                fresh.replace(path)  # Prometheus must never read half a file
 
     # -- pods ----------------------------------------------------------------------------------
 
@@ -382,7 +459,8 @@ class LocalKubelet:
                 path.mkdir(parents=True, exist_ok=True)
                 cm = self.emu.get("ConfigMap", ns, v["configMap"]["name"]) or {}
                 for key, text in (cm.get("data") or {}).items():
-                    (path / key).write_text(self.localize(ns, text))
+                    text = self._dns_sd(ns, self.localize(ns, text), path)
+                    (path / key).write_text(text)
             elif "secret" in v:
                 path = pod_dir / "volumes" / m["name"]
                 path.mkdir(parents=True, exist_ok=True)
@@ -432,16 +510,36 @@ class LocalKubelet:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         with self.lock:
             proc = self.procs.pop((ns, name), None)
-        if proc is not None:
-            _terminate(proc)
+            self.gone[(ns, name)] = (time.monotonic() + PROXY_LAG_S, pod)
+        if proc is None:
+            return
+        grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        hook = (pod["spec"]["containers"][0].get("lifecycle") or {}).get("preStop") or {}
+        command = (hook.get("exec") or {}).get("command")
+
+        def kill() -> None:
+            started = time.monotonic()
+            if command:
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    subprocess.run(command, timeout=grace, check=False)
+            _terminate(proc, max(grace - (time.monotonic() - started), 0.1))
+
+        stopping = threading.Thread(target=kill, name=f"stop {name}", daemon=True)
+        with self.lock:
+            self.stopping.append(stopping)
+        stopping.start()
 
     def stop(self) -> None:
+        self.closed.set()
         with self.lock:
             procs = list(self.procs.values())
             self.procs.clear()
             proxies = list(self.services.values())
+            stopping = list(self.stopping)
         for proc in procs:
             _terminate(proc)
+        for thread in stopping:
+            thread.join(40)
         for proxy in proxies:
             proxy.close()
         for path in self.scratch:
