@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,25 @@ MONITOR_JOB = "iris-monitor"
 PROMETHEUS_JOB = "prometheus"
 
 
+@dataclass(frozen=True)
+class DnsTargets:
+    """A scrape job's targets from DNS: every A record of ``name`` (a headless Service's pods),
+    each on ``port``."""
+
+    name: str
+    port: int
+
+
 def prometheus_config(
     scrape_interval: str,
     rules_file: str,
     alertmanager: str | None,
-    api: str,
+    api: str | DnsTargets,
     monitor: str,
     prometheus: str,
 ) -> str:
-    """``prometheus.yml`` for any target: the same jobs, the target's addresses (host:port)."""
+    """``prometheus.yml`` for any target: the same jobs, the target's addresses (host:port, or
+    :class:`DnsTargets`)."""
     return render(
         "prometheus/prometheus.yml.j2",
         scrape_interval=scrape_interval,

@@ -66,6 +66,10 @@ DEFAULTS: dict[str, tuple[Any, type]] = {
     "minikube_cpus": (2, int),
     "minikube_memory_mb": (4096, int),
     "minikube_addons": ("", str),  # comma-separated, e.g. "metrics-server"; the stack needs none
+    # The model API's pods: a fixed count, or "MIN..MAX" for a HorizontalPodAutoscaler on CPU
+    # (needs metrics-server); a PodDisruptionBudget keeps one serving once there are two.
+    "api_replicas": (1, int),
+    "api_autoscale": ("", str),
     # MLflow's backend store on Kubernetes (kept in the Secret); empty: sqlite on a PVC.
     "backend_store_uri": ("", str),
     "rollout_timeout": (600.0, float),  # seconds `up` waits for every workload to be ready
@@ -129,6 +133,12 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
         raise BadInput(f"{name} from {source} is not a valid {parser.__name__}: {raw!r}") from None
     if name == "api_workers" and not 1 <= value <= 64:
         raise BadInput(f"api_workers from {source} must be between 1 and 64, not {value}")
+    if name == "api_replicas" and not 1 <= value <= MAX_API_REPLICAS:
+        raise BadInput(
+            f"api_replicas from {source} must be between 1 and {MAX_API_REPLICAS}, not {value}"
+        )
+    if name == "api_autoscale" and value:
+        autoscale_range(value, source)
     if name.endswith("_port") and not 1 <= value <= 65535:
         raise BadInput(f"{name} from {source} must be a port number (1-65535), not {value}")
     if name == "promotion_tolerance" and not 0.0 <= value <= 1.0:
@@ -159,6 +169,24 @@ def _parse(name: str, raw: Any, parser: type, source: str) -> Any:
     if name == "alert_webhook_url" and value and not value.startswith(("http://", "https://")):
         raise BadInput(f"alert_webhook_url from {source} must be an http(s) URL")
     return value
+
+
+MAX_API_REPLICAS = 20
+
+
+def autoscale_range(value: str, source: str = "api_autoscale") -> tuple[int, int] | None:
+    """``"MIN..MAX"`` → (MIN, MAX); empty → None (no autoscaler). A clear error otherwise."""
+    if not value:
+        return None
+    hit = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", value)
+    low, high = (int(hit.group(1)), int(hit.group(2))) if hit else (0, 0)
+    if not hit or not 1 <= low <= high <= MAX_API_REPLICAS:
+        raise BadInput(
+            f"api_autoscale from {source} must be MIN..MAX with 1 <= MIN <= MAX <= "
+            f"{MAX_API_REPLICAS}, like 1..4, not {value!r}",
+            "or leave it empty for a fixed api_replicas",
+        )
+    return low, high
 
 
 RECORDED = ("mlflow_port", "api_port", "monitor_port", "prometheus_port", "alertmanager_port")

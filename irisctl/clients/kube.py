@@ -206,6 +206,18 @@ class Cluster:
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
+    def serves(self, group_version: str) -> bool:
+        """The API server lists ``group_version`` in discovery (e.g. ``metrics.k8s.io/v1beta1``,
+        which metrics-server registers)."""
+        from kubernetes.dynamic.exceptions import NotFoundError, ServiceUnavailableError
+
+        with _api_errors(f"discovering {group_version}", self.server):
+            try:
+                self.dynamic.request("get", f"/apis/{group_version}")
+            except (NotFoundError, ServiceUnavailableError):  # not there, or not answering
+                return False
+        return True
+
     def _ns(self, kind: str) -> str | None:
         return None if kind in CLUSTER_SCOPED else self.namespace
 
@@ -226,6 +238,19 @@ class Cluster:
                 namespace=self._ns(kind),
                 field_manager=FIELD_MANAGER,
                 force_conflicts=False,
+            )
+
+    def merge_patch(self, api_version: str, kind: str, name: str, body: dict[str, Any]) -> None:
+        """A JSON merge patch as ``irisctl``: an Update, which takes over the fields it changes
+        without a conflict (how a count an autoscaler owned is handed back before an apply)."""
+        with _api_errors(f"patching {kind}/{name}", self.server):
+            self.dynamic.patch(
+                self._resource(api_version, kind),
+                body=body,
+                name=name,
+                namespace=self._ns(kind),
+                content_type="application/merge-patch+json",
+                field_manager=FIELD_MANAGER,
             )
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:

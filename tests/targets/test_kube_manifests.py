@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from irisctl import images, settings
-from irisctl.errors import IrisctlError
+from irisctl.errors import BadInput, IrisctlError
 from irisctl.targets import kube
 from irisctl.targets.kube import KubeTarget
 from irisctl.targets.kube import manifests as kube_manifests
@@ -32,9 +32,11 @@ def docs(target_name: str, tmp_path, **flags) -> list[dict]:
     return out
 
 
-@pytest.fixture(params=["minikube", "kubernetes"])
+@pytest.fixture(params=["minikube", "kubernetes", "kubernetes, autoscaled"])
 def manifests(request, tmp_path) -> list[dict]:
-    return docs(request.param, tmp_path, registry="registry.example.test/team")
+    extra = {"api_autoscale": "2..4"} if "autoscaled" in request.param else {}
+    name = request.param.split(",")[0]
+    return docs(name, tmp_path, registry="registry.example.test/team", **extra)
 
 
 def pod_specs(manifests):
@@ -516,3 +518,91 @@ def test_the_model_api_reads_the_feedback_settings_and_spools_on_an_empty_dir(
         if name != "model-api":
             envs = [e["name"] for c in spec["containers"] for e in c.get("env", [])]
             assert "IRIS_FEEDBACK_SPOOL_DIR" not in envs, name
+
+
+def _api_objects(tmp_path, **flags) -> dict[str, dict]:
+    return {
+        d["kind"]: d
+        for d in docs("minikube", tmp_path, **flags)
+        if d["metadata"]["name"] in ("model-api", "model-api-pods")
+    }
+
+
+def test_one_model_api_pod_by_default_without_autoscaler_or_budget(tmp_path):
+    found = _api_objects(tmp_path)
+    assert found["Deployment"]["spec"]["replicas"] == 1
+    assert "HorizontalPodAutoscaler" not in found and "PodDisruptionBudget" not in found
+
+
+def test_api_replicas_sets_the_count_and_two_get_a_disruption_budget(tmp_path):
+    found = _api_objects(tmp_path, api_replicas=3)
+    assert found["Deployment"]["spec"]["replicas"] == 3
+    assert "HorizontalPodAutoscaler" not in found
+    assert found["PodDisruptionBudget"]["spec"] == {
+        "maxUnavailable": 1,  # never blocks a drain, even of a single pod
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "model-api"}},
+    }
+
+
+def test_api_autoscale_leaves_the_count_to_a_cpu_autoscaler(tmp_path):
+    found = _api_objects(tmp_path, api_autoscale="1..5")
+    assert "replicas" not in found["Deployment"]["spec"]  # an applied count would reset the HPA's
+    hpa = found["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "model-api",
+    }
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert "PodDisruptionBudget" in found  # up to 5 pods
+
+
+@pytest.mark.parametrize("bad", ["0..2", "3..2", "2..21", "2-4", "four", "..3"])
+def test_a_bad_autoscale_range_is_refused(tmp_path, bad):
+    with pytest.raises(BadInput, match="api_autoscale"):
+        settings.load({"api_autoscale": bad}, home=tmp_path)
+
+
+@pytest.mark.parametrize("bad", [0, 21, -1])
+def test_a_bad_replica_count_is_refused(tmp_path, bad):
+    with pytest.raises(BadInput, match="api_replicas"):
+        settings.load({"api_replicas": bad}, home=tmp_path)
+
+
+def test_a_rollout_drains_a_model_api_pod_before_it_stops(manifests):
+    """No request is dropped while pods are replaced: a new pod is Ready before an old one goes
+    (maxUnavailable 0), and a deleted pod keeps serving through a preStop pause while kube-proxy
+    and DNS drop it, inside the grace period (the wire e2e rolls two replicas under traffic)."""
+    api = next(
+        d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == "model-api"
+    )
+    assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = api["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and int(pause[1]) >= 2  # longer than kube-proxy's sync lag
+    # the pause, uvicorn's 10 s graceful shutdown and the last feedback round fit the grace
+    assert int(pause[1]) + 10 + 5 <= pod["terminationGracePeriodSeconds"]
+
+
+def test_prometheus_scrapes_every_model_api_pod_through_a_headless_service(manifests):
+    svc = next(
+        d for d in manifests if d["kind"] == "Service" and d["metadata"]["name"] == "model-api-pods"
+    )
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    config = next(
+        d
+        for d in manifests
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "prometheus-config"
+    )
+    jobs = {
+        j["job_name"]: j for j in yaml.safe_load(config["data"]["prometheus.yml"])["scrape_configs"]
+    }
+    assert jobs["iris-model-api"]["dns_sd_configs"] == [
+        {
+            "names": ["model-api-pods.iris-mlops.svc"],
+            "type": "A",
+            "port": 8080,
+            "refresh_interval": "15s",
+        }
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ... import images as images_mod
 from ... import render as templates
-from ...settings import Config
+from ...settings import Config, autoscale_range
 from ..base import seed_settings, service_settings
 
 NAMESPACE = "iris-mlops"
@@ -159,6 +159,26 @@ def api_workers(config: Config) -> int:
     return int(config["api_workers"])
 
 
+API_PODS_SERVICE = "model-api-pods"
+# Objects an earlier `up` may have applied that the current settings do not render: `up` deletes
+# them (irisctl's own only) and `down` looks for them too. model-api-metrics was the ClusterIP
+# Service Prometheus scraped before model-api-pods (a Service cannot become headless in place).
+OPTIONAL = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "model-api"),
+    ("policy/v1", "PodDisruptionBudget", "model-api"),
+    ("v1", "Service", "model-api-metrics"),
+)
+
+
+def api_scale(config: Config) -> dict[str, Any]:
+    """The model API's pod count: fixed (``api_replicas``), or an autoscaler's range; and
+    whether a PodDisruptionBudget lets a drain evict one pod at a time (wherever there can be
+    two or more; ``maxUnavailable: 1`` never blocks a drain of a single pod)."""
+    scale = autoscale_range(config["api_autoscale"])
+    most = scale[1] if scale else config["api_replicas"]
+    return {"api_replicas": config["api_replicas"], "api_autoscale": scale, "api_pdb": most >= 2}
+
+
 def render(config: Config, target: str) -> dict[str, str]:
     """Every manifest ``up`` applies, one component per file (no Secret values)."""
     c = config
@@ -187,13 +207,16 @@ def render(config: Config, target: str) -> dict[str, str]:
         "service_env": service_env(config),
         "allowed_hosts": allowed_hosts(c["namespace"]),
         "api_workers": api_workers(config),
+        **api_scale(config),
         "schedule": c["train_schedule"],
         "prometheus_yml": templates.prometheus_config(
             scrape_interval=c["scrape_interval"],
             rules_file="/etc/prometheus/alerts.yml",
             alertmanager="alertmanager-service:9093",
-            # model-api-metrics: sees the API before it serves a model (publishNotReadyAddresses)
-            api="model-api-metrics:8080",
+            # Every model-API pod, one target each, from the headless Service's DNS records
+            # (publishNotReadyAddresses: also a pod alive without a model). Through a ClusterIP
+            # each scrape would reach one replica at random and mix their counters.
+            api=templates.DnsTargets(f"{API_PODS_SERVICE}.{c['namespace']}.svc", 8080),
             monitor="monitor-service:8001",
             prometheus="localhost:9090",
         ),

@@ -144,6 +144,7 @@ class KubeTarget:
             self._start_minikube(progress)
         cluster = self.cluster()  # the context guard runs here, before the first change
         self._check_storage(cluster, self.documents())
+        self._check_autoscaling(cluster)
         adopted = self._check_namespace(cluster)
         progress("image", "building irisctl-services and -model-api (skipped when tags exist)")
         tag, engine, built = images.build_services_image(
@@ -170,6 +171,10 @@ class KubeTarget:
                 f"{self.namespace} adopted: left as it is; `down --purge` will not delete it",
             )
         self._ensure_secret(cluster, progress)
+        # First what the settings no longer render: an autoscaler left running would undo the
+        # count applied below.
+        for line in teardown.retire(cluster, documents):
+            progress("manifests", line)
         for doc in documents:
             if doc["kind"] != "Namespace":
                 self._apply(cluster, doc)
@@ -214,6 +219,8 @@ class KubeTarget:
                 lambda line: progress("minikube", line),
             )
         addons = [a.strip() for a in self.config["minikube_addons"].split(",") if a.strip()]
+        if self.config["api_autoscale"] and "metrics-server" not in addons:
+            addons.append("metrics-server")  # the autoscaler's CPU readings
         minikube.enable_addons(self.profile, addons, lambda line: progress("minikube", line))
 
     def _ensure_secret(self, cluster: Cluster, progress: Progress) -> None:
@@ -292,6 +299,20 @@ class KubeTarget:
             'storageclass NAME -p \'{"metadata": {"annotations": {"' + default + '": "true"}}}\'`',
         )
 
+    def _check_autoscaling(self, cluster: Cluster) -> None:
+        """``api_autoscale`` needs metrics-server (``metrics.k8s.io``): without it the
+        autoscaler never reads a CPU figure and the model API never scales. minikube enables the
+        addon in ``up`` (its API comes a minute later, so it is not checked there)."""
+        if not self.config["api_autoscale"] or self.name == "minikube":
+            return
+        if not cluster.serves("metrics.k8s.io/v1beta1"):
+            raise IrisctlError(
+                "api_autoscale needs metrics-server, and this cluster does not serve the metrics "
+                "API (metrics.k8s.io)",
+                "install metrics-server (https://github.com/kubernetes-sigs/metrics-server), or "
+                "use a fixed count: unset api_autoscale and set api_replicas",
+            )
+
     def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
         if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay
             job = doc["metadata"]["name"]
@@ -304,6 +325,15 @@ class KubeTarget:
                     return
                 # Unfinished, or done with another spec (e.g. before the MinIO user): run again.
                 cluster.delete("batch/v1", "Job", job)
+        wanted = (doc.get("spec") or {}).get("replicas")
+        if doc["kind"] == "Deployment" and wanted is not None:
+            # After an autoscaler, its controller owns the count: taken back by an update (an
+            # apply of another count would be a field-manager conflict, and we never force).
+            current = cluster.get("apps/v1", "Deployment", name(doc))
+            if current is not None and (current.get("spec") or {}).get("replicas") != wanted:
+                cluster.merge_patch(
+                    "apps/v1", "Deployment", name(doc), {"spec": {"replicas": wanted}}
+                )
         cluster.apply(doc)
 
     def _record(self, up: bool, **extra: Any) -> None:

@@ -9,7 +9,7 @@ from ...clients.kube import Cluster
 from ...errors import IrisctlError
 from ..base import Progress
 from .jobs import TRAINER_SELECTOR
-from .manifests import SECRET_NAME
+from .manifests import OPTIONAL, SECRET_NAME
 from .objects import MANAGED_BY, label, name
 
 KEPT = {"Namespace", "PersistentVolumeClaim", "Secret"}
@@ -26,6 +26,7 @@ def doomed(
         for d in reversed(documents)
         if d["kind"] not in KEPT
     ]
+    out += [o for o in OPTIONAL if o not in out]  # what an `up` with other settings applied
     return out + [
         ("batch/v1", "Job", name(j)) for j in cluster.find("batch/v1", "Job", TRAINER_SELECTOR)
     ]
@@ -51,6 +52,20 @@ def delete(
             f"kept the PersistentVolumeClaims and Secret {SECRET_NAME} "
             "(runs, models, metrics, credentials); `down --purge` deletes them"
         )
+    return done
+
+
+def retire(cluster: Cluster, documents: list[dict[str, Any]]) -> list[str]:
+    """Delete irisctl's objects that the settings no longer render (``manifests.OPTIONAL``: an
+    autoscaler after ``api_autoscale`` is unset, ...); one line per object deleted."""
+    rendered = {(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in documents}
+    done = []
+    for api_version, kind, obj in OPTIONAL:
+        if (api_version, kind, obj) in rendered:
+            continue
+        found = cluster.get(api_version, kind, obj)
+        if found is not None and managed(found) and cluster.delete(api_version, kind, obj):
+            done.append(f"deleted {kind}/{obj} (no longer in the settings)")
     return done
 
 

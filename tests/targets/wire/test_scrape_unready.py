@@ -49,7 +49,7 @@ def test_prometheus_sees_a_model_api_that_is_alive_without_a_model(apiserver, ku
             if doc["kind"] not in ("Namespace", "CronJob"):
                 cluster.apply(doc)
 
-        api = f"http://127.0.0.1:{kubelet.service_port(NS, 'model-api-metrics', 8080)}"
+        api = f"http://127.0.0.1:{kubelet.service_port(NS, 'model-api-pods', 8080)}"
         prometheus = f"http://127.0.0.1:{kubelet.service_port(NS, 'prometheus-service', 9090)}"
 
         def answers(url: str) -> int | None:
