@@ -857,14 +857,23 @@ class _DockerInfo(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize(
-    ("docker_mib", "minikube_mb", "level"),
-    [(2048, 4096, "fail"), (8192, 3000, "warn"), (8192, 4096, "ok")],
+    ("docker_mib", "minikube_mb", "level", "api_pods"),
+    [
+        (2048, 4096, "fail", "1"),
+        (8192, 3000, "warn", "1"),
+        (8192, 4096, "ok", "1"),
+        (8192, 4096, "warn", "4"),  # three more model-API pods need more than the default node
+        (8192, 4096, "warn", "1..4"),  # as many as the autoscaler may make
+    ],
 )
 def test_doctor_on_minikube_checks_dockers_memory(
-    home, monkeypatch, docker_mib, minikube_mb, level
+    home, monkeypatch, docker_mib, minikube_mb, level, api_pods
 ):
     """Over HTTP, docker-py to a Docker Engine API stand-in that says how much memory Docker
-    has: Docker Desktop's default VM is smaller than minikube's 4096 MB, and minikube refuses."""
+    has: Docker Desktop's default VM is smaller than minikube's 4096 MB, and minikube refuses;
+    every model-API pod the settings allow counts."""
+    setting = "IRISCTL_API_AUTOSCALE" if ".." in api_pods else "IRISCTL_API_REPLICAS"
+    monkeypatch.setenv(setting, api_pods)
     handler = type("Info", (_DockerInfo,), {"mem_total": docker_mib * 2**20})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -109,6 +109,8 @@ def test_the_stacks_requests_fit_minikubes_default_node_beside_kube_system():
     node_mib = settings.DEFAULTS["minikube_memory_mb"][0]
     node_cpus = settings.DEFAULTS["minikube_cpus"][0]
     assert kube_manifests.stack_memory_mib() <= node_mib
+    # every further model-API pod adds its request
+    assert kube_manifests.stack_memory_mib(3) == kube_manifests.stack_memory_mib() + 2 * 384
     cpu_m = sum(
         int(cpu.removesuffix("m")) if cpu.endswith("m") else int(cpu) * 1000
         for key, (cpu, _, _, _) in kube.RESOURCES.items()

@@ -7,15 +7,16 @@ from ...errors import IrisctlError
 from ..base import Check
 
 
-def docker_memory_check(minikube_mb: int) -> Check:
+def docker_memory_check(minikube_mb: int, api_pods: int = 1) -> Check:
     """On the docker driver minikube's node is a container limited to what Docker has
     (``docker info``'s MemTotal; Docker Desktop's VM is often 2 GiB): minikube refuses more
     (RSRC_OVER_ALLOC_MEM, cmd/minikube/cmd/start.go ``validateRequestedMemorySize``), and a
-    node smaller than the stack's requests leaves pods Pending or OOM-killed."""
+    node smaller than the stack's requests (with ``api_pods`` model-API pods) leaves pods
+    Pending or OOM-killed."""
     from ...clients import docker
     from . import manifests
 
-    need = manifests.stack_memory_mib()
+    need = manifests.stack_memory_mib(api_pods)
     try:
         have = int(docker.client().info().get("MemTotal") or 0) // 2**20
     except IrisctlError as exc:

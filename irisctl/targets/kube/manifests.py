@@ -65,13 +65,15 @@ def memory_mib(quantity: str) -> int:
     return int(quantity.removesuffix("Mi"))
 
 
-def stack_memory_mib() -> int:
+def stack_memory_mib(api_pods: int = 1) -> int:
     """The memory requests of every pod the stack runs at once (the nightly training included,
-    the one-off bucket Job not), plus the node's own: what minikube's memory must cover."""
+    the one-off bucket Job not; ``api_pods`` model-API pods), plus the node's own: what
+    minikube's memory must cover."""
     requests = (
         memory_mib(request) for key, (_, request, _, _) in RESOURCES.items() if key != "job"
     )
-    return sum(requests) + NODE_OVERHEAD_MIB
+    more_api = (api_pods - 1) * memory_mib(RESOURCES["api"][1])
+    return sum(requests) + more_api + NODE_OVERHEAD_MIB
 
 
 MANIFESTS = (
@@ -175,8 +177,17 @@ def api_scale(config: Config) -> dict[str, Any]:
     whether a PodDisruptionBudget lets a drain evict one pod at a time (wherever there can be
     two or more; ``maxUnavailable: 1`` never blocks a drain of a single pod)."""
     scale = autoscale_range(config["api_autoscale"])
-    most = scale[1] if scale else config["api_replicas"]
-    return {"api_replicas": config["api_replicas"], "api_autoscale": scale, "api_pdb": most >= 2}
+    return {
+        "api_replicas": config["api_replicas"],
+        "api_autoscale": scale,
+        "api_pdb": api_pods_at_most(config) >= 2,
+    }
+
+
+def api_pods_at_most(config: Config) -> int:
+    """The most model-API pods the settings allow: ``api_replicas``, or the autoscaler's max."""
+    scale = autoscale_range(config["api_autoscale"])
+    return scale[1] if scale else int(config["api_replicas"])
 
 
 def render(config: Config, target: str) -> dict[str, str]:

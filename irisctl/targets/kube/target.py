@@ -51,7 +51,8 @@ class KubeTarget:
 
         found = [network_policy_check(self.config["minikube_profile"])]
         if shutil.which("docker") or os.environ.get("DOCKER_HOST"):
-            found.append(docker_memory_check(self.config["minikube_memory_mb"]))
+            most = manifests.api_pods_at_most(self.config)
+            found.append(docker_memory_check(self.config["minikube_memory_mb"], most))
         return found
 
     def render(self) -> dict[str, str]:
