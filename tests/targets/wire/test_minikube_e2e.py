@@ -274,7 +274,10 @@ def _rollout_under_traffic(w: World, roll) -> None:
             return len(pods) == 2 and not old & {p["metadata"]["uid"] for p in pods}
 
         wait_until(replaced, 120, 0.5, "both model-API pods to be replaced")
-        time.sleep(8)  # the old pods' preStop pause and shutdown, still under traffic
+        # the old pods' preStop pause and shutdown, still under traffic
+        wait_until(
+            lambda: not any(t.is_alive() for t in w.kubelet.stopping), 60, 0.5, "old pods to stop"
+        )
     finally:
         stop.set()
         for t in threads:
