@@ -37,16 +37,7 @@ def delete(
 ) -> list[str]:
     """Delete (or, ``dry_run``, look for) what ``down`` removes; one line per object."""
     prefix = "would delete" if dry_run else "deleted"
-    done = []
-    for api_version, kind, obj in doomed(cluster, documents, purge):
-        found = cluster.get(api_version, kind, obj)
-        if found is None:
-            continue
-        if not purge and not managed(found):  # same name, someone else's: not ours to delete
-            done.append(f"left {kind}/{obj} (not irisctl's: no label {MANAGED_BY[0]})")
-            continue
-        if dry_run or cluster.delete(api_version, kind, obj):
-            done.append(f"{prefix} {kind}/{obj}")
+    done = _delete_each(cluster, doomed(cluster, documents, purge), not purge, dry_run)
     if not purge and any(line.startswith(prefix) for line in done):
         done.append(
             f"kept the PersistentVolumeClaims and Secret {SECRET_NAME} "
@@ -55,18 +46,35 @@ def delete(
     return done
 
 
+def _delete_each(
+    cluster: Cluster, objects: list[tuple[str, str, str]], ours_only: bool, dry_run: bool
+) -> list[str]:
+    """Delete each (apiVersion, kind, name) that exists (``ours_only``: only irisctl's, the
+    others are "left"); one line per object."""
+    prefix = "would delete" if dry_run else "deleted"
+    done = []
+    for api_version, kind, obj in objects:
+        found = cluster.get(api_version, kind, obj)
+        if found is None:
+            continue
+        if ours_only and not managed(found):  # same name, someone else's: not ours to delete
+            done.append(f"left {kind}/{obj} (not irisctl's: no label {MANAGED_BY[0]})")
+            continue
+        if dry_run or cluster.delete(api_version, kind, obj):
+            done.append(f"{prefix} {kind}/{obj}")
+    return done
+
+
 def retire(cluster: Cluster, documents: list[dict[str, Any]]) -> list[str]:
     """Delete irisctl's objects that the settings no longer render (``manifests.OPTIONAL``: an
     autoscaler after ``api_autoscale`` is unset, ...); one line per object deleted."""
     rendered = {(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in documents}
-    done = []
-    for api_version, kind, obj in OPTIONAL:
-        if (api_version, kind, obj) in rendered:
-            continue
-        found = cluster.get(api_version, kind, obj)
-        if found is not None and managed(found) and cluster.delete(api_version, kind, obj):
-            done.append(f"deleted {kind}/{obj} (no longer in the settings)")
-    return done
+    gone = [o for o in OPTIONAL if o not in rendered]
+    return [
+        f"{line} (no longer in the settings)"
+        for line in _delete_each(cluster, gone, True, False)
+        if line.startswith("deleted")
+    ]
 
 
 def terminating(namespace: dict[str, Any] | None) -> bool:
