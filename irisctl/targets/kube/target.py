@@ -161,7 +161,6 @@ class KubeTarget:
                 "`down --purge`); waiting until it is gone",
             )
             teardown.wait_gone(cluster, self.config["rollout_timeout"], self.poll_s, progress)
-        before = manifests.pod_checksums(cluster.find("apps/v1", "Deployment"))
         for doc in documents:
             if doc["kind"] == "Namespace" and not adopted:
                 cluster.apply(doc)
@@ -176,9 +175,13 @@ class KubeTarget:
         # count applied below.
         for line in teardown.retire(cluster, documents):
             progress("manifests", line)
+        found = {name(d): d for d in cluster.find("apps/v1", "Deployment")}
+        before = manifests.pod_checksums(list(found.values()))
         for doc in documents:
             if doc["kind"] != "Namespace":
-                self._apply(cluster, doc)
+                self._apply(
+                    cluster, doc, found.get(name(doc)) if doc["kind"] == "Deployment" else None
+                )
         progress("manifests", f"applied {len(documents)} objects (server-side, irisctl)")
         after = manifests.pod_checksums(documents)
         rolled = [n for n, c in after.items() if before.get(n) not in (None, c)]
@@ -314,7 +317,10 @@ class KubeTarget:
                 "use a fixed count: unset api_autoscale and set api_replicas",
             )
 
-    def _apply(self, cluster: Cluster, doc: dict[str, Any]) -> None:
+    def _apply(
+        self, cluster: Cluster, doc: dict[str, Any], deployed: dict[str, Any] | None = None
+    ) -> None:
+        """Server-side apply ``doc``; ``deployed``: the Deployment of that name as found."""
         if doc["kind"] == "Job":  # a Job's pod template is immutable: finished ones stay
             job = doc["metadata"]["name"]
             spec = manifests.spec_digest(doc)
@@ -327,14 +333,10 @@ class KubeTarget:
                 # Unfinished, or done with another spec (e.g. before the MinIO user): run again.
                 cluster.delete("batch/v1", "Job", job)
         wanted = (doc.get("spec") or {}).get("replicas")
-        if doc["kind"] == "Deployment" and wanted is not None:
-            # After an autoscaler, its controller owns the count: taken back by an update (an
-            # apply of another count would be a field-manager conflict, and we never force).
-            current = cluster.get("apps/v1", "Deployment", name(doc))
-            if current is not None and (current.get("spec") or {}).get("replicas") != wanted:
-                cluster.merge_patch(
-                    "apps/v1", "Deployment", name(doc), {"spec": {"replicas": wanted}}
-                )
+        # After an autoscaler, its controller owns the count: taken back by an update (an apply
+        # of another count would be a field-manager conflict, and we never force).
+        if deployed is not None and wanted not in (None, deployed["spec"].get("replicas")):
+            cluster.merge_patch("apps/v1", "Deployment", name(doc), {"spec": {"replicas": wanted}})
         cluster.apply(doc)
 
     def _record(self, up: bool, **extra: Any) -> None:
