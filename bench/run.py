@@ -551,12 +551,17 @@ def swap_under_load(
     return baseline, during, before_swap, max(seen - {before_swap}, key=int)
 
 
+def control_api(b: Bench) -> tuple[str, object]:
+    """The swap row's control: an API (2 workers) that does not watch the alias."""
+    return b.api_server(2, b.home / "control-graphs", "-control", poll_s=3600)
+
+
 def only_swap(b: Bench) -> None:
     """``--only-swap``: the swap row alone, ``--runs`` times on one API (2 workers), each run
     beside a control: the same two promotions against an API that does not watch the alias."""
     cache = b.home / "bench-graphs"
     url, cm = b.api_server(2, cache)
-    control_url, control_cm = b.api_server(2, b.home / "control-graphs", "-control", 3600)
+    control_url, control_cm = control_api(b)
     body = json.dumps({"features": ROW})
     rows = []
     with cm, control_cm:  # type: ignore[attr-defined]
@@ -650,7 +655,7 @@ def main() -> int:
             body = json.dumps({"features": ROW})
             baseline, during, before_swap, after_swap = swap_under_load(b, url, cache, body)
             # The control: the same promotions against an API that does not watch the alias.
-            c_url, c_cm = b.api_server(2, b.home / "control-graphs", "-control", 3600)
+            c_url, c_cm = control_api(b)
             with c_cm:  # type: ignore[attr-defined]
                 wait_for(lambda: answers(f"{c_url}/readyz"), 120, "the control API")
                 wrk(f"{c_url}/predict", body, 2)  # warm up
